@@ -1,0 +1,30 @@
+"""Installs the udamobile library, its data pipelines and its export tools.
+
+The command-line entry points are the top-level scripts `train.py` and
+`evaluate.py` and the module `python -m export`; see README.md.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="udamobile",
+    version="0.1.0",
+    description=(
+        "Unsupervised domain adaptation for mobile semantic segmentation "
+        "(Toldo et al., IVC 2020) in TensorFlow 2 / Keras 3"),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["udamobile", "udamobile.*",
+                                    "data_pipelines", "data_pipelines.*",
+                                    "export", "export.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "numpy>=2,<3",
+        "opencv-python-headless>=4.10,<6",
+        "pillow>=10,<14",
+        "absl-py>=2,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ai-edge-litert>=2,<3"],
+    },
+)
