@@ -128,6 +128,8 @@ def _inverted_residual_block(x, *, block_id, expansion, filters, stride, rate):
     depthwise_output = x = keras.layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(x)
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
     x = _backbone_batch_norm(f"{prefix}project_BN")(x)
+    # `stride` is the effective one: like TF-slim, a block whose stride the
+    # output stride turned into a dilation gets a residual if its widths match.
     if stride == 1 and in_channels == filters:
         x = keras.layers.Add(name=f"{prefix}add")([inputs, x])
     return x, depthwise_output
