@@ -1,0 +1,53 @@
+"""Builds the paper's networks from a `ModelConfig`.
+
+Names used throughout the code, and the paper's names for them:
+
+    segmenter  M = Md(Me(x))          DeepLabV3+ MobileNetV2
+    g_st       G_ST: source -> target  ResNet generator
+    g_ts       G_TS: target -> source  ResNet generator
+    d_s, d_t   D_S, D_T                PatchGAN image discriminators
+    fd_s, fd_t D'_S, D'_T              feature discriminators on Me(x)
+"""
+from udamobile.discriminators import FEATURE_DISCRIMINATOR_STRIDES, build_patch_discriminator
+from udamobile.segmenter import build_segmenter, encoder_channels
+from udamobile.translator import build_generator
+
+
+def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False):
+    return build_segmenter(
+        model_cfg.num_classes,
+        width_multiplier=model_cfg.width_multiplier,
+        output_stride=model_cfg.output_stride,
+        aspp_rates=model_cfg.aspp_rates,
+        aspp_filters=model_cfg.aspp_filters,
+        low_level_filters=model_cfg.low_level_filters,
+        decoder_filters=model_cfg.decoder_filters,
+        separable=model_cfg.separable,
+        dropout_rate=model_cfg.dropout_rate,
+        freeze_batch_norm=freeze_batch_norm)
+
+
+def build_translation_networks(model_cfg):
+    """{"g_st", "g_ts", "d_s", "d_t", "fd_s", "fd_t"}: everything but the segmenter."""
+    output = None if model_cfg.generator_output == "linear" else model_cfg.generator_output
+
+    def generator(name):
+        return build_generator(filters=model_cfg.generator_filters,
+                               num_blocks=model_cfg.generator_blocks,
+                               output_activation=output, name=name)
+
+    def image_discriminator(name):
+        return build_patch_discriminator(filters=model_cfg.discriminator_filters,
+                                         strides=model_cfg.discriminator_strides, name=name)
+
+    def feature_discriminator(name):
+        return build_patch_discriminator(
+            input_channels=encoder_channels(model_cfg.width_multiplier),
+            filters=model_cfg.discriminator_filters,
+            strides=FEATURE_DISCRIMINATOR_STRIDES, name=name)
+
+    return {
+        "g_st": generator("g_st"), "g_ts": generator("g_ts"),
+        "d_s": image_discriminator("d_s"), "d_t": image_discriminator("d_t"),
+        "fd_s": feature_discriminator("fd_s"), "fd_t": feature_discriminator("fd_t"),
+    }
