@@ -23,6 +23,7 @@ setup(
         "opencv-python-headless>=4.10,<6",
         "pillow>=10,<14",
         "absl-py>=2,<3",
+        "tensorboard>=2.20,<3",  # tf.summary needs it; TF 2.21 no longer depends on it
     ],
     extras_require={
         "test": ["pytest>=8", "ai-edge-litert>=2,<3"],

@@ -104,7 +104,7 @@ class RunConfig:
     """Bookkeeping: seeds, checkpoints, logs, periodic evaluation."""
     seed: int = _field(0, "Seed of data order, crops, flips and initialization.")
     init_checkpoint: typing.Optional[str] = _field(
-        None, "Start the segmenter from this: a work directory of ours.")
+        None, "Start the segmenter from this work directory of ours. Ignored when resuming.")
     checkpoint_every: int = _field(1000, "Steps between checkpoints.")
     keep_checkpoints: int = _field(3, "Checkpoints kept.")
     log_every: int = _field(100, "Steps between scalar summaries.")

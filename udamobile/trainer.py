@@ -1,0 +1,247 @@
+"""The training loop of both stages: data, steps, summaries, checkpoints, evaluation.
+
+`train(cfg, workdir)` is all `train.py` calls. It resumes from the latest
+checkpoint of `workdir` when there is one, so a killed run (even `kill -9`)
+continues where its last checkpoint stopped: step, weights, optimizer slots,
+learning rates (a function of the step) and image pools are restored. On
+SIGINT/SIGTERM it saves a checkpoint before exiting.
+"""
+import json
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import data_pipelines
+from udamobile import checkpointing, classes, config as config_lib, metrics, train_step
+from udamobile.progress import Progress
+from udamobile.state import TrainingState
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient became NaN or infinite (with on_nonfinite=stop)."""
+
+
+class Interrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
+
+
+def _stream_seed(seed, start_step):
+    # A resumed run draws a fresh, still deterministic, data order instead of
+    # replaying the batches the run already saw.
+    return seed + 1_000_003 * start_step
+
+
+def make_training_stream(cfg, start_step=0):
+    """The endless tf.data stream of the run's stage."""
+    data = cfg.data
+    seed = _stream_seed(cfg.run.seed, start_step)
+    source = data_pipelines.open_dataset(data.source, data.source_root, "train",
+                                         synthia_classes=data.synthia_classes)
+    if cfg.stage == "source_only":
+        return data_pipelines.supervised_patches(
+            source, patch_size=data.patch_size, resize_width=data.resize_width,
+            batch_size=cfg.optim.batch_size, flip=data.flip, seed=seed)
+    target = data_pipelines.open_dataset(data.target, data.target_root, "train")
+    return data_pipelines.unpaired_patches(
+        source, target, patch_size=data.patch_size, resize_width_source=data.resize_width,
+        resize_width_target=data.resize_width, batch_size=cfg.optim.batch_size,
+        flip=data.flip, seed=seed)
+
+
+def evaluation_dataset(cfg):
+    """The dataset of periodic evaluation: the source's held-out split by default."""
+    run = cfg.run
+    name = run.eval_dataset or cfg.data.source
+    root = run.eval_root if run.eval_dataset else cfg.data.source_root
+    default_split = {"cityscapes": "val", "demo_target": "val"}.get(name, "heldout")
+    split = run.eval_split or default_split
+    if name in ("cityscapes", "demo_target") and split == "val" and run.eval_every > 0:
+        logging.warning(
+            "Periodic evaluation on %s/val, the target's test split: choosing a "
+            "checkpoint by it selects on the test set (as the authors' code did).", name)
+    return data_pipelines.open_dataset(name, root, split, synthia_classes=cfg.data.synthia_classes)
+
+
+def evaluate_segmenter(segmenter, dataset, *, protocol=19, input_width=None, max_images=0):
+    """Per-class IoU and mIoU (metrics.protocol_scores) of a Keras segmenter."""
+    num_classes = segmenter.output["logits"].shape[-1]
+    matrix = metrics.ConfusionMatrix(num_classes)
+
+    @tf.function
+    def accumulate(image, label):
+        logits = segmenter(image, training=False)["logits"]
+        logits = tf.image.resize(logits, tf.shape(label)[1:3], method="bilinear")
+        matrix.update(label, tf.argmax(logits, axis=-1, output_type=tf.int32))
+
+    images = data_pipelines.evaluation_images(dataset, input_width=input_width)
+    if max_images:
+        images = images.take(max_images)
+    for example in images:
+        accumulate(example["image"], example["label"])
+    return metrics.protocol_scores(matrix.result().numpy(), protocol)
+
+
+def _protocol(cfg):
+    return cfg.data.synthia_classes if cfg.data.source == "synthia" else 19
+
+
+def _prepare_workdir(cfg, workdir):
+    """Writes config.json; a resumed run must keep its stage and networks."""
+    if os.path.exists(checkpointing.config_path(workdir)):
+        previous = checkpointing.read_config(workdir)
+        if (previous.stage, previous.model) != (cfg.stage, cfg.model):
+            raise checkpointing.WorkdirError(
+                f"{workdir} holds a {previous.stage} run with other networks; "
+                "use a new --workdir (or the same flags) to resume")
+    for sub in ("checkpoints", "logs", "eval"):
+        os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+    checkpointing.write_config(workdir, cfg)
+
+
+def _initialize(state, manager, cfg):
+    """Resumes from the work directory, else starts from --init_checkpoint."""
+    if manager.latest_checkpoint:
+        state.checkpoint().read(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(state.step))
+        return
+    init = cfg.run.init_checkpoint
+    if init:
+        path = checkpointing.resolve_checkpoint(init)
+        checkpointing.restore_into(path, segmenter=state.segmenter)
+        logging.info("Segmenter initialized from %s", path)
+
+
+def _colour_labels(labels):
+    return tf.numpy_function(lambda x: classes.colorize(x), [labels], tf.uint8)
+
+
+def _to_uint8(images):
+    return tf.cast(tf.clip_by_value((images + 1.0) * 127.5, 0, 255), tf.uint8)
+
+
+def _write_images(state, cfg, batch, step):
+    if cfg.stage == "source_only":
+        logits = state.segmenter(batch["image"][:1], training=False)["logits"]
+        pictures = {"image": _to_uint8(batch["image"][:1]),
+                    "label": _colour_labels(batch["label"][:1]),
+                    "prediction": _colour_labels(tf.argmax(logits, -1))}
+    else:
+        translated = train_step.translate_for_summary(state, batch)
+        pictures = {name: _to_uint8(image) for name, image in translated.items()}
+        for name in ("x_t", "g_st(x_s)"):
+            logits = state.segmenter(translated[name], training=False)["logits"]
+            pictures[f"prediction {name}"] = _colour_labels(tf.argmax(logits, -1))
+        pictures["label x_s"] = _colour_labels(batch["source_label"][:1])
+    for name, image in pictures.items():
+        tf.summary.image(name, image, step=step)
+
+
+def _nonfinite_terms(values):
+    bad = [name for name, v in values.items() if name != "finite" and not math.isfinite(v)]
+    return ", ".join(bad) if bad else "a gradient (all losses finite)"
+
+
+class _SignalFlag:
+    """Records SIGINT/SIGTERM so the loop can checkpoint before leaving."""
+
+    def __init__(self):
+        self.received = None
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc_info):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def train(cfg, workdir):
+    """Runs (or resumes) the run described by `cfg` in `workdir`.
+
+    Returns the final evaluation scores (metrics.protocol_scores) and writes
+    them to <workdir>/eval/final.json.
+    """
+    config_lib.validate(cfg)
+    tf.keras.utils.set_random_seed(cfg.run.seed)
+    _prepare_workdir(cfg, workdir)
+    state = TrainingState(cfg)
+    manager = tf.train.CheckpointManager(
+        state.checkpoint(), checkpointing.checkpoint_dir(workdir),
+        max_to_keep=cfg.run.keep_checkpoints, step_counter=state.step)
+    _initialize(state, manager, cfg)
+    start = int(state.step)
+    eval_data = evaluation_dataset(cfg)
+    stream = iter(make_training_stream(cfg, start))
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs"))
+    steps = {}
+
+    def step_function(step):
+        key = (train_step.adaptation_phase(step, cfg) if cfg.stage == "adaptation" else None)
+        if key not in steps:
+            steps[key] = (train_step.make_source_only_step(state, cfg) if key is None else
+                          train_step.make_adaptation_step(
+                              state, cfg, update_segmenter=key[0], feature_adaptation=key[1]))
+        return steps[key]
+
+    def save():
+        manager.save(checkpoint_number=int(state.step))
+
+    def evaluate(name):
+        scores = evaluate_segmenter(state.segmenter, eval_data, protocol=_protocol(cfg),
+                                    input_width=cfg.run.eval_input_width,
+                                    max_images=cfg.run.eval_max_images)
+        scores.update(step=int(state.step), dataset=f"{eval_data.name}/{eval_data.split}")
+        checkpointing.write_text_atomically(
+            os.path.join(workdir, "eval", f"{name}.json"), json.dumps(scores, indent=2) + "\n")
+        with writer.as_default():
+            tf.summary.scalar("eval/miou", scores["miou"], step=int(state.step))
+        return scores
+
+    skipped = 0
+    with _SignalFlag() as interrupt, writer.as_default(), \
+            Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
+        for step in range(start, cfg.optim.steps):
+            started = time.perf_counter()
+            batch = next(stream)
+            values = {k: float(v) for k, v in step_function(step)(batch).items()}
+            seconds = time.perf_counter() - started
+            if not values["finite"]:
+                if cfg.run.on_nonfinite == "stop":
+                    raise NonFiniteLossError(
+                        f"step {step}: non-finite {_nonfinite_terms(values)}; the update was not "
+                        f"applied and the last checkpoint in {workdir} is intact")
+                skipped += 1
+                logging.warning("step %d skipped: non-finite %s", step, _nonfinite_terms(values))
+            done = step + 1
+            progress.update(**{k.split("/")[-1]: v for k, v in values.items()
+                               if k in ("loss/ce", "loss/task_ce", "loss/cycle", "loss/generators")})
+            if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
+                for name, value in values.items():
+                    tf.summary.scalar(name, value, step=done)
+                for name, rate in state.learning_rates().items():
+                    tf.summary.scalar(f"learning_rate/{name}", rate, step=done)
+                tf.summary.scalar("step_seconds", seconds, step=done)
+                tf.summary.scalar("skipped_steps", skipped, step=done)
+            if done % cfg.run.image_every == 0:
+                _write_images(state, cfg, batch, done)
+            if done % cfg.run.checkpoint_every == 0:
+                save()
+            if cfg.run.eval_every and done % cfg.run.eval_every == 0 and done < cfg.optim.steps:
+                evaluate(f"step_{done}")
+            if interrupt.received:
+                save()
+                raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
+                                  f"{workdir}; run the same command to resume")
+    if manager.latest_checkpoint is None or checkpointing.checkpoint_step(
+            manager.latest_checkpoint) != int(state.step):
+        save()
+    return evaluate("final")
