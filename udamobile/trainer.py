@@ -36,6 +36,23 @@ def _stream_seed(seed, start_step):
     return seed + 1_000_003 * start_step
 
 
+def check_training_data(cfg):
+    """Decodes a sample of every dataset the run reads; raises on any problem.
+
+    Catches a wrong folder or label format at start-up rather than hours in.
+    """
+    data = cfg.data
+    needed = [(data.source, data.source_root, "train")]
+    if cfg.stage == "adaptation":
+        needed.append((data.target, data.target_root, "train"))
+    for name, root, split in needed:
+        report = data_pipelines.check_dataset(name, root, split,
+                                              synthia_classes=data.synthia_classes)
+        logging.info("%s", report)
+        if not report.ok:
+            raise data_pipelines.DatasetError(f"dataset check failed:\n{report}")
+
+
 def make_training_stream(cfg, start_step=0):
     """The endless tf.data stream of the run's stage."""
     data = cfg.data
@@ -172,6 +189,7 @@ def train(cfg, workdir):
     """
     config_lib.validate(cfg)
     tf.keras.utils.set_random_seed(cfg.run.seed)
+    check_training_data(cfg)
     _prepare_workdir(cfg, workdir)
     state = TrainingState(cfg)
     manager = tf.train.CheckpointManager(
