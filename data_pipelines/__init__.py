@@ -1,1 +1,12 @@
-"""Dataset readers (GTA5, SYNTHIA, Cityscapes, built-in demo domains) and tf.data pipelines."""
+"""Dataset readers (GTA5, SYNTHIA, Cityscapes, built-in demo domains) and tf.data pipelines.
+
+    dataset = open_dataset("gta5", "/data/GTA5", "train")
+    image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
+
+Modules: `base` (Dataset, DatasetError), `readers` (file decoders),
+`file_datasets` (folder layouts, held-out splits), `demo` (generated demo
+domains), `datasets` (open_dataset), `testing` (tiny datasets in the real
+formats, for tests).
+"""
+from data_pipelines.base import Dataset, DatasetError
+from data_pipelines.datasets import DATASET_NAMES, SPLITS, open_dataset

@@ -1,0 +1,60 @@
+"""`open_dataset`: one entry point for every dataset and split."""
+from data_pipelines import demo, file_datasets
+from data_pipelines.base import DatasetError
+
+DATASET_NAMES = ("gta5", "synthia", "cityscapes", "demo_source", "demo_target")
+
+SPLITS = {
+    "gta5": ("train", "heldout"),
+    "synthia": ("train", "heldout"),
+    "cityscapes": ("train", "val"),
+    "demo_source": tuple(demo.SPLIT_SIZES["demo_source"]),
+    "demo_target": tuple(demo.SPLIT_SIZES["demo_target"]),
+}
+SYNTHIA_PROTOCOLS = (16, 13)
+
+
+def open_dataset(name, root=None, split="train", *, synthia_classes=16, demo_size=None):
+    """Opens one split of a dataset.
+
+    Args:
+      name: one of DATASET_NAMES.
+      root: the dataset's folder (see file_datasets for the layouts); must be
+        None for the built-in demo domains, which have no files.
+      split: one of SPLITS[name]. gta5 / synthia: "train" or "heldout" (see
+        file_datasets for the held-out rule); cityscapes: "train" (labels
+        readable for the oracle, unused by adaptation) or "val" (the test
+        set); demo_source: "train" or "heldout"; demo_target: "train" (used
+        unlabelled) or "val" (the demo's test set).
+      synthia_classes: 16 or 13, the SYNTHIA protocol: with 13, SYNTHIA's
+        wall, fence and pole read as 255 too. Other datasets keep their
+        labels (an evaluation restricts them with PROTOCOL_CLASSES).
+      demo_size: (height, width) of the demo images, default demo.DEMO_SIZE;
+        only for the demo domains.
+
+    Returns:
+      A `Dataset`.
+
+    Raises:
+      DatasetError: bad name, split, protocol, size, folder or files.
+    """
+    if name not in DATASET_NAMES:
+        raise DatasetError(f"dataset name must be one of {DATASET_NAMES}, got {name!r}")
+    if split not in SPLITS[name]:
+        raise DatasetError(f"split of {name} must be one of {SPLITS[name]}, got {split!r}")
+    if synthia_classes not in SYNTHIA_PROTOCOLS:
+        raise DatasetError(f"synthia_classes must be one of {SYNTHIA_PROTOCOLS}, "
+                           f"got {synthia_classes!r}")
+    if name.startswith("demo_"):
+        if root is not None:
+            raise DatasetError(f"{name} is generated in memory and takes no root, got {root!r}")
+        return demo.DemoDataset(name, split, demo_size)
+    if demo_size is not None:
+        raise DatasetError(f"demo_size only applies to the demo domains, not {name}")
+    if not root:
+        raise DatasetError(f"{name} needs root, the folder of the dataset (got {root!r})")
+    if name == "gta5":
+        return file_datasets.open_gta5(root, split)
+    if name == "synthia":
+        return file_datasets.open_synthia(root, split, synthia_classes)
+    return file_datasets.open_cityscapes(root, split)

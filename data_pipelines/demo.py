@@ -1,0 +1,405 @@
+"""Built-in demo domains: procedurally generated street scenes, in memory.
+
+Both domains draw scenes from ONE layout generator: a straight street seen
+from a car (pinhole camera 1.6 m above the road, square pixels) with a road,
+sidewalks, building facades or a park with a hedge on each side, a distant
+skyline, and cars, persons, poles with traffic signs and trees placed on the
+ground and painted far to near. Labels use 10 of the 19 train ids (road,
+sidewalk, building, pole, traffic sign, vegetation, terrain, sky, person, car).
+So the two domains differ in appearance only, as GTA5 and Cityscapes do:
+
+- `demo_source` ("synthetic"): flat class colours with a mild colour jitter
+  per object and sharp edges.
+- `demo_target` ("real-looking"): the same flat colours, then texture
+  (per-class grain and smooth shading), a global colour change
+  (`target_colour_transform`: a channel rotation that moves every class's
+  colour near another class's source colour - sky turns pink, vegetation
+  blue, cars red - with gamma and contrast), per-image exposure, vignetting,
+  slight blur and sensor noise. A model trained on the source confuses the
+  classes on the target; a translator can learn the change.
+
+Every (domain, split, index) is its own deterministic scene: the random
+generator is seeded with (CRC-32 of "domain/split", index). Nothing is stored;
+generating a 128 x 256 image and its label takes about 1.5 ms (source) or
+3.5 ms (target) on one CPU core.
+"""
+import zlib
+
+import cv2
+import numpy as np
+
+from data_pipelines.base import Dataset, DatasetError
+from udamobile import classes
+
+DEMO_SIZE = (128, 256)  # (height, width)
+SPLIT_SIZES = {
+    "demo_source": {"train": 2000, "heldout": 200},
+    "demo_target": {"train": 2000, "val": 200},
+}
+
+ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (
+    classes.CLASS_NAMES.index(name) for name in (
+        "road", "sidewalk", "building", "pole", "traffic sign", "vegetation", "terrain",
+        "sky", "person", "car"))
+SCENE_CLASSES = (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
+
+# Flat colours of both domains before the target's appearance change (RGB).
+CLASS_COLOURS = {
+    ROAD: (90, 88, 96), SIDEWALK: (180, 160, 150), BUILDING: (150, 100, 75),
+    POLE: (215, 215, 220), SIGN: (235, 200, 40), VEGETATION: (60, 125, 45),
+    TERRAIN: (160, 195, 95), SKY: (120, 175, 235), PERSON: (205, 45, 65), CAR: (40, 55, 160),
+}
+OBJECT_COLOUR_JITTER = 10.0  # std of the per-object colour offset, per channel
+
+# The target's global colour change: out_c = sum_k MIX[c, k] * in_k (rows sum
+# to 1 so greys stay grey), then gamma on [0, 1], contrast around 0.5 and a tint.
+TARGET_CHANNEL_MIX = np.array([[0.10, 0.10, 0.80],
+                               [0.80, 0.10, 0.10],
+                               [0.10, 0.80, 0.10]], dtype=np.float32)
+TARGET_GAMMA = 0.8
+TARGET_CONTRAST = 0.85
+TARGET_TINT = np.array([0.04, 0.0, -0.03], dtype=np.float32)
+# Relative grain amplitude per class: leaves and grass are rough, sky smooth.
+TARGET_GRAIN = {ROAD: 0.08, SIDEWALK: 0.08, BUILDING: 0.12, POLE: 0.03, SIGN: 0.03,
+                VEGETATION: 0.25, TERRAIN: 0.15, SKY: 0.03, PERSON: 0.06, CAR: 0.06}
+TARGET_SHADING = 0.06      # amplitude of the smooth lighting field
+TARGET_EXPOSURE = (0.9, 1.05)
+TARGET_VIGNETTING = 0.25   # darkening at the corners
+TARGET_BLUR_SIGMA = 0.7    # pixels
+TARGET_NOISE = 3.0         # std of the sensor noise, in 0..255 units
+
+CAMERA_HEIGHT = 1.6        # metres
+FOCAL_PER_WIDTH = 0.9      # focal length in pixels / image width (~58 degree field of view)
+
+
+def _table(values_by_class, default, shape=()):
+    table = np.full((classes.NUM_CLASSES,) + shape, default, dtype=np.float32)
+    for class_id, value in values_by_class.items():
+        table[class_id] = value
+    return table
+
+
+_COLOUR_TABLE = _table(CLASS_COLOURS, 0.0, (3,))
+_GRAIN_TABLE = _table(TARGET_GRAIN, 0.0)
+
+
+# Scene geometry -----------------------------------------------------------
+
+class _Camera:
+    """Projection of road coordinates (lateral X, distance D, height Z; metres)."""
+
+    def __init__(self, height, width, horizon, vanishing_x):
+        self.height, self.width = height, width
+        self.horizon, self.vanishing_x = horizon, vanishing_x
+        self.focal = FOCAL_PER_WIDTH * width
+
+    def pixels_per_metre(self, distance):
+        return self.focal / distance
+
+    def row(self, distance, z=0.0):
+        return self.horizon + (CAMERA_HEIGHT - z) * self.focal / distance
+
+    def column(self, distance, lateral):
+        return self.vanishing_x + lateral * self.focal / distance
+
+
+class _Canvas:
+    """An object-id map painted back to front, and the class of each object.
+
+    Object 0 is the sky that fills the canvas at first.
+    """
+
+    def __init__(self, height, width):
+        self.objects = np.zeros((height, width), dtype=np.int32)
+        self.object_classes = [SKY]
+
+    def new_object(self, class_id):
+        self.object_classes.append(class_id)
+        return len(self.object_classes) - 1
+
+    def fill(self, obj, mask, rows=slice(None), cols=slice(None)):
+        """Paints `obj` where `mask` (shaped like the window rows x cols) is True."""
+        self.objects[rows, cols][mask] = obj
+
+    def _window(self, top, bottom, left, right):
+        height, width = self.objects.shape
+        top, bottom, left, right = (int(np.floor(v + 0.5)) for v in (top, bottom, left, right))
+        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+        return slice(top, max(bottom, top)), slice(left, max(right, left))
+
+    def box(self, obj, top, bottom, left, right):
+        """Paints the axis-aligned box [top, bottom) x [left, right), at least 1 pixel wide."""
+        centre = (left + right) / 2
+        left, right = min(left, centre - 0.5), max(right, centre + 0.5)
+        rows, cols = self._window(top, bottom, left, right)
+        self.objects[rows, cols] = obj
+
+    def ellipse(self, obj, centre_row, centre_col, radius_rows, radius_cols):
+        rows, cols = self._window(centre_row - radius_rows, centre_row + radius_rows + 1,
+                                  centre_col - radius_cols, centre_col + radius_cols + 1)
+        y = np.arange(rows.start, rows.stop)[:, None] + 0.5 - centre_row
+        x = np.arange(cols.start, cols.stop)[None, :] + 0.5 - centre_col
+        radius_rows, radius_cols = max(radius_rows, 0.5), max(radius_cols, 0.5)
+        self.fill(obj, (y / radius_rows) ** 2 + (x / radius_cols) ** 2 <= 1.0, rows, cols)
+
+
+def _paint_skyline(canvas, camera, rng):
+    """Distant buildings and tree lines standing on the horizon."""
+    left = 0.0
+    while left < camera.width:
+        right = left + camera.width * rng.uniform(0.04, 0.18)
+        kind = rng.choice(3, p=(0.65, 0.2, 0.15))  # building, trees, gap
+        if kind < 2:
+            tallest = 0.25 if kind == 0 else 0.08
+            top = camera.horizon - camera.height * rng.uniform(0.02, tallest)
+            obj = canvas.new_object(BUILDING if kind == 0 else VEGETATION)
+            canvas.box(obj, top, camera.horizon + 1, left, right)
+        left = right
+
+
+def _paint_ground(canvas, camera, street):
+    """Road, sidewalks and (beyond them) terrain below the horizon."""
+    first_row = int(np.ceil(camera.horizon))
+    rows = slice(first_row, camera.height)
+    y = np.arange(first_row, camera.height)[:, None] + 0.5
+    x = np.arange(camera.width)[None, :] + 0.5
+    # A ground pixel's lateral position: its column offset over pixels per metre.
+    lateral = (x - camera.vanishing_x) * CAMERA_HEIGHT / (y - camera.horizon)
+    road_half, outer = street["road_half"], street["road_half"] + street["sidewalk"]
+    for side in (-1, 1):
+        on_side = side * lateral > 0
+        canvas.fill(canvas.new_object(TERRAIN), on_side & (abs(lateral) >= outer), rows)
+        canvas.fill(canvas.new_object(SIDEWALK),
+                    on_side & (abs(lateral) >= road_half) & (abs(lateral) < outer), rows)
+    canvas.fill(canvas.new_object(ROAD), abs(lateral) < road_half, rows)
+
+
+def _paint_side_wall(canvas, camera, rng, *, side, lateral, class_id, heights, lengths):
+    """A vertical wall along the street at `lateral` metres on `side` (-1 left,
+    +1 right), cut into consecutive objects (`lengths` metres long, `heights`
+    metres tall, drawn uniformly from the given ranges) up to 150 m away."""
+    x = np.arange(camera.width) + 0.5
+    offset = side * (x - camera.vanishing_x)
+    boundaries = np.cumsum(rng.uniform(*lengths, size=64))
+    boundaries = boundaries[:np.searchsorted(boundaries, 150.0) + 1]
+    segment_heights = rng.uniform(*heights, size=boundaries.size)
+    # Column x sees the wall at the distance where `lateral` projects to x;
+    # columns on the other side of the vanishing point never see it.
+    with np.errstate(divide="ignore"):
+        distance = np.where(offset > 0, camera.focal * lateral / offset, np.inf)
+    segment = np.searchsorted(boundaries, distance)
+    on_wall = segment < boundaries.size
+    height_m = np.where(on_wall, segment_heights[np.minimum(segment, boundaries.size - 1)], 0.0)
+    y = np.arange(camera.height)[:, None] + 0.5
+    inside = (y >= camera.row(distance, z=height_m)) & (y < camera.row(distance)) & on_wall
+    for index in np.unique(segment[on_wall]):
+        canvas.fill(canvas.new_object(class_id), inside & (segment == index))
+
+
+def _paint_car(canvas, camera, rng, distance, lateral):
+    """Seen from behind: a body and a narrower cabin."""
+    obj = canvas.new_object(CAR)
+    centre = camera.column(distance, lateral)
+    metre = camera.pixels_per_metre(distance)
+    half_width, roof = rng.uniform(0.8, 1.0), rng.uniform(1.4, 1.9)
+    canvas.box(obj, camera.row(distance, 0.95), camera.row(distance, 0.0),
+               centre - half_width * metre, centre + half_width * metre)
+    canvas.box(obj, camera.row(distance, roof), camera.row(distance, 0.95),
+               centre - 0.75 * half_width * metre, centre + 0.75 * half_width * metre)
+
+
+def _paint_person(canvas, camera, rng, distance, lateral):
+    obj = canvas.new_object(PERSON)
+    centre = camera.column(distance, lateral)
+    metre = camera.pixels_per_metre(distance)
+    tall = rng.uniform(1.55, 1.9)
+    canvas.box(obj, camera.row(distance, tall - 0.25), camera.row(distance, 0.0),
+               centre - 0.22 * metre, centre + 0.22 * metre)
+    canvas.ellipse(obj, camera.row(distance, tall - 0.13), centre, 0.13 * metre, 0.11 * metre)
+
+
+def _paint_pole(canvas, camera, rng, distance, lateral):
+    obj = canvas.new_object(POLE)
+    centre = camera.column(distance, lateral)
+    metre = camera.pixels_per_metre(distance)
+    tall = rng.uniform(3.0, 6.0)
+    canvas.box(obj, camera.row(distance, tall), camera.row(distance, 0.0),
+               centre - 0.07 * metre, centre + 0.07 * metre)
+    if rng.random() < 0.7:
+        sign = canvas.new_object(SIGN)
+        sign_row = camera.row(distance, tall - 0.4)
+        if rng.random() < 0.5:
+            canvas.box(sign, sign_row - 0.35 * metre, sign_row + 0.35 * metre,
+                       centre - 0.35 * metre, centre + 0.35 * metre)
+        else:
+            canvas.ellipse(sign, sign_row, centre, 0.35 * metre, 0.35 * metre)
+
+
+def _paint_tree(canvas, camera, rng, distance, lateral):
+    obj = canvas.new_object(VEGETATION)
+    centre = camera.column(distance, lateral)
+    metre = camera.pixels_per_metre(distance)
+    trunk = rng.uniform(2.0, 3.5)
+    radius = rng.uniform(1.2, 2.5)
+    canvas.box(obj, camera.row(distance, trunk), camera.row(distance, 0.0),
+               centre - 0.15 * metre, centre + 0.15 * metre)
+    canvas.ellipse(obj, camera.row(distance, trunk + 0.8 * radius), centre,
+                   1.2 * radius * metre, radius * metre)
+
+
+def _distances(rng, count):
+    """Log-uniform distances (metres) between 4.5 and 70: as many near as far objects."""
+    return np.exp(rng.uniform(np.log(4.5), np.log(70.0), size=count))
+
+
+def _place_objects(rng, street):
+    """[(distance, lateral, painter)] of the scene's cars, persons, poles and trees."""
+    road_half, sidewalk = street["road_half"], street["sidewalk"]
+    sides = rng.choice((-1, 1), size=32)
+    placed = []
+    for distance, side in zip(_distances(rng, rng.integers(1, 5)), sides[:8]):
+        lane = rng.choice((0.5, road_half - 1.1))  # driving, or parked at the kerb
+        placed.append((distance, side * lane + rng.uniform(-0.3, 0.3), _paint_car))
+    for distance, side in zip(_distances(rng, rng.integers(0, 7)), sides[8:16]):
+        placed.append((distance, side * (road_half + rng.uniform(0.4, sidewalk - 0.3)),
+                       _paint_person))
+    for distance, side in zip(_distances(rng, rng.integers(1, 4)), sides[16:24]):
+        placed.append((distance, side * (road_half + 0.3), _paint_pole))
+    for distance, side in zip(_distances(rng, rng.integers(0, 6)), sides[24:32]):
+        beyond = rng.uniform(0.5, 3.0) if street["park"][side] else -0.7
+        placed.append((distance, side * (road_half + sidewalk + beyond), _paint_tree))
+    return placed
+
+
+def scene_layout(rng, height, width):
+    """A random street scene.
+
+    Returns:
+      (objects int32 [height, width] object ids, object_classes uint8
+      [num_objects] train id of each object); the label is
+      object_classes[objects].
+    """
+    camera = _Camera(height, width, horizon=height * rng.uniform(0.40, 0.52),
+                     vanishing_x=width * rng.uniform(0.40, 0.60))
+    street = {"road_half": rng.uniform(3.5, 6.0), "sidewalk": rng.uniform(2.0, 4.0),
+              "park": {side: rng.random() < 0.3 for side in (-1, 1)}}
+    canvas = _Canvas(height, width)
+    _paint_skyline(canvas, camera, rng)
+    _paint_ground(canvas, camera, street)
+    outer = street["road_half"] + street["sidewalk"]
+    for side in (-1, 1):
+        if street["park"][side]:
+            _paint_side_wall(canvas, camera, rng, side=side, lateral=outer + rng.uniform(3, 8),
+                             class_id=VEGETATION, heights=(1.0, 2.5), lengths=(10.0, 40.0))
+        else:
+            _paint_side_wall(canvas, camera, rng, side=side, lateral=outer,
+                             class_id=BUILDING, heights=(6.0, 22.0), lengths=(8.0, 30.0))
+    for distance, lateral, paint in sorted(_place_objects(rng, street), key=lambda p: -p[0]):
+        paint(canvas, camera, rng, distance, lateral)
+    return canvas.objects, np.asarray(canvas.object_classes, dtype=np.uint8)
+
+
+# Appearance ---------------------------------------------------------------
+
+def flat_colours(objects, object_classes, rng):
+    """float32 [H, W, 3] in 0..255: each object's class colour plus its own jitter."""
+    colours = _COLOUR_TABLE[object_classes] + rng.normal(
+        0.0, OBJECT_COLOUR_JITTER, size=(len(object_classes), 3)).astype(np.float32)
+    return colours[objects]
+
+
+def target_colour_transform(image):
+    """The target's global colour change: float [..., 3] in 0..255 -> same shape."""
+    image = np.asarray(image, dtype=np.float32)
+    # cv2.transform computes the per-pixel matrix product several times faster
+    # than numpy; it wants a 3-channel 2-D image, hence the reshapes.
+    pixels = image.reshape(-1, 1, 3)
+    mixed = np.clip(cv2.transform(pixels, TARGET_CHANNEL_MIX / 255.0), 0.0, 1.0)
+    mixed = mixed.reshape(image.shape)
+    return 255.0 * (0.5 + TARGET_CONTRAST * (cv2.pow(mixed, TARGET_GAMMA) - 0.5) + TARGET_TINT)
+
+
+def _smooth_field(rng, height, width, cell=16):
+    """float32 [height, width], unit scale, varying over about `cell` pixels."""
+    coarse = rng.standard_normal((height // cell + 2, width // cell + 2), dtype=np.float32)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def _vignette(height, width):
+    y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height - 0.5
+    x = (np.arange(width, dtype=np.float32)[None, :] + 0.5) / width - 0.5
+    return 1.0 - TARGET_VIGNETTING * 2.0 * (x ** 2 + y ** 2)
+
+
+def render_source(objects, object_classes, rng):
+    """The synthetic look: uint8 [H, W, 3] flat colours with per-object jitter."""
+    image = flat_colours(objects, object_classes, rng)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
+def render_target(objects, object_classes, rng):
+    """The real look: uint8 [H, W, 3]; see the module docstring."""
+    height, width = objects.shape
+    image = flat_colours(objects, object_classes, rng)
+    grain = _GRAIN_TABLE[object_classes][objects] * rng.standard_normal((height, width),
+                                                                         dtype=np.float32)
+    shading = 1.0 + grain + TARGET_SHADING * _smooth_field(rng, height, width)
+    image = target_colour_transform(image * shading[..., None])
+    image *= (rng.uniform(*TARGET_EXPOSURE) * _vignette(height, width))[..., None]
+    image = cv2.GaussianBlur(image, (0, 0), TARGET_BLUR_SIGMA)
+    # Luminance noise (one draw per pixel, shared by the channels) is cheaper
+    # than colour noise and looks the same at this amplitude.
+    image += TARGET_NOISE * rng.standard_normal((height, width, 1), dtype=np.float32)
+    return np.clip(image, 0, 255).round().astype(np.uint8)
+
+
+_RENDERERS = {"demo_source": render_source, "demo_target": render_target}
+
+
+def generate_scene(domain, split, index, size=DEMO_SIZE):
+    """Scene `index` of `domain`/`split`: (uint8 [h, w, 3] RGB image, uint8 [h, w] train ids)."""
+    seed = zlib.crc32(f"{domain}/{split}".encode("utf-8"))
+    rng = np.random.default_rng([seed, index])
+    objects, object_classes = scene_layout(rng, *size)
+    return _RENDERERS[domain](objects, object_classes, rng), object_classes[objects]
+
+
+def _checked_size(size):
+    if size is None:
+        return DEMO_SIZE
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, (int, np.integer)) and s >= 16 for s in size)):
+        raise DatasetError(f"demo_size must be (height, width) with both >= 16, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+class DemoDataset(Dataset):
+    """A split of `demo_source` or `demo_target`, generated on demand.
+
+    Args:
+      domain: "demo_source" or "demo_target".
+      split: a key of SPLIT_SIZES[domain].
+      size: (height, width) of the images, default DEMO_SIZE.
+    """
+
+    def __init__(self, domain, split, size=None):
+        super().__init__(domain, split, has_labels=True)
+        self.size = _checked_size(size)
+        self._length = SPLIT_SIZES[domain][split]
+
+    def __len__(self):
+        return self._length
+
+    def read_pair(self, index):
+        self.check_index(index)
+        return generate_scene(self.name, self.split, index, self.size)
+
+    def read_image(self, index):
+        return self.read_pair(index)[0]
+
+    def read_label(self, index):
+        return self.read_pair(index)[1]
+
+    def describe(self, index):
+        self.check_index(index)
+        return f"{self.name}/{self.split}/{index}"

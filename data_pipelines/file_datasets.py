@@ -1,0 +1,258 @@
+"""GTA5, SYNTHIA-RAND-CITYSCAPES and Cityscapes read from their original folders.
+
+Layouts (REFERENCE.md section 3):
+
+    GTA5        <root>/images/NNNNN.png, <root>/labels/NNNNN.png (palette)
+    SYNTHIA     <root>/RGB/NNNNNNN.png, <root>/GT/LABELS/NNNNNNN.png (16-bit)
+    Cityscapes  <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png,
+                <root>/gtFine/<split>/<city>/<name>_gtFine_labelIds.png
+
+Every image must have its label and every label its image; otherwise opening
+fails, listing the first unmatched files. Labels are mapped to train ids when
+read.
+
+Held-out splits (GTA5, SYNTHIA): the paper holds out 1,000 of GTA5's 24,966
+frames and 100 of SYNTHIA's 9,400 without saying which. Here the held-out
+files are the k whose file-name stem has the smallest SHA-1 digest, with
+k = round(n * 1000 / 24966) (GTA5) or round(n * 100 / 9400) (SYNTHIA), kept
+within [1, n - 1], for the n pairs found. So the full datasets split into
+23,966 / 1,000 and 9,300 / 100; a subset folder holds out the same fraction;
+the choice depends on names only (not on file order, platform or library
+versions).
+
+A label whose size differs from its image's (GTA5 has a few such pairs, off
+by some pixels) is resized to the image with nearest neighbour when read; a
+warning logs each resized file once with the running count
+(`Dataset.num_resized_labels`), so training never stops on them.
+"""
+import hashlib
+import os
+import threading
+
+from absl import logging
+
+from data_pipelines import readers
+from data_pipelines.base import Dataset, DatasetError
+from udamobile import classes
+
+# (frames in the full dataset, frames the paper holds out)
+HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100)}
+
+_LABEL_ID_TABLE = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
+_UNMATCHED_SHOWN = 5
+
+
+class FileDataset(Dataset):
+    """Image and label files of one split, read and mapped to train ids on demand.
+
+    Args:
+      name, split: as in `Dataset`.
+      image_paths: sequence of image paths.
+      label_paths: sequence of label paths (same order), or None if unlabelled.
+      read_train_ids: label path -> uint8 [h, w] train ids.
+    """
+
+    def __init__(self, name, split, image_paths, label_paths, read_train_ids):
+        super().__init__(name, split, has_labels=label_paths is not None)
+        self.image_paths = tuple(image_paths)
+        self.label_paths = None if label_paths is None else tuple(label_paths)
+        self._read_train_ids = read_train_ids
+        self._resized_labels = set()
+        self._lock = threading.Lock()  # tf.data reads from several threads.
+
+    def __len__(self):
+        return len(self.image_paths)
+
+    def read_image(self, index):
+        self.check_index(index)
+        return readers.read_rgb_image(self.image_paths[index])
+
+    def read_label(self, index):
+        self.check_index(index)
+        if not self.has_labels:
+            raise DatasetError(f"{self.name}/{self.split} has no labels "
+                               f"(cannot read the label of {self.describe(index)})")
+        label_path = self.label_paths[index]
+        label = self._read_train_ids(label_path)
+        height, width = readers.image_size(self.image_paths[index])
+        if label.shape != (height, width):
+            self._log_resized(label_path, label.shape, (height, width))
+            label = readers.fit_label_to_size(label, height, width)
+        return label
+
+    def describe(self, index):
+        self.check_index(index)
+        return os.fspath(self.image_paths[index])
+
+    @property
+    def num_resized_labels(self):
+        return len(self._resized_labels)
+
+    def _log_resized(self, label_path, label_shape, image_shape):
+        with self._lock:
+            if label_path in self._resized_labels:
+                return
+            self._resized_labels.add(label_path)
+            count = len(self._resized_labels)
+        logging.warning("%s: label is %dx%d but its image is %dx%d; resized it with nearest "
+                        "neighbour (%d label(s) of %s/%s resized so far)", label_path,
+                        *label_shape, *image_shape, count, self.name, self.split)
+
+
+def _require_folder(path, layout):
+    if not os.path.isdir(path):
+        raise DatasetError(f"{path}: folder not found (expected {layout})")
+
+
+def _files_by_key(folder, suffix, layout, recursive=False):
+    """{key: path} of the files named <key><suffix> in `folder` (and its sub-folders).
+
+    With `recursive`, keys are "<sub-folder>/<stem>", as Cityscapes' city folders.
+    """
+    _require_folder(folder, layout)
+    found, ignored = {}, 0
+    for directory, _, names in os.walk(folder):
+        prefix = os.path.relpath(directory, folder)
+        for name in names:
+            if name.endswith(suffix):
+                key = name[:-len(suffix)]
+                found[key if prefix == "." else f"{prefix}/{key}"] = os.path.join(directory, name)
+            else:
+                ignored += 1
+        if not recursive:
+            break
+    if ignored:
+        logging.info("%s: ignored %d file(s) not named *%s", folder, ignored, suffix)
+    return found
+
+
+def _unmatched_message(kind, other, paths):
+    shown = ", ".join(sorted(paths)[:_UNMATCHED_SHOWN])
+    more = f" and {len(paths) - _UNMATCHED_SHOWN} more" if len(paths) > _UNMATCHED_SHOWN else ""
+    return f"{len(paths)} {kind} without their {other}: {shown}{more}"
+
+
+def pair_files(images, labels, root):
+    """Sorted keys and matching (image paths, label paths) of two {key: path} dicts.
+
+    Raises:
+      DatasetError: if a key is in one dict only, or if there are no images.
+    """
+    problems = []
+    missing_labels = [images[key] for key in images.keys() - labels.keys()]
+    missing_images = [labels[key] for key in labels.keys() - images.keys()]
+    if missing_labels:
+        problems.append(_unmatched_message("images", "label", missing_labels))
+    if missing_images:
+        problems.append(_unmatched_message("labels", "image", missing_images))
+    if problems:
+        raise DatasetError(f"{root}: " + "; ".join(problems))
+    keys = sorted(images)
+    return keys, [images[key] for key in keys], [labels[key] for key in keys]
+
+
+def heldout_count(num_pairs, full_size, full_heldout):
+    """How many of `num_pairs` to hold out: the paper's fraction, within [1, n - 1]."""
+    return min(num_pairs - 1, max(1, round(num_pairs * full_heldout / full_size)))
+
+
+def heldout_keys(keys, full_size, full_heldout):
+    """The held-out subset of `keys`: those with the smallest SHA-1 digests."""
+    by_digest = sorted(keys, key=lambda key: hashlib.sha1(key.encode("utf-8")).hexdigest())
+    return set(by_digest[:heldout_count(len(keys), full_size, full_heldout)])
+
+
+def _split_heldout(name, root, split, keys, images, labels):
+    """The (images, labels) of `split` ("train" or "heldout") of sorted pairs."""
+    heldout = heldout_keys(keys, *HELDOUT_PROPORTION[name])
+    chosen = [i for i, key in enumerate(keys) if (key in heldout) == (split == "heldout")]
+    if not chosen:
+        raise DatasetError(f"{root}: the {split} split of {name} is empty ({len(keys)} "
+                           "pairs found; a held-out split needs at least 2)")
+    return [images[i] for i in chosen], [labels[i] for i in chosen]
+
+
+def _no_images(folder, pattern):
+    return DatasetError(f"{folder}: no images found (expected files named {pattern})")
+
+
+def open_gta5(root, split):
+    """GTA5 `split` ("train" or "heldout") as a FileDataset."""
+    layout = f"{root}/images/NNNNN.png and {root}/labels/NNNNN.png"
+    _require_folder(root, layout)
+    images = _files_by_key(os.path.join(root, "images"), ".png", layout)
+    if not images:
+        raise _no_images(os.path.join(root, "images"), "NNNNN.png")
+    labels = _files_by_key(os.path.join(root, "labels"), ".png", layout)
+    keys, image_paths, label_paths = pair_files(images, labels, root)
+    image_paths, label_paths = _split_heldout("gta5", root, split, keys, image_paths, label_paths)
+    return FileDataset("gta5", split, image_paths, label_paths, read_gta5_label)
+
+
+def read_gta5_label(path):
+    """GTA5 palette label -> uint8 [H, W] train ids."""
+    return _LABEL_ID_TABLE[readers.read_palette_indices(path)]
+
+
+def synthia_id_table(num_classes):
+    """uint8 [65536] table: SYNTHIA class id -> train id, in the 16- or 13-class protocol."""
+    kept = classes.PROTOCOL_CLASSES[num_classes]
+    mapping = {synthia_id: train_id for synthia_id, train_id in
+               classes.SYNTHIA_ID_TO_TRAIN_ID.items() if train_id in kept}
+    # 16-bit labels: the table covers every uint16 value.
+    return classes.lookup_table(mapping, size=2 ** 16)
+
+
+class _SynthiaLabelReader:
+    """SYNTHIA GT/LABELS path -> uint8 [H, W] train ids, in one protocol."""
+
+    def __init__(self, num_classes):
+        self._table = synthia_id_table(num_classes)
+
+    def __call__(self, path):
+        return self._table[readers.read_synthia_class_ids(path)]
+
+
+def open_synthia(root, split, num_classes):
+    """SYNTHIA-RAND-CITYSCAPES `split` ("train" or "heldout"), labels in the
+    `num_classes` (16 or 13) protocol: classes outside it read as 255."""
+    layout = f"{root}/RGB/NNNNNNN.png and {root}/GT/LABELS/NNNNNNN.png"
+    _require_folder(root, layout)
+    images = _files_by_key(os.path.join(root, "RGB"), ".png", layout)
+    if not images:
+        raise _no_images(os.path.join(root, "RGB"), "NNNNNNN.png")
+    labels = _files_by_key(os.path.join(root, "GT", "LABELS"), ".png", layout)
+    keys, image_paths, label_paths = pair_files(images, labels, root)
+    image_paths, label_paths = _split_heldout("synthia", root, split, keys, image_paths,
+                                              label_paths)
+    return FileDataset("synthia", split, image_paths, label_paths,
+                       _SynthiaLabelReader(num_classes))
+
+
+def read_cityscapes_label(path):
+    """Cityscapes `*_gtFine_labelIds.png` -> uint8 [H, W] train ids."""
+    return _LABEL_ID_TABLE[readers.read_grey_ids(path)]
+
+
+def open_cityscapes(root, split):
+    """Cityscapes `split` ("train" or "val").
+
+    Without its `gtFine/train` folder the train split opens unlabelled (enough
+    for an adaptation target); val, the test set, always needs its labels.
+    """
+    layout = (f"{root}/leftImg8bit/{split}/<city>/<name>_leftImg8bit.png and "
+              f"{root}/gtFine/{split}/<city>/<name>_gtFine_labelIds.png")
+    _require_folder(root, layout)
+    image_folder = os.path.join(root, "leftImg8bit", split)
+    images = _files_by_key(image_folder, "_leftImg8bit.png", layout, recursive=True)
+    if not images:
+        raise _no_images(image_folder, "<city>/<name>_leftImg8bit.png")
+    label_folder = os.path.join(root, "gtFine", split)
+    if split == "train" and not os.path.isdir(label_folder):
+        logging.info("%s not found: Cityscapes train opens without labels", label_folder)
+        keys = sorted(images)
+        return FileDataset("cityscapes", split, [images[key] for key in keys], None,
+                           read_cityscapes_label)
+    labels = _files_by_key(label_folder, "_gtFine_labelIds.png", layout, recursive=True)
+    _, image_paths, label_paths = pair_files(images, labels, root)
+    return FileDataset("cityscapes", split, image_paths, label_paths, read_cityscapes_label)
