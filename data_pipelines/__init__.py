@@ -2,11 +2,15 @@
 
     dataset = open_dataset("gta5", "/data/GTA5", "train")
     image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
+    batches = supervised_patches(dataset, patch_size=600, resize_width=1024)
 
 Modules: `base` (Dataset, DatasetError), `readers` (file decoders),
 `file_datasets` (folder layouts, held-out splits), `demo` (generated demo
-domains), `datasets` (open_dataset), `testing` (tiny datasets in the real
-formats, for tests).
+domains), `datasets` (open_dataset), `pipelines` (tf.data), `testing` (tiny
+datasets in the real formats, for tests).
 """
 from data_pipelines.base import Dataset, DatasetError
 from data_pipelines.datasets import DATASET_NAMES, SPLITS, open_dataset
+from data_pipelines.pipelines import (
+    evaluation_images, normalize_image, pad_to_size, random_crop, random_flip, resize_to_width,
+    supervised_patches, unpaired_patches)

@@ -1,0 +1,246 @@
+"""tf.data pipelines: random training patches and full evaluation images.
+
+Images leave these pipelines as float32 in [-1, 1] (x / 127.5 - 1), labels as
+int32 train ids (255 = ignore). A training example is made by:
+
+    read (in parallel, in a fixed order) -> normalize_image
+    -> resize_to_width (optional; bilinear image, nearest label)
+    -> random_crop (pads first where the image is smaller than the patch:
+       image with 0 = mid-grey, label with 255)
+    -> random_flip (optional; image and label together)
+
+The per-example ops are small functions of tensors, usable eagerly and inside
+tf.data. Their randomness is stateless: a stream's order and every crop and
+flip are functions of (seed, stream, epoch, position), so a pipeline yields
+the same batches for the same seed, whatever the thread timing.
+"""
+import tensorflow as tf
+
+from data_pipelines.base import DatasetError
+from udamobile.classes import IGNORE_LABEL
+
+AUTOTUNE = tf.data.AUTOTUNE
+IMAGE_PAD_VALUE = 0.0  # mid-grey in [-1, 1]
+
+# Stream ids keep the source and target orders and augmentations independent.
+_SOURCE_STREAM, _TARGET_STREAM = 0, 1
+
+
+def normalize_image(image):
+    """uint8 [..., 3] -> float32 in [-1, 1]: x / 127.5 - 1."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def resize_to_width(image, label=None, *, width):
+    """Scales image [H, W, C] (bilinear) and label [H, W] (nearest) to `width`
+    columns and round(H * width / W) rows; returns (image, label or None)."""
+    shape = tf.shape(image)
+    scale = tf.cast(width, tf.float32) / tf.cast(shape[1], tf.float32)
+    size = tf.stack([tf.cast(tf.round(tf.cast(shape[0], tf.float32) * scale), tf.int32),
+                     tf.constant(width, tf.int32)])
+    image = tf.image.resize(image, size, method="bilinear")
+    if label is not None:
+        label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
+    return image, label
+
+
+def pad_to_size(image, label=None, *, size):
+    """Pads image [H, W, C] (with IMAGE_PAD_VALUE) and label [H, W] (with 255)
+    at the bottom and right to at least size = (height, width)."""
+    shape = tf.shape(image)
+    pad_rows = tf.maximum(size[0] - shape[0], 0)
+    pad_cols = tf.maximum(size[1] - shape[1], 0)
+    image = tf.pad(image, [[0, pad_rows], [0, pad_cols], [0, 0]],
+                   constant_values=IMAGE_PAD_VALUE)
+    if label is not None:
+        label = tf.pad(label, [[0, pad_rows], [0, pad_cols]],
+                       constant_values=tf.cast(IGNORE_LABEL, label.dtype))
+    return image, label
+
+
+def random_crop(image, label=None, *, size, seed):
+    """The same random size = (height, width) window of image [H, W, C] and
+    label [H, W], padded first where smaller; `seed` is a stateless seed [2]."""
+    image, label = pad_to_size(image, label, size=size)
+    shape = tf.shape(image)
+    room = tf.stack([shape[0] - size[0] + 1, shape[1] - size[1] + 1])
+    uniform = tf.random.stateless_uniform([2], seed=seed)
+    # min() guards against float rounding up to `room` itself.
+    offset = tf.minimum(tf.cast(uniform * tf.cast(room, tf.float32), tf.int32), room - 1)
+    image = tf.slice(image, [offset[0], offset[1], 0], [size[0], size[1], -1])
+    if label is not None:
+        label = tf.slice(label, offset, size)
+    return image, label
+
+
+def random_flip(image, label=None, *, seed):
+    """Mirrors image [H, W, C] and label [H, W] left-right together, with
+    probability 1/2; `seed` is a stateless seed [2]."""
+    flip = tf.random.stateless_uniform([], seed=seed) < 0.5
+    image = tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+    if label is not None:
+        label = tf.cond(flip, lambda: tf.reverse(label, [1]), lambda: label)
+    return image, label
+
+
+def _patch_size(patch_size):
+    """An int or (height, width) -> (height, width) of positive ints."""
+    size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise DatasetError(f"patch_size must be a positive int or (height, width), "
+                           f"got {patch_size!r}")
+    return size
+
+
+def _check_positive(name, value, allow_none=False):
+    if allow_none and value is None:
+        return
+    if not isinstance(value, int) or value <= 0:
+        raise DatasetError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
+                           f"got {value!r}")
+
+
+def _require_labels(dataset, purpose):
+    if not dataset.has_labels:
+        raise DatasetError(f"{dataset.name}/{dataset.split} has no labels, which {purpose} needs")
+    if len(dataset) == 0:
+        raise DatasetError(f"{dataset.name}/{dataset.split} is empty")
+
+
+def _reader(dataset, with_label):
+    """int64 index -> (uint8 image [H, W, 3], int32 label [H, W] or None), via numpy."""
+    # stateful=False below: reading is a pure function of the index.
+    if with_label:
+        def read(index):
+            image, label = tf.numpy_function(
+                lambda i: dataset.read_pair(int(i)), [index], (tf.uint8, tf.uint8),
+                stateful=False)
+            return tf.ensure_shape(image, [None, None, 3]), tf.cast(
+                tf.ensure_shape(label, [None, None]), tf.int32)
+    else:
+        def read(index):
+            image = tf.numpy_function(lambda i: dataset.read_image(int(i)), [index], tf.uint8,
+                                      stateful=False)
+            return tf.ensure_shape(image, [None, None, 3]), None
+    return read
+
+
+def _shuffled_indices(length, seed):
+    """Endless int64 stream of indices: each epoch a new permutation of
+    range(length), a function of the stateless `seed` [2] and the epoch."""
+    def epoch_order(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(seed, epoch)
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(length, dtype=tf.int64), seed=epoch_seed)
+    return tf.data.Dataset.counter().map(epoch_order).unbatch()
+
+
+def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream):
+    """Endless (image [P, P, 3] float32, label [P, P] int32 or None) patches."""
+    order_seed, augment_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.constant([seed, stream], tf.int64), 2))
+    read = _reader(dataset, with_label)
+
+    def make_patch(position, index):
+        image, label = read(index)
+        image = normalize_image(image)
+        if resize_width is not None:
+            image, label = resize_to_width(image, label, width=resize_width)
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(augment_seed, position), 2))
+        image, label = random_crop(image, label, size=size, seed=crop_seed)
+        if flip:
+            image, label = random_flip(image, label, seed=flip_seed)
+        image = tf.ensure_shape(image, [*size, 3])
+        return image if label is None else (image, tf.ensure_shape(label, size))
+
+    positions = tf.data.Dataset.counter()
+    indices = _shuffled_indices(len(dataset), order_seed)
+    return tf.data.Dataset.zip((positions, indices)).map(
+        make_patch, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size=5, flip=True,
+                       seed=0):
+    """Endless batches of labelled random patches, reshuffled every epoch.
+
+    Args:
+      dataset: a labelled `Dataset`.
+      patch_size: int or (height, width) of the patches, P below.
+      resize_width: width images are resized to (aspect kept) before
+        cropping; None keeps their size.
+      batch_size: examples per batch.
+      flip: mirror half of the patches (image and label together).
+      seed: int; the same seed gives the same batches.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [B, P, P, 3] in [-1, 1],
+      "label": int32 [B, P, P] train ids}.
+    """
+    size = _patch_size(patch_size)
+    _check_positive("batch_size", batch_size)
+    _check_positive("resize_width", resize_width, allow_none=True)
+    _require_labels(dataset, "supervised_patches")
+    patches = _patch_stream(dataset, with_label=True, size=size, resize_width=resize_width,
+                            flip=flip, seed=seed, stream=_SOURCE_STREAM)
+    return patches.map(lambda image, label: {"image": image, "label": label}).batch(
+        batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
+                     resize_width_target=None, batch_size=1, flip=True, seed=0):
+    """Endless batches of a labelled source patch beside an unrelated target patch.
+
+    The two streams are shuffled and augmented independently; target labels
+    are never read (the target may be unlabelled).
+
+    Returns:
+      tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
+      "source_label": int32 [B, P, P], "target_image": float32 [B, P, P, 3]}.
+    """
+    size = _patch_size(patch_size)
+    _check_positive("batch_size", batch_size)
+    _check_positive("resize_width_source", resize_width_source, allow_none=True)
+    _check_positive("resize_width_target", resize_width_target, allow_none=True)
+    _require_labels(source, "the source stream of unpaired_patches")
+    if len(target) == 0:
+        raise DatasetError(f"{target.name}/{target.split} (target) is empty")
+    source_patches = _patch_stream(source, with_label=True, size=size,
+                                   resize_width=resize_width_source, flip=flip, seed=seed,
+                                   stream=_SOURCE_STREAM)
+    target_patches = _patch_stream(target, with_label=False, size=size,
+                                   resize_width=resize_width_target, flip=flip, seed=seed,
+                                   stream=_TARGET_STREAM)
+    pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(
+        lambda source_pair, target_image: {"source_image": source_pair[0],
+                                           "source_label": source_pair[1],
+                                           "target_image": target_image})
+    return pairs.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def evaluation_images(dataset, *, input_width=None):
+    """Every labelled image once, in index order, as batches of one.
+
+    Args:
+      dataset: a labelled `Dataset`.
+      input_width: width the image is downscaled to (aspect kept, bilinear);
+        None keeps it. The label always keeps its full resolution, where the
+        field compares predictions.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [1, h, w, 3] in [-1, 1],
+      "label": int32 [1, H, W] train ids, "index": int64 scalar}.
+    """
+    _check_positive("input_width", input_width, allow_none=True)
+    _require_labels(dataset, "evaluation_images")
+    read = _reader(dataset, with_label=True)
+
+    def make_example(index):
+        image, label = read(index)
+        image = normalize_image(image)
+        if input_width is not None:
+            image, _ = resize_to_width(image, width=input_width)
+        return {"image": image[None], "label": label[None], "index": index}
+
+    return tf.data.Dataset.range(len(dataset)).map(
+        make_example, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
