@@ -6,11 +6,13 @@
 
 Modules: `base` (Dataset, DatasetError), `readers` (file decoders),
 `file_datasets` (folder layouts, held-out splits), `demo` (generated demo
-domains), `datasets` (open_dataset), `pipelines` (tf.data), `testing` (tiny
-datasets in the real formats, for tests).
+domains), `datasets` (open_dataset), `pipelines` (tf.data), `validation`
+(check_dataset), `check` (its CLI), `testing` (tiny datasets in the real
+formats, for tests).
 """
 from data_pipelines.base import Dataset, DatasetError
 from data_pipelines.datasets import DATASET_NAMES, SPLITS, open_dataset
 from data_pipelines.pipelines import (
     evaluation_images, normalize_image, pad_to_size, random_crop, random_flip, resize_to_width,
     supervised_patches, unpaired_patches)
+from data_pipelines.validation import DatasetReport, check_dataset

@@ -1,0 +1,121 @@
+"""`check_dataset`: does a dataset folder hold what the pipelines expect?
+
+It opens the split (layout, pairing), decodes a sample of images and labels
+(or all of them) in the expected formats, and reports counts, sizes, the
+classes seen, notes (e.g. a subset of the dataset, resized labels) and
+problems. The training CLI runs it at start-up; `python -m data_pipelines.check`
+prints it.
+"""
+import collections
+import dataclasses
+
+import numpy as np
+from absl import logging
+
+from data_pipelines.base import DatasetError
+from data_pipelines.datasets import open_dataset
+from udamobile import classes
+
+# Image counts of the complete datasets (the paper's splits for GTA5 / SYNTHIA).
+FULL_SIZES = {
+    ("gta5", "train"): 23966, ("gta5", "heldout"): 1000,
+    ("synthia", "train"): 9300, ("synthia", "heldout"): 100,
+    ("cityscapes", "train"): 2975, ("cityscapes", "val"): 500,
+}
+_PROBLEMS_SHOWN = 20
+
+
+@dataclasses.dataclass
+class DatasetReport:
+    """What `check_dataset` found. `ok` is True when there are no problems."""
+    name: str
+    root: object
+    split: str
+    num_images: int = 0
+    has_labels: bool = False
+    num_checked: int = 0
+    image_sizes: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    train_ids_seen: set = dataclasses.field(default_factory=set)
+    notes: list = dataclasses.field(default_factory=list)
+    problems: list = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.problems
+
+    def __str__(self):
+        where = f" at {self.root}" if self.root else ""
+        labelled = "with labels" if self.has_labels else "WITHOUT labels"
+        lines = [f"{self.name}/{self.split}{where}: {self.num_images} images {labelled}; "
+                 f"checked {self.num_checked}"]
+        if self.image_sizes:
+            sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in self.image_sizes.most_common())
+            lines.append(f"  image sizes (width x height): {sizes}")
+        if self.train_ids_seen:
+            names = ", ".join(classes.CLASS_NAMES[i] for i in sorted(self.train_ids_seen))
+            lines.append(f"  classes seen: {names}")
+        lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  PROBLEM: {problem}" for problem in self.problems[:_PROBLEMS_SHOWN]]
+        if len(self.problems) > _PROBLEMS_SHOWN:
+            lines.append(f"  ... and {len(self.problems) - _PROBLEMS_SHOWN} more problems")
+        lines.append("OK" if self.ok else f"{len(self.problems)} problem(s)")
+        return "\n".join(lines)
+
+
+def sample_indices(length, count):
+    """`count` indices spread evenly over range(length), first and last included."""
+    return sorted(set(np.linspace(0, length - 1, num=min(count, length)).round().astype(int)))
+
+
+def _check_example(dataset, index, report):
+    try:
+        image = dataset.read_image(index)
+        report.image_sizes[image.shape[:2]] += 1
+        if dataset.has_labels:
+            label = dataset.read_label(index)
+            present = set(np.unique(label).tolist())
+            if present == {classes.IGNORE_LABEL}:
+                report.problems.append(
+                    f"{dataset.describe(index)}: every label pixel reads as 255 (ignore); "
+                    "are the labels in the expected encoding?")
+            report.train_ids_seen |= present - {classes.IGNORE_LABEL}
+    except DatasetError as error:
+        report.problems.append(str(error))
+
+
+def check_dataset(name, root=None, split="train", *, check_all=False, sample_size=8,
+                  synthia_classes=16, demo_size=None):
+    """Opens `name`/`split` at `root` and decodes a sample (or all) of its files.
+
+    Args:
+      name, root, split, synthia_classes, demo_size: as in `open_dataset`.
+      check_all: decode every image and label instead of a sample.
+      sample_size: how many evenly spread examples to decode otherwise.
+
+    Returns:
+      A DatasetReport; its `problems` list what would break training.
+    """
+    report = DatasetReport(name=name, root=root, split=split)
+    try:
+        dataset = open_dataset(name, root, split, synthia_classes=synthia_classes,
+                               demo_size=demo_size)
+    except DatasetError as error:
+        report.problems.append(str(error))
+        return report
+    report.num_images, report.has_labels = len(dataset), dataset.has_labels
+    full_size = FULL_SIZES.get((name, split))
+    if full_size is not None and full_size != len(dataset):
+        report.notes.append(f"{len(dataset)} images where the full dataset has {full_size} "
+                            "(a subset, or a different release)")
+    if not dataset.has_labels:
+        report.notes.append("no labels: usable as an unlabelled adaptation target only")
+    indices = range(len(dataset)) if check_all else sample_indices(len(dataset), sample_size)
+    for count, index in enumerate(indices, start=1):
+        _check_example(dataset, index, report)
+        if count % 1000 == 0:
+            logging.info("checked %d of %d", count, len(indices))
+    report.num_checked = len(indices)
+    if dataset.num_resized_labels:
+        report.notes.append(f"{dataset.num_resized_labels} label(s) differ in size from their "
+                            "image; they are resized with nearest neighbour when read")
+    return report
