@@ -139,3 +139,16 @@ def test_save_and_load_round_trip(tmp_path):
     for key in ("logits", "features"):
         np.testing.assert_array_equal(actual[key], expected[key])
     assert loaded.get_layer("encoder").get_layer("bn_Conv1").trainable is False
+
+
+def test_batch_norm_momentum_reaches_every_batch_norm_and_is_checked():
+    def momenta(model):
+        return {layer.momentum for part in ("encoder", "decoder")
+                for layer in model.get_layer(part).layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    tiny = dict(width_multiplier=0.35, aspp_filters=8, low_level_filters=4, decoder_filters=8)
+    assert momenta(build_segmenter(**tiny)) == {0.999, 0.9997}  # TF-slim and TF-DeepLab
+    assert momenta(build_segmenter(batch_norm_momentum=0.9, **tiny)) == {0.9}
+    with pytest.raises(ValueError, match="batch_norm_momentum"):
+        build_segmenter(batch_norm_momentum=1.0, **tiny)

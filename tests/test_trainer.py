@@ -24,7 +24,7 @@ TINY_FLAGS = [
 
 
 @pytest.mark.slow
-def test_both_stages_fill_the_work_directory_and_chain(tiny_config, tmp_path, capsys):
+def test_the_whole_job_trains_both_stages_scores_exports_and_draws(tiny_config, tmp_path, capsys):
     configs = {stage: tiny_config(stage) for stage in ("source_only", "adaptation")}
     scores = pipeline.run(configs, str(tmp_path))
     for stage in ("source_only", "adaptation"):
@@ -33,15 +33,19 @@ def test_both_stages_fill_the_work_directory_and_chain(tiny_config, tmp_path, ca
         assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(str(workdir))) == 6
         assert any(name.startswith("events") for name in os.listdir(workdir / "logs"))
         final = json.loads((workdir / "eval" / "final.json").read_text())
-        assert final["dataset"] == "demo_target/val" and 0 <= final["miou"] <= 1
-        assert final["miou"] == pytest.approx(scores[stage]["miou"])
-    assert "gain" in capsys.readouterr().out
-    assert json.loads((tmp_path / "results.json").read_text())["adaptation"]["step"] == 6
+        assert final["dataset"]["name"] == "demo_source" and final["dataset"]["split"] == "heldout"
+        assert scores[stage]["dataset"] == {"name": "demo_target", "split": "val", "num_images": 200}
     # Stage 2 started from stage 1's work directory.
     assert checkpointing.read_config(str(tmp_path / "adaptation")).run.init_checkpoint == str(
         tmp_path / "source_only")
-    segmenter, info = checkpointing.restore_segmenter(str(tmp_path / "adaptation"))
-    assert info["step"] == 6 and segmenter.output["logits"].shape[-1] == 19
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["adaptation"]["miou"] == pytest.approx(scores["adaptation"]["miou"])
+    out = capsys.readouterr().out
+    assert "gain" in out and "demo_target/val" in out
+    assert (tmp_path / "export" / "saved_model" / "saved_model.pb").exists()
+    assert (tmp_path / "export" / "segmenter_128x256_int8.tflite").exists()
+    for figure in ("translations.png", "segmentations.png"):
+        assert (tmp_path / "figures" / figure).stat().st_size > 10_000
 
 
 def _train(workdir, steps, *extra):

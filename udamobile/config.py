@@ -42,6 +42,9 @@ class ModelConfig:
     decoder_filters: int = _field(256, "Filters of the two decoder 3x3 convs.")
     separable: bool = _field(True, "Separable ASPP/decoder convs (TF-DeepLab, authors' code).")
     dropout_rate: float = _field(0.1, "Dropout after the ASPP projection.")
+    batch_norm_momentum: typing.Optional[float] = _field(
+        None, "Segmenter batch-norm moving-average momentum; none: TF-slim/TF-DeepLab's "
+        "0.999/0.9997, which need tens of thousands of steps to settle.")
     generator_filters: int = _field(64, "ngf of the ResNet generators G_ST, G_TS.")
     generator_blocks: int = _field(9, "Residual blocks of each generator.")
     generator_output: str = _field(
@@ -104,7 +107,11 @@ class RunConfig:
     """Bookkeeping: seeds, checkpoints, logs, periodic evaluation."""
     seed: int = _field(0, "Seed of data order, crops, flips and initialization.")
     init_checkpoint: typing.Optional[str] = _field(
-        None, "Start the segmenter from this work directory of ours. Ignored when resuming.")
+        None, "Start the segmenter from this local file or folder: a Keras MobileNetV2 "
+        "ImageNet .h5, a TF-slim/TF-DeepLab MobileNetV2 checkpoint (folder, prefix or "
+        ".tar.gz), or a work directory of ours. Ignored when resuming.")
+    init_allow_partial: bool = _field(
+        False, "Let --init_checkpoint skip variables whose shapes differ (listed at start-up).")
     checkpoint_every: int = _field(1000, "Steps between checkpoints.")
     keep_checkpoints: int = _field(3, "Checkpoints kept.")
     log_every: int = _field(100, "Steps between scalar summaries.")
@@ -171,11 +178,11 @@ _AUTHORS_CODE_ADAPTATION = dict(lr_decay_start=20_000, feature_adaptation_start=
 
 _DEMO = dict(
     source="demo_source", target="demo_target", resize_width=None, patch_size=64,
+    batch_norm_momentum=0.9,
     width_multiplier=0.35, aspp_filters=32, low_level_filters=16, decoder_filters=32,
     generator_filters=16, generator_blocks=3, discriminator_filters=16,
     discriminator_strides=(2, 2, 1, 1, 1),
-    checkpoint_every=250, log_every=25, image_every=250, eval_every=0,
-    eval_dataset="demo_target", eval_split="val")
+    checkpoint_every=250, log_every=25, image_every=250, eval_every=0, eval_max_images=100)
 _DEMO_SOURCE_ONLY = dict(steps=1500, batch_size=8, segmenter_lr=1e-3)
 _DEMO_ADAPTATION = dict(
     steps=1500, batch_size=2, segmenter_lr=1e-4, segmenter_frozen_steps=300,

@@ -24,6 +24,7 @@ def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False):
         decoder_filters=model_cfg.decoder_filters,
         separable=model_cfg.separable,
         dropout_rate=model_cfg.dropout_rate,
+        batch_norm_momentum=model_cfg.batch_norm_momentum,
         freeze_batch_norm=freeze_batch_norm)
 
 

@@ -218,14 +218,12 @@ def _build_decoder(*, num_classes, features_channels, low_level_channels,
                        name="decoder")
 
 
-def _freeze_batch_norm(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
+def _batch_norms(model):
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
-                     dropout_rate):
+                     batch_norm_momentum, dropout_rate):
     if output_stride not in OUTPUT_STRIDES:
         raise ValueError(f"build_segmenter: output_stride must be one of "
                          f"{OUTPUT_STRIDES}, got {output_stride!r}")
@@ -238,6 +236,9 @@ def _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
     if not all(isinstance(rate, int) and rate >= 1 for rate in aspp_rates):
         raise ValueError(
             f"build_segmenter: aspp_rates must be positive ints, got {aspp_rates!r}")
+    if batch_norm_momentum is not None and not 0 <= batch_norm_momentum < 1:
+        raise ValueError(f"build_segmenter: batch_norm_momentum must be in [0, 1), "
+                         f"got {batch_norm_momentum!r}")
     if not 0 <= dropout_rate < 1:
         raise ValueError(
             f"build_segmenter: dropout_rate must be in [0, 1), got {dropout_rate!r}")
@@ -246,7 +247,7 @@ def _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
                     decoder_filters=256, separable=True, freeze_batch_norm=False,
-                    dropout_rate=0.1, name="segmenter"):
+                    batch_norm_momentum=None, dropout_rate=0.1, name="segmenter"):
     """Builds DeepLabV3+ MobileNetV2: image [B, H, W, 3] in [-1, 1] -> dict.
 
     Outputs {"logits": [B, H, W, num_classes], "features": [B, ceil(H /
@@ -275,11 +276,15 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
         normalizes with its moving statistics and keeps gamma and beta fixed
         (the adaptation stage runs at batch size 1). With dropout_rate=0 the
         outputs then no longer depend on `training`.
+      batch_norm_momentum: moving-average momentum of every batch norm; None
+        keeps the sources' values (0.999 backbone, 0.9997 head), whose
+        statistics need tens of thousands of steps to settle. Short runs (the
+        CPU demo) need a smaller one, e.g. 0.9.
       dropout_rate: dropout after the ASPP projection (training only).
       name: the model's name.
     """
     _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
-                     dropout_rate)
+                     batch_norm_momentum, dropout_rate)
     encoder = _build_encoder(width_multiplier=width_multiplier,
                              output_stride=output_stride)
     image = keras.Input((None, None, 3), name="image")
@@ -291,9 +296,10 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
         aspp_rates=tuple(aspp_rates), aspp_filters=aspp_filters,
         low_level_filters=low_level_filters, decoder_filters=decoder_filters,
         separable=separable, dropout_rate=dropout_rate)
-    if freeze_batch_norm:
-        _freeze_batch_norm(encoder)
-        _freeze_batch_norm(decoder)
+    for layer in _batch_norms(encoder) + _batch_norms(decoder):
+        layer.trainable = not freeze_batch_norm
+        if batch_norm_momentum is not None:
+            layer.momentum = batch_norm_momentum
     logits = ResizeLike(name="upsample_logits")([decoder(encoded), image])
     return keras.Model(image, {"logits": logits, "features": encoded["features"]},
                        name=name)

@@ -17,7 +17,8 @@ import tensorflow as tf
 from absl import logging
 
 import data_pipelines
-from udamobile import checkpointing, classes, config as config_lib, metrics, train_step
+from udamobile import (checkpointing, classes, config as config_lib, evaluation, pretrained,
+                       train_step)
 from udamobile.progress import Progress
 from udamobile.state import TrainingState
 
@@ -84,26 +85,8 @@ def evaluation_dataset(cfg):
     return data_pipelines.open_dataset(name, root, split, synthia_classes=cfg.data.synthia_classes)
 
 
-def evaluate_segmenter(segmenter, dataset, *, protocol=19, input_width=None, max_images=0):
-    """Per-class IoU and mIoU (metrics.protocol_scores) of a Keras segmenter."""
-    num_classes = segmenter.output["logits"].shape[-1]
-    matrix = metrics.ConfusionMatrix(num_classes)
-
-    @tf.function
-    def accumulate(image, label):
-        logits = segmenter(image, training=False)["logits"]
-        logits = tf.image.resize(logits, tf.shape(label)[1:3], method="bilinear")
-        matrix.update(label, tf.argmax(logits, axis=-1, output_type=tf.int32))
-
-    images = data_pipelines.evaluation_images(dataset, input_width=input_width)
-    if max_images:
-        images = images.take(max_images)
-    for example in images:
-        accumulate(example["image"], example["label"])
-    return metrics.protocol_scores(matrix.result().numpy(), protocol)
-
-
-def _protocol(cfg):
+def protocol(cfg):
+    """mIoU protocol of a run: 16 or 13 classes for SYNTHIA, else 19."""
     return cfg.data.synthia_classes if cfg.data.source == "synthia" else 19
 
 
@@ -126,11 +109,10 @@ def _initialize(state, manager, cfg):
         state.checkpoint().read(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(state.step))
         return
-    init = cfg.run.init_checkpoint
-    if init:
-        path = checkpointing.resolve_checkpoint(init)
-        checkpointing.restore_into(path, segmenter=state.segmenter)
-        logging.info("Segmenter initialized from %s", path)
+    if cfg.run.init_checkpoint:
+        report = pretrained.initialize_segmenter(state.segmenter, cfg.run.init_checkpoint,
+                                                 allow_partial=cfg.run.init_allow_partial)
+        logging.info("Segmenter initialized: %s", report)
 
 
 def _colour_labels(labels):
@@ -214,10 +196,11 @@ def train(cfg, workdir):
         manager.save(checkpoint_number=int(state.step))
 
     def evaluate(name):
-        scores = evaluate_segmenter(state.segmenter, eval_data, protocol=_protocol(cfg),
-                                    input_width=cfg.run.eval_input_width,
-                                    max_images=cfg.run.eval_max_images)
-        scores.update(step=int(state.step), dataset=f"{eval_data.name}/{eval_data.split}")
+        model = evaluation.KerasSegmenter(state.segmenter, {"kind": "keras", "workdir": workdir})
+        scores = evaluation.evaluate(model, eval_data, protocol=protocol(cfg),
+                                     input_width=cfg.run.eval_input_width,
+                                     max_images=cfg.run.eval_max_images)
+        scores.update(step=int(state.step))
         checkpointing.write_text_atomically(
             os.path.join(workdir, "eval", f"{name}.json"), json.dumps(scores, indent=2) + "\n")
         with writer.as_default():
