@@ -13,6 +13,12 @@ The per-example ops are small functions of tensors, usable eagerly and inside
 tf.data. Their randomness is stateless: a stream's order and every crop and
 flip are functions of (seed, stream, epoch, position), so a pipeline yields
 the same batches for the same seed, whatever the thread timing.
+
+Files are decoded in Python (`tf.numpy_function`: PIL reads GTA5's palette
+indices, which no TensorFlow op returns) on tf.data's threads. So let
+iterators end before the interpreter does (iterate inside a function, as
+usual): an iterator still alive at interpreter shutdown can abort or hang
+the process, a TensorFlow limitation of Python ops in tf.data.
 """
 import tensorflow as tf
 

@@ -31,6 +31,7 @@ class DatasetReport:
     name: str
     root: object
     split: str
+    opened: bool = False
     num_images: int = 0
     has_labels: bool = False
     num_checked: int = 0
@@ -46,8 +47,9 @@ class DatasetReport:
     def __str__(self):
         where = f" at {self.root}" if self.root else ""
         labelled = "with labels" if self.has_labels else "WITHOUT labels"
-        lines = [f"{self.name}/{self.split}{where}: {self.num_images} images {labelled}; "
-                 f"checked {self.num_checked}"]
+        lines = [f"{self.name}/{self.split}{where}: " + (
+            f"{self.num_images} images {labelled}; checked {self.num_checked}" if self.opened
+            else "cannot be opened")]
         if self.image_sizes:
             sizes = ", ".join(f"{w}x{h} ({n})" for (h, w), n in self.image_sizes.most_common())
             lines.append(f"  image sizes (width x height): {sizes}")
@@ -102,7 +104,7 @@ def check_dataset(name, root=None, split="train", *, check_all=False, sample_siz
     except DatasetError as error:
         report.problems.append(str(error))
         return report
-    report.num_images, report.has_labels = len(dataset), dataset.has_labels
+    report.opened, report.num_images, report.has_labels = True, len(dataset), dataset.has_labels
     full_size = FULL_SIZES.get((name, split))
     if full_size is not None and full_size != len(dataset):
         report.notes.append(f"{len(dataset)} images where the full dataset has {full_size} "

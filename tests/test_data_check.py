@@ -51,7 +51,12 @@ def test_labels_in_the_wrong_encoding_are_a_problem(tmp_path):
 
 def test_opening_errors_become_problems(tmp_path):
     report = data_pipelines.check_dataset("synthia", tmp_path / "missing", "train")
-    assert not report.ok and "folder not found" in report.problems[0]
+    assert not report.ok and not report.opened
+    assert str(report).splitlines() == [
+        f"synthia/train at {tmp_path / 'missing'}: cannot be opened",
+        f"  PROBLEM: {report.problems[0]}",
+        "1 problem(s)"]
+    assert report.problems[0].startswith(f"{tmp_path / 'missing'}: folder not found")
 
 
 def test_resized_labels_are_noted(tmp_path):
