@@ -56,7 +56,8 @@ def test_images_without_labels_are_listed(tmp_path):
 def test_labels_without_images_are_listed(tmp_path):
     pairs = testing.write_cityscapes(tmp_path, "val", _labels(3))
     os.remove(pairs[1][0])
-    with pytest.raises(DatasetError, match="1 labels without their image: " + re.escape(pairs[1][1])):
+    with pytest.raises(DatasetError,
+                       match="1 labels without their image: " + re.escape(pairs[1][1])):
         data_pipelines.open_dataset("cityscapes", tmp_path, "val")
 
 

@@ -12,12 +12,12 @@ from data_pipelines import file_datasets, testing
 
 # REFERENCE.md section 3, written out: Cityscapes label id 0..33 -> train id.
 TRAIN_ID_OF_LABEL_ID = [
-    255, 255, 255, 255, 255, 255, 255,  # 0-6 unlabeled .. ground
-    0, 1, 255, 255,                     # 7 road, 8 sidewalk, 9 parking, 10 rail track
-    2, 3, 4, 255, 255, 255,             # 11 building, 12 wall, 13 fence, 14-16 guard rail, bridge, tunnel
-    5, 255, 6, 7, 8, 9, 10,             # 17 pole, 18 polegroup, 19 light, 20 sign, 21 veg., 22 terrain, 23 sky
-    11, 12, 13, 14, 15, 255, 255,       # 24 person, 25 rider, 26 car, 27 truck, 28 bus, 29 caravan, 30 trailer
-    16, 17, 18,                         # 31 train, 32 motorcycle, 33 bicycle
+    255, 255, 255, 255, 255, 255, 255,  # 0-6: unlabeled .. ground
+    0, 1, 255, 255,                     # 7-10: road, sidewalk, parking, rail track
+    2, 3, 4, 255, 255, 255,             # 11-16: building, wall, fence, guard rail, bridge, tunnel
+    5, 255, 6, 7, 8, 9, 10,             # 17-23: pole, polegroup, light, sign, veg., terrain, sky
+    11, 12, 13, 14, 15, 255, 255,       # 24-30: person, rider, car, truck, bus, caravan, trailer
+    16, 17, 18,                         # 31-33: train, motorcycle, bicycle
 ]
 # SYNTHIA class id 0..22 -> train id (16 classes), and the 13-class protocol,
 # which also ignores wall (21), fence (5) and pole (7).
@@ -25,6 +25,11 @@ SYNTHIA_16 = [255, 10, 2, 0, 1, 4, 8, 5, 13, 7, 11, 18, 17, 255, 255, 6, 255, 12
               3, 255]
 SYNTHIA_13 = [255 if synthia_id in (5, 7, 21) else train_id
               for synthia_id, train_id in enumerate(SYNTHIA_16)]
+
+
+def _pipeline_labels(dataset):
+    """The int32 labels `evaluation_images` yields, in index order, as numpy."""
+    return [example["label"][0].numpy() for example in data_pipelines.evaluation_images(dataset)]
 
 
 def _id_grid(num_ids, shape=(6, 8), shift=0):
@@ -44,6 +49,7 @@ def test_gta5_palette_labels_read_as_train_ids(tmp_path):
                       for split in ("train", "heldout"))
     assert (len(train), len(heldout)) == (2, 1)
     for dataset in (train, heldout):
+        from_pipeline = _pipeline_labels(dataset)
         for index in range(len(dataset)):
             number = int(os.path.basename(dataset.describe(index))[:5])
             expected = np.take(TRAIN_ID_OF_LABEL_ID, labels[number - 1])
@@ -51,6 +57,7 @@ def test_gta5_palette_labels_read_as_train_ids(tmp_path):
             assert label.dtype == np.uint8 and image.dtype == np.uint8
             np.testing.assert_array_equal(label, expected)
             np.testing.assert_array_equal(dataset.read_label(index), expected)
+            np.testing.assert_array_equal(from_pipeline[index], expected)
             np.testing.assert_array_equal(image, testing.grey_image_of(labels[number - 1]))
 
 
@@ -82,10 +89,12 @@ def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):
         for split in ("train", "heldout"):
             dataset = data_pipelines.open_dataset("synthia", tmp_path, split,
                                                   synthia_classes=num_classes)
+            from_pipeline = _pipeline_labels(dataset)
             for index in range(len(dataset)):
                 number = int(os.path.basename(dataset.describe(index))[:7])
-                np.testing.assert_array_equal(dataset.read_label(index),
-                                              np.take(table, labels[number]))
+                expected = np.take(table, labels[number])
+                np.testing.assert_array_equal(dataset.read_label(index), expected)
+                np.testing.assert_array_equal(from_pipeline[index], expected)
                 seen += 1
         assert seen == 4
 
@@ -110,11 +119,13 @@ def test_cityscapes_tree_reads_in_sorted_order_as_train_ids(tmp_path):
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
     assert len(dataset) == 4 and dataset.has_labels
     expected_order = [("aachen", 0), ("aachen", 1), ("zurich", 0), ("zurich", 1)]
+    from_pipeline = _pipeline_labels(dataset)
     for index, (city, number) in enumerate(expected_order):
         assert dataset.describe(index) == os.path.join(
             tmp_path, "leftImg8bit", "val", city, f"{city}_{number:06d}_000019_leftImg8bit.png")
-        np.testing.assert_array_equal(dataset.read_label(index),
-                                      np.take(TRAIN_ID_OF_LABEL_ID, labels[city][number]))
+        expected = np.take(TRAIN_ID_OF_LABEL_ID, labels[city][number])
+        np.testing.assert_array_equal(dataset.read_label(index), expected)
+        np.testing.assert_array_equal(from_pipeline[index], expected)
 
 
 def test_cityscapes_train_without_gtfine_is_unlabelled(tmp_path):
