@@ -1,0 +1,54 @@
+"""python -m export: the segmenter of a work directory as SavedModel and TFLite files.
+
+    python -m export --workdir=runs/gta5_adapted --output_dir=exports/gta5 \
+        --formats=saved_model,tflite_float32,tflite_float16,tflite_int8 \
+        --height=512 --width=1024 --representative_dataset=cityscapes \
+        --representative_root=/data/cityscapes --num_calibration_images=100
+
+See export/workdir.py for the files written and export/saved_model.py,
+export/tflite.py for their interfaces.
+"""
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint name (e.g. ckpt-12); default: the latest.")
+flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to.")
+flags.DEFINE_list("formats", ["saved_model", "tflite_float32", "tflite_float16", "tflite_int8"],
+                  "Artifacts to write: saved_model, tflite_float32, tflite_float16, tflite_int8.")
+flags.DEFINE_integer("height", 512, "Fixed input height of the TFLite files.")
+flags.DEFINE_integer("width", 1024, "Fixed input width of the TFLite files.")
+flags.DEFINE_boolean("argmax_output", False, "TFLite files return uint8 labels [1, H, W] "
+                     "instead of probabilities.")
+flags.DEFINE_string("representative_dataset", None, "Dataset whose unlabelled train split "
+                    "calibrates int8 (default: the run's target dataset).")
+flags.DEFINE_string("representative_root", None, "Folder of --representative_dataset.")
+flags.DEFINE_integer("num_calibration_images", 100, "Images calibrating int8.")
+flags.mark_flags_as_required(["workdir", "output_dir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Imported after flag parsing: loading TensorFlow takes seconds.
+    import data_pipelines
+    from export.workdir import ExportError, export_workdir
+    from udamobile.checkpointing import WorkdirError
+
+    try:
+        paths = export_workdir(
+            FLAGS.workdir, FLAGS.output_dir, formats=FLAGS.formats, checkpoint=FLAGS.checkpoint,
+            height=FLAGS.height, width=FLAGS.width, argmax_output=FLAGS.argmax_output,
+            representative_dataset=FLAGS.representative_dataset,
+            representative_root=FLAGS.representative_root,
+            num_calibration_images=FLAGS.num_calibration_images)
+    except (ExportError, data_pipelines.DatasetError, WorkdirError) as e:
+        sys.exit(f"python -m export: {e}")
+    for fmt, path in paths.items():
+        print(f"{fmt:15s} {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

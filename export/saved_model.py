@@ -1,0 +1,77 @@
+"""SavedModel for servers: uint8 RGB images of any size in, train-id labels out.
+
+Signature `serving_default`:
+
+    images         uint8 [batch, height, width, 3] RGB, any batch and size
+    -> labels         int32 [batch, height, width] train ids (udamobile.classes)
+       probabilities  float32 [batch, height, width, num_classes] (softmax)
+
+Inspect and run it without Python code:
+
+    saved_model_cli show --dir DIR --tag_set serve --signature_def serving_default
+    python -c "import numpy as np; np.save('x.npy', np.zeros((1, 512, 1024, 3), np.uint8))"
+    saved_model_cli run --dir DIR --tag_set serve --signature_def serving_default \
+        --inputs images=x.npy --outdir OUT     # writes OUT/labels.npy, OUT/probabilities.npy
+
+The input is declared with an unknown rank on purpose (`show` prints
+`unknown_rank`): with a declared rank 4, TensorFlow constant-folds the rank
+check away and a rank-3 image then aborts the whole serving process inside
+the oneDNN convolution, instead of failing the one request. A float input is
+rejected before the graph runs ("expected to be a uint8 tensor").
+"""
+import keras
+import tensorflow as tf
+
+from export.atomic import atomic_output
+from export.graph import ArgmaxLabels, normalize_pixels, probabilities
+
+SIGNATURE_KEY = "serving_default"
+IMAGES_SPEC = tf.TensorSpec(shape=None, dtype=tf.uint8, name="images")
+EXPECTED_IMAGES = "uint8 RGB images [batch, height, width, 3]"
+
+
+def checked_images(images):
+    """`images` with its shape set to [B, H, W, 3], after a run-time check of it.
+
+    Fails the call with InvalidArgumentError naming the expected input and
+    the shape received.
+    """
+    shape = tf.shape(images)
+    is_rgb_batch = tf.logical_and(tf.equal(tf.size(shape), 4), tf.equal(shape[-1], 3))
+    check = tf.debugging.Assert(
+        is_rgb_batch, [f"serving_default expects {EXPECTED_IMAGES}; got shape", shape],
+        summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(images, [None, None, None, 3])
+
+
+def serving_function(segmenter):
+    """The `serving_default` function: images uint8 [B, H, W, 3] -> {"labels", "probabilities"}."""
+
+    @tf.function(input_signature=[IMAGES_SPEC])
+    def serve(images):
+        logits = segmenter(normalize_pixels(checked_images(images)), training=False)["logits"]
+        return {"labels": ArgmaxLabels("int32")(logits), "probabilities": probabilities(logits)}
+
+    return serve
+
+
+def export_saved_model(segmenter, path):
+    """Writes `segmenter` (image in [-1, 1] -> {"logits", ...}) as a SavedModel at `path`.
+
+    Atomic: `path` holds either the complete SavedModel or what it held before.
+    Returns `path`.
+    """
+    serve = serving_function(segmenter)
+    # Traced here, ExportArchive takes the function as it is (its own tracing
+    # cannot express the unknown-rank input). ExportArchive saves the
+    # tf.Variables the function captures; a tf.Module merely holding the
+    # Keras model loads in Python but not in TF1-style loaders
+    # (`saved_model_cli run`, TF Serving), which then miss every variable.
+    serve.get_concrete_function()
+    archive = keras.export.ExportArchive()
+    archive.track(segmenter)
+    archive.add_endpoint(SIGNATURE_KEY, serve)
+    with atomic_output(path) as staging:
+        archive.write_out(staging, verbose=False)
+    return path

@@ -1,0 +1,134 @@
+"""TFLite for boards: a fixed input size, uint8 RGB in, probabilities or labels out.
+
+Every file has one signature, `serving_default`:
+
+    images         uint8 [1, height, width, 3] RGB pixels (normalized inside)
+    -> probabilities  [1, height, width, num_classes]: float32, or uint8 with
+                      scale 1/256 in the int8 file (dequantize: q / 256)
+    or, with `argmax_output`:
+       labels         uint8 [1, height, width] train ids (udamobile.classes)
+
+Quantizations:
+
+- float32: the trained weights as they are.
+- float16: weights stored in float16 (half the file); CPUs compute in float32,
+  GPU delegates in float16.
+- int8: full-integer quantization, what int8-only accelerators (NPU, DSP,
+  Edge TPU delegates) require and what is fastest on CPUs: every op runs on
+  int8 tensors, with ranges calibrated on a representative set of unlabelled
+  target-domain images. The input stays uint8 RGB: every calibration image
+  carries one 0 and one 255 pixel, so the input's quantization range is
+  exactly [0, 255], i.e. scale 1 and zero point 0 - the uint8 input IS the
+  camera image and the board needs no conversion.
+
+Conversion goes through a Keras model with a fixed input shape (converting
+from a concrete function left batch norms unfolded and produced a broken
+file; DESIGN.md section 1).
+"""
+import numpy as np
+import keras
+import tensorflow as tf
+
+from export.atomic import atomic_output
+from export.graph import ArgmaxLabels, normalize_pixels, probabilities
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+
+
+def deployment_model(segmenter, *, height, width, argmax_output, input_dtype="uint8"):
+    """The graph converted to TFLite: pixels [1, height, width, 3] -> one output.
+
+    Args:
+      segmenter: Keras model, image in [-1, 1] -> {"logits": [B, H, W, C], ...}.
+      height, width: the fixed input size.
+      argmax_output: end with the argmax ({"labels": uint8 [1, H, W]})
+        instead of {"probabilities": float32 [1, H, W, C]}.
+      input_dtype: "uint8", or "float32" for the int8 conversion, whose
+        converter quantizes a float input to uint8 itself.
+    """
+    pixels = keras.Input((height, width, 3), batch_size=1, dtype=input_dtype, name="images")
+    logits = segmenter(normalize_pixels(pixels), training=False)["logits"]
+    if argmax_output:
+        outputs = {"labels": ArgmaxLabels("uint8", name="labels")(logits)}
+    else:
+        outputs = {"probabilities": probabilities(logits)}
+    return keras.Model(pixels, outputs, name="deployed_segmenter")
+
+
+def resize_pixels(image, height, width):
+    """uint8 [h, w, 3] -> uint8 [height, width, 3] (bilinear, antialiased)."""
+    resized = tf.image.resize(image, (height, width), antialias=True)
+    return np.asarray(tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8))
+
+
+def calibration_images(dataset, *, count, height, width):
+    """`count` images of `dataset` spread evenly over it: uint8 [height, width, 3] each.
+
+    `dataset` is a data_pipelines Dataset (its labels are never read).
+    """
+    if len(dataset) == 0:
+        raise ValueError(f"calibration dataset {dataset.name}/{dataset.split} is empty")
+    indices = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int))
+    return [resize_pixels(dataset.read_image(int(i)), height, width) for i in indices]
+
+
+def _stamped_with_input_range(image):
+    """A float32 [1, H, W, 3] copy of `image` holding one 0 and one 255 pixel.
+
+    The int8 input's quantization is the range seen in calibration: these two
+    pixels pin it to [0, 255] (see the module docstring).
+    """
+    stamped = np.array(image, dtype=np.float32)[np.newaxis]
+    stamped[0, 0, 0] = 0.0
+    stamped[0, 0, 1] = 255.0
+    return stamped
+
+
+def _converter(model, quantization, representative_images):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [_stamped_with_input_range(image)] for image in representative_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+    return converter
+
+
+def convert(segmenter, *, height, width, quantization="float32", argmax_output=False,
+            representative_images=None):
+    """The segmenter as TFLite flatbuffer bytes (see the module docstring).
+
+    Args:
+      segmenter: Keras model, image in [-1, 1] -> {"logits": [B, H, W, C], ...}.
+      height, width: the fixed input size of the file.
+      quantization: one of QUANTIZATIONS.
+      argmax_output: output uint8 labels instead of probabilities.
+      representative_images: for "int8" only, a sequence of uint8
+        [height, width, 3] unlabelled target-domain images (calibration_images).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if quantization == "int8" and not representative_images:
+        raise ValueError("int8 quantization needs representative_images (unlabelled "
+                         "target-domain images) to calibrate its ranges")
+    for image in representative_images or ():
+        if image.shape != (height, width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"representative images must be uint8 [{height}, {width}, 3], "
+                             f"got {image.dtype} {list(image.shape)}")
+    model = deployment_model(segmenter, height=height, width=width, argmax_output=argmax_output,
+                             input_dtype="float32" if quantization == "int8" else "uint8")
+    return _converter(model, quantization, representative_images).convert()
+
+
+def export_tflite(segmenter, path, **conversion):
+    """Writes `convert(segmenter, **conversion)` to `path`, atomically; returns `path`."""
+    flatbuffer = convert(segmenter, **conversion)
+    with atomic_output(path) as staging:
+        with open(staging, "wb") as f:
+            f.write(flatbuffer)
+    return path

@@ -1,0 +1,294 @@
+"""Export: atomic artifacts, the SavedModel signature, TFLite files that agree with Keras.
+
+The end-to-end tests share one small trained model: a narrow segmenter fit for
+a few seconds on demo_target images (an untrained model has near-uniform
+logits, whose argmax flips with any rounding: agreement numbers would mean
+nothing). It is written as a real work directory and exported through the CLI.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+import data_pipelines
+from export import atomic, saved_model, tflite
+from export.workdir import ExportError, export_workdir
+from udamobile import checkpointing, config as config_lib, evaluation, networks
+from udamobile.classes import IGNORE_LABEL
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEIGHT, WIDTH = 128, 256  # the demo domains' image size
+NARROW = dict(width_multiplier=0.35, aspp_filters=16, low_level_filters=8, decoder_filters=16,
+              dropout_rate=0.0)
+FIT_STEPS = 150
+EVAL_IMAGES = 12
+
+
+# --- atomic writes (fast) ------------------------------------------------------------
+
+def test_failed_write_leaves_nothing_and_keeps_the_previous_artifact(tmp_path):
+    target = tmp_path / "saved_model"
+    with atomic.atomic_output(target) as staging:
+        os.makedirs(staging)
+        open(os.path.join(staging, "saved_model.pb"), "w").write("good")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_output(target) as staging:
+            os.makedirs(staging)
+            open(os.path.join(staging, "saved_model.pb"), "w").write("half")
+            raise KeyboardInterrupt
+    assert (target / "saved_model.pb").read_text() == "good"
+    assert os.listdir(tmp_path) == ["saved_model"]
+
+
+def test_successful_write_replaces_a_directory_and_a_file(tmp_path):
+    for name, make in (("dir", os.makedirs), ("file.tflite", lambda p: open(p, "w").close())):
+        target = tmp_path / name
+        for content in ("old", "new"):
+            with atomic.atomic_output(target) as staging:
+                make(staging)
+                marker = os.path.join(staging, "x") if os.path.isdir(staging) else staging
+                open(marker, "w").write(content)
+        marker = target / "x" if target.is_dir() else target
+        assert marker.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["dir", "file.tflite"]
+
+
+def _one_conv_segmenter():
+    image = keras.Input((None, None, 3))
+    return keras.Model(image, {"logits": keras.layers.Conv2D(19, 1)(image)})
+
+
+def test_interrupted_saved_model_export_leaves_no_artifact(tmp_path, monkeypatch):
+    def write_half_then_fail(archive, path, **kwargs):
+        os.makedirs(os.path.join(path, "variables"))
+        open(os.path.join(path, "saved_model.pb"), "w").write("half")
+        raise KeyboardInterrupt
+
+    # ExportArchive() builds an instance of a backend-specific class.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", write_half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        saved_model.export_saved_model(_one_conv_segmenter(), str(tmp_path / "saved_model"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_options_are_checked_before_any_work(tmp_path):
+    with pytest.raises(ExportError, match="--formats"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), formats=["onnx"])
+    with pytest.raises(ExportError, match="--height"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), height=0)
+
+
+def test_export_of_a_workdir_without_checkpoint_names_it(tmp_path):
+    checkpointing.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
+    with pytest.raises(checkpointing.WorkdirError, match="no checkpoint"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"))
+    result = subprocess.run(
+        [sys.executable, "-m", "export", f"--workdir={tmp_path}", f"--output_dir={tmp_path}/out"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{tmp_path} has no checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_int8_needs_calibration_images():
+    with pytest.raises(ValueError, match="representative_images"):
+        tflite.convert(keras.Sequential(), height=8, width=8, quantization="int8")
+
+
+# --- one trained model in every form (slow) ------------------------------------------
+
+def _fit(segmenter, steps):
+    """A few Adam steps of cross-entropy on 64x64 demo_target patches.
+
+    Batch-norm moving statistics follow with momentum 0.9 instead of 0.999:
+    in so few steps the default would leave them at their initial values,
+    and inference (which uses them) would not reflect the fit.
+    """
+    for part in ("encoder", "decoder"):
+        for layer in segmenter.get_layer(part).layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 0.9
+    dataset = data_pipelines.open_dataset("demo_target", split="train")
+    batches = iter(data_pipelines.supervised_patches(dataset, patch_size=64, batch_size=8))
+    optimizer = keras.optimizers.Adam(3e-3)
+    optimizer.build(segmenter.trainable_variables)
+
+    @tf.function
+    def step(batch):
+        counted = batch["label"] != IGNORE_LABEL
+        with tf.GradientTape() as tape:
+            logits = segmenter(batch["image"], training=True)["logits"]
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                tf.boolean_mask(batch["label"], counted), tf.boolean_mask(logits, counted)))
+        variables = segmenter.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+    for _ in range(steps):
+        step(next(batches))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A work directory (config.json + checkpoint) of a narrow, briefly fit segmenter."""
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path_factory.mktemp("workdir"))
+    cfg = config_lib.override(config_lib.get_config("demo", "source_only"), **NARROW)
+    segmenter = networks.build_segmenter_from_config(cfg.model)
+    _fit(segmenter, FIT_STEPS)
+    checkpointing.write_config(path, cfg)
+    step = tf.Variable(FIT_STEPS, dtype=tf.int64)
+    tf.train.CheckpointManager(tf.train.Checkpoint(segmenter=segmenter, step=step),
+                               checkpointing.checkpoint_dir(path), max_to_keep=1).save(FIT_STEPS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exports(workdir, tmp_path_factory):
+    """{format: path}: SavedModel and float TFLite files through `python -m export`,
+    and an int8 file ending with the argmax through the library."""
+    output_dir = str(tmp_path_factory.mktemp("exports"))
+    result = subprocess.run(
+        [sys.executable, "-m", "export", f"--workdir={workdir}", f"--output_dir={output_dir}",
+         "--formats=saved_model,tflite_float32,tflite_float16",
+         f"--height={HEIGHT}", f"--width={WIDTH}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = {fmt: os.path.join(output_dir, name) for fmt, name in
+             json.load(open(os.path.join(output_dir, "export.json")))["artifacts"].items()}
+    paths.update(export_workdir(workdir, output_dir, formats=["tflite_int8"], height=HEIGHT,
+                                width=WIDTH, argmax_output=True, num_calibration_images=16))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def target_images():
+    """uint8 [N, H, W, 3] demo_target val images, never seen in the fit."""
+    dataset = data_pipelines.open_dataset("demo_target", split="val")
+    return np.stack([dataset.read_image(i) for i in range(EVAL_IMAGES)])
+
+
+def _keras_labels(workdir, images):
+    segmenter, _ = checkpointing.restore_segmenter(workdir)
+    logits = segmenter(data_pipelines.normalize_image(images), training=False)["logits"]
+    return np.argmax(logits, axis=-1)
+
+
+def _litert_labels(path, images):
+    """Runs a .tflite file in ai-edge-litert, as a board would."""
+    runner = Interpreter(model_path=path, num_threads=2).get_signature_runner()
+    labels = []
+    for image in images:
+        outputs = runner(images=image[np.newaxis])
+        labels.append(outputs["labels"][0] if "labels" in outputs
+                      else np.argmax(outputs["probabilities"][0], axis=-1))
+    return np.stack(labels)
+
+
+@pytest.mark.slow
+def test_artifacts_and_interfaces(exports):
+    assert sorted(exports) == ["saved_model", "tflite_float16", "tflite_float32", "tflite_int8"]
+    sizes = {fmt: os.path.getsize(path) for fmt, path in exports.items() if fmt != "saved_model"}
+    assert sizes["tflite_int8"] < sizes["tflite_float16"] < sizes["tflite_float32"]
+    for fmt, output, dtype in (("tflite_float32", "probabilities", np.float32),
+                               ("tflite_int8", "labels", np.uint8)):
+        runner = Interpreter(model_path=exports[fmt]).get_signature_runner()
+        images = runner.get_input_details()["images"]
+        assert images["dtype"] == np.uint8 and list(images["shape"]) == [1, HEIGHT, WIDTH, 3]
+        assert list(runner.get_output_details()) == [output]
+        assert runner.get_output_details()[output]["dtype"] == dtype
+    # The int8 file's uint8 input is the image itself: scale 1, zero point 0.
+    int8_input = Interpreter(model_path=exports["tflite_int8"]).get_input_details()[0]
+    assert int8_input["quantization"] == (1.0, 0)
+
+
+@pytest.mark.slow
+def test_tflite_argmax_agrees_with_keras(workdir, exports, target_images):
+    reference = _keras_labels(workdir, target_images)
+    assert len(np.unique(reference)) >= 3, "the fit model should predict several classes"
+    agreement = {fmt: np.mean(_litert_labels(exports[fmt], target_images) == reference)
+                 for fmt in ("tflite_float32", "tflite_float16", "tflite_int8")}
+    print("argmax agreement with Keras:", agreement)
+    assert agreement["tflite_float32"] >= 0.999
+    assert agreement["tflite_float16"] >= 0.995
+    assert agreement["tflite_int8"] >= 0.97
+
+
+@pytest.mark.slow
+def test_same_miou_as_checkpoint_saved_model_and_tflite(workdir, exports, capsys):
+    dataset = data_pipelines.open_dataset("demo_target", split="val")
+    scores = {}
+    for fmt, path in (("keras", workdir), ("saved_model", exports["saved_model"]),
+                      ("tflite_float32", exports["tflite_float32"]),
+                      ("tflite_int8", exports["tflite_int8"])):
+        results = evaluation.evaluate(evaluation.open_model(path), dataset, protocol=19,
+                                      input_width=WIDTH, max_images=EVAL_IMAGES)
+        scores[fmt] = 100 * results["miou"]
+    print("mIoU %:", scores)
+    assert scores["keras"] > 20
+    assert abs(scores["saved_model"] - scores["keras"]) <= 0.1
+    assert abs(scores["tflite_float32"] - scores["keras"]) <= 0.1
+    # int8 (its labels upsampled by nearest neighbour) only moves boundary pixels.
+    assert abs(scores["tflite_int8"] - scores["keras"]) <= 3
+
+
+@pytest.mark.slow
+def test_saved_model_serves_uint8_images_of_any_size(exports):
+    serve = tf.saved_model.load(exports["saved_model"]).signatures["serving_default"]
+    outputs = serve(images=tf.zeros([2, 37, 53, 3], tf.uint8))
+    assert outputs["labels"].dtype == tf.int32 and outputs["labels"].shape == (2, 37, 53)
+    np.testing.assert_allclose(tf.reduce_sum(outputs["probabilities"], -1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_saved_model_rejects_float_and_wrong_rank_input(exports):
+    serve = tf.saved_model.load(exports["saved_model"]).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
+        serve(images=tf.zeros([1, 32, 32, 3], tf.float32))
+    for shape in ([32, 32, 3], [1, 32, 32, 4]):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"expects uint8 RGB images \[batch, height, width, 3\]"):
+            serve(images=tf.zeros(shape, tf.uint8))
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_and_runs_it(exports, tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    common = ["--dir", exports["saved_model"], "--tag_set", "serve",
+              "--signature_def", "serving_default"]
+    shown = subprocess.run([cli, "show", *common], capture_output=True, text=True)
+    assert "inputs['images']" in shown.stdout and "DT_UINT8" in shown.stdout
+    assert "outputs['labels']" in shown.stdout and "outputs['probabilities']" in shown.stdout
+    np.save(tmp_path / "images.npy", np.zeros((1, 16, 24, 3), np.uint8))
+    ran = subprocess.run([cli, "run", *common, "--inputs", f"images={tmp_path}/images.npy",
+                          "--outdir", str(tmp_path)], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert np.load(tmp_path / "labels.npy").shape == (1, 16, 24)
+
+
+@pytest.mark.slow
+def test_tflite_input_size_must_match_the_input_width_flag(exports):
+    model = evaluation.open_model(exports["tflite_float32"])
+    dataset = data_pipelines.open_dataset("demo_target", split="val")
+    with pytest.raises(evaluation.EvaluationError,
+                       match=rf"takes a fixed {HEIGHT}x{WIDTH} .*--input_width=64"):
+        evaluation.evaluate(model, dataset, input_width=64)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_prints_the_table_and_writes_json_in_the_workdir(workdir):
+    result = subprocess.run(
+        [sys.executable, "evaluate.py", f"--model={workdir}", "--dataset=demo_target",
+         "--split=val", "--max_images=2", "--compare_paper=gta5"],
+        cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "λsem=λfeat=0" in result.stdout and "mIoU" in result.stdout
+    path = os.path.join(workdir, "eval", f"demo_target_val_19cls_step{FIT_STEPS}.json")
+    assert f"results written to {path}" in result.stdout
+    results = json.load(open(path))
+    assert results["model"]["step"] == FIT_STEPS and results["dataset"]["num_images"] == 2
