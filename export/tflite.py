@@ -25,8 +25,11 @@ Conversion goes through a Keras model with a fixed input shape (converting
 from a concrete function left batch norms unfolded and produced a broken
 file; DESIGN.md section 1).
 """
-import numpy as np
+import contextlib
+import io
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from export.atomic import atomic_output
@@ -122,7 +125,11 @@ def convert(segmenter, *, height, width, quantization="float32", argmax_output=F
                              f"got {image.dtype} {list(image.shape)}")
     model = deployment_model(segmenter, height=height, width=width, argmax_output=argmax_output,
                              input_dtype="float32" if quantization == "int8" else "uint8")
-    return _converter(model, quantization, representative_images).convert()
+    converter = _converter(model, quantization, representative_images)
+    # The converter's intermediate Keras export prints every captured
+    # variable handle to stdout: noise in the output of our CLIs.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
 
 
 def export_tflite(segmenter, path, **conversion):

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
 
 import data_pipelines
 from export import atomic, saved_model, tflite
 from export.workdir import ExportError, export_workdir
 from udamobile import checkpointing, config as config_lib, evaluation, networks
-from udamobile.classes import IGNORE_LABEL
+from udamobile.classes import IGNORE_LABEL, PALETTE, colorize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 128, 256  # the demo domains' image size
@@ -292,3 +293,24 @@ def test_evaluate_cli_prints_the_table_and_writes_json_in_the_workdir(workdir):
     assert f"results written to {path}" in result.stdout
     results = json.load(open(path))
     assert results["model"]["step"] == FIT_STEPS and results["dataset"]["num_images"] == 2
+
+
+@pytest.mark.slow
+def test_readme_deployment_example(exports, tmp_path):
+    """The README's board example: a .tflite file, an image file -> a colourized label map."""
+    image_path, labels_path = tmp_path / "street.png", tmp_path / "labels.png"
+    demo = data_pipelines.open_dataset("demo_target", split="val").read_image(0)
+    Image.fromarray(demo).resize((2 * WIDTH, 2 * HEIGHT)).save(image_path)
+    model_path = exports["tflite_int8"]
+    # --- the example, as in the README ---
+    runner = Interpreter(model_path=model_path, num_threads=2).get_signature_runner()
+    height, width = runner.get_input_details()["images"]["shape"][1:3]
+    image = Image.open(image_path).convert("RGB")
+    pixels = np.asarray(image.resize((width, height), Image.BILINEAR))[np.newaxis]
+    outputs = runner(images=pixels)
+    labels = outputs["labels"][0] if "labels" in outputs else outputs["probabilities"][0].argmax(-1)
+    Image.fromarray(colorize(labels)).resize(image.size, Image.NEAREST).save(labels_path)
+    # ---
+    saved = np.asarray(Image.open(labels_path))
+    assert saved.shape == (2 * HEIGHT, 2 * WIDTH, 3)
+    assert {tuple(c) for c in saved.reshape(-1, 3)} <= {tuple(c) for c in PALETTE}

@@ -109,7 +109,8 @@ def test_streaming_matrix_matches_numpy_on_random_data():
     labels = rng.integers(0, 19, size=(4, 33, 47))
     labels[rng.random(labels.shape) < 0.2] = IGNORE_LABEL
     labels[labels == 7] = IGNORE_LABEL  # one class absent from the labels...
-    predictions = np.where(rng.random(labels.shape) < 0.6, labels, rng.integers(0, 19, labels.shape))
+    noise = rng.integers(0, 19, labels.shape)
+    predictions = np.where(rng.random(labels.shape) < 0.6, labels, noise)
     predictions[predictions == IGNORE_LABEL] = 0
     predictions[predictions == 7] = 8  # ...and from the predictions
 

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import data_pipelines
-from udamobile import metrics
+from udamobile import checkpointing, metrics
 from udamobile.classes import NUM_CLASSES, PROTOCOL_CLASSES, colorize
 from udamobile.progress import Progress
 
@@ -93,8 +93,6 @@ class KerasSegmenter:
 
 def keras_from_workdir(workdir, checkpoint=None):
     """The segmenter of a training work directory (its latest or named checkpoint)."""
-    from udamobile import checkpointing  # builds networks: imported only when needed
-
     model, info = checkpointing.restore_segmenter(workdir, checkpoint)
     cfg = info["config"]
     return KerasSegmenter(model, {
@@ -137,6 +135,7 @@ class TFLiteSegmenter:
     """
 
     def __init__(self, path, *, num_threads=2):
+        # ai-edge-litert is an optional dependency, needed for .tflite files only.
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -365,9 +364,8 @@ def _json_ready(value):
 
 def write_results(results, path):
     """Writes `results` as JSON (undefined scores as null), atomically."""
-    from udamobile.checkpointing import write_text_atomically
-
-    write_text_atomically(path, json.dumps(_json_ready(results), indent=2, allow_nan=False) + "\n")
+    text = json.dumps(_json_ready(results), indent=2, allow_nan=False)
+    checkpointing.write_text_atomically(path, text + "\n")
 
 
 # The paper's per-class IoUs (%), Cityscapes val; columns left to right as in
