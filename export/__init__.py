@@ -4,6 +4,7 @@
         --formats=saved_model,tflite_float32,tflite_float16,tflite_int8
 
 Only the segmenter leaves the work directory; every artifact takes uint8 RGB
-images and normalizes inside its graph. `saved_model.py` and `tflite.py`
-describe the interfaces; every artifact is written atomically (`atomic.py`).
+images and normalizes inside its graph. `workdir.py` lists the files written,
+`saved_model.py` and `tflite.py` describe their interfaces, `atomic.py` how
+each is written all at once or not at all.
 """

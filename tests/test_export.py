@@ -47,17 +47,16 @@ def test_failed_write_leaves_nothing_and_keeps_the_previous_artifact(tmp_path):
     assert os.listdir(tmp_path) == ["saved_model"]
 
 
-def test_successful_write_replaces_a_directory_and_a_file(tmp_path):
-    for name, make in (("dir", os.makedirs), ("file.tflite", lambda p: open(p, "w").close())):
-        target = tmp_path / name
-        for content in ("old", "new"):
-            with atomic.atomic_output(target) as staging:
-                make(staging)
-                marker = os.path.join(staging, "x") if os.path.isdir(staging) else staging
-                open(marker, "w").write(content)
-        marker = target / "x" if target.is_dir() else target
-        assert marker.read_text() == "new"
-    assert sorted(os.listdir(tmp_path)) == ["dir", "file.tflite"]
+def test_successful_write_replaces_the_previous_artifact(tmp_path):
+    for content in ("old", "new"):
+        with atomic.atomic_output(tmp_path / "model.tflite") as staging:
+            open(staging, "w").write(content)
+        with atomic.atomic_output(tmp_path / "saved_model") as staging:
+            os.makedirs(staging)
+            open(os.path.join(staging, "saved_model.pb"), "w").write(content)
+    assert (tmp_path / "model.tflite").read_text() == "new"
+    assert (tmp_path / "saved_model" / "saved_model.pb").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "saved_model"]
 
 
 def _one_conv_segmenter():

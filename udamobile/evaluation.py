@@ -112,11 +112,13 @@ class SavedModelSegmenter:
             raise EvaluationError(f"SavedModel {path} has no serving_default signature")
         self._loaded = loaded  # keeps the variables the signature reads alive
         self._serve = loaded.signatures["serving_default"]
+        inputs = self._serve.structured_input_signature[1]
         outputs = self._serve.structured_outputs
-        if "probabilities" not in outputs:
+        if list(inputs) != ["images"] or "probabilities" not in outputs:
             raise EvaluationError(
-                f"SavedModel {path}: serving_default returns {sorted(outputs)}; "
-                "expected 'probabilities' (an export of `python -m export`)")
+                f"SavedModel {path}: serving_default maps {sorted(inputs)} to "
+                f"{sorted(outputs)}; expected 'images' to 'probabilities' "
+                "(an export of `python -m export`)")
         self.num_classes = int(outputs["probabilities"].shape[-1])
         self.identity = {"kind": "saved_model", "path": os.path.abspath(path)}
 
