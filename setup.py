@@ -23,9 +23,10 @@ setup(
         "opencv-python-headless>=4.10,<6",
         "pillow>=10,<14",
         "absl-py>=2,<3",
+        "ai-edge-litert>=2,<3",  # runs .tflite files: evaluate.py, the deployment example
         "tensorboard>=2.20,<3",  # tf.summary needs it; TF 2.21 no longer depends on it
     ],
     extras_require={
-        "test": ["pytest>=8", "ai-edge-litert>=2,<3"],
+        "test": ["pytest>=8"],
     },
 )

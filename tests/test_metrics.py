@@ -58,9 +58,10 @@ def test_out_of_range_values_raise(labels, predictions):
         metrics.confusion_counts(tf.constant(labels), tf.constant(predictions), 3)
 
 
-def test_subset_protocols_average_only_their_classes():
+def test_subset_protocols_average_only_their_classes_and_ignore_the_others_labels():
     # Perfect on every class except the three SYNTHIA lacks (terrain, truck,
-    # train: IoU 0) and the three more the 13-class protocol drops (IoU 0.5).
+    # train: all predicted road) and the three more the 13-class protocol
+    # drops (wall, fence, pole: half predicted sidewalk).
     cm = np.diag(np.full(19, 10, np.int64))
     for name in ("terrain", "truck", "train"):
         c = CLASS_NAMES.index(name)
@@ -68,15 +69,20 @@ def test_subset_protocols_average_only_their_classes():
     for name in ("wall", "fence", "pole"):
         c = CLASS_NAMES.index(name)
         cm[c, c], cm[c, 1] = 5, 5
-    road_iou, sidewalk_iou = 10 / 40, 10 / 25
     by_protocol = {p: metrics.protocol_scores(cm, p) for p in (19, 16, 13)}
 
     assert len(by_protocol[16]["iou"]) == 16 and "terrain" not in by_protocol[16]["iou"]
     assert len(by_protocol[13]["iou"]) == 13 and "wall" not in by_protocol[13]["iou"]
-    assert by_protocol[13]["miou"] == pytest.approx((road_iou + sidewalk_iou + 11) / 13)
-    assert by_protocol[16]["miou"] == pytest.approx((road_iou + sidewalk_iou + 3 * 0.5 + 11) / 16)
-    assert by_protocol[19]["miou"] == pytest.approx((road_iou + sidewalk_iou + 3 * 0.5 + 11) / 19)
+    # 19 classes: terrain/truck/train pixels predicted as road hurt road.
+    assert by_protocol[19]["miou"] == pytest.approx((10 / 40 + 10 / 25 + 3 * 0.5 + 11) / 19)
     assert by_protocol[19]["pixel_accuracy"] == pytest.approx((190 - 30 - 15) / 190)
+    # 16 classes: those labels are ignored, as SYNTHIA's 16-class mapping does,
+    # so road is perfect; wall/fence/pole pixels predicted sidewalk still count.
+    assert by_protocol[16]["iou"]["road"] == 1.0
+    assert by_protocol[16]["miou"] == pytest.approx((1 + 10 / 25 + 3 * 0.5 + 11) / 16)
+    assert by_protocol[16]["pixel_accuracy"] == pytest.approx(145 / 160)
+    # 13 classes: wall/fence/pole labels are ignored too.
+    assert by_protocol[13]["miou"] == 1.0
 
 
 def test_protocol_scores_name_undefined_classes():

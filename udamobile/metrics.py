@@ -124,11 +124,25 @@ def pixel_accuracy(cm):
     return float(np.trace(cm) / total) if total else float("nan")
 
 
+def protocol_matrix(cm, protocol):
+    """`cm` with the label rows of classes outside the protocol set to zero.
+
+    The 16- and 13-class SYNTHIA protocols map the other classes' labels to
+    ignore (255): a Cityscapes terrain pixel predicted as vegetation must not
+    count against vegetation. Predictions are left as they are.
+    """
+    cm = np.array(cm, dtype=np.int64)
+    excluded = [c for c in range(cm.shape[0]) if c not in PROTOCOL_CLASSES[protocol]]
+    cm[excluded, :] = 0
+    return cm
+
+
 def protocol_scores(cm, protocol):
     """The scores a report shows, for one evaluation protocol (19, 16 or 13).
 
     Args:
-      cm: confusion matrix [C, C] over the 19 train ids.
+      cm: confusion matrix [C, C] over the 19 train ids; label pixels of
+        classes outside the protocol are ignored (`protocol_matrix`).
       protocol: a key of `PROTOCOL_CLASSES`.
 
     Returns:
@@ -140,6 +154,7 @@ def protocol_scores(cm, protocol):
     if protocol not in PROTOCOL_CLASSES:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOL_CLASSES)}, got {protocol!r}")
     classes = PROTOCOL_CLASSES[protocol]
+    cm = protocol_matrix(cm, protocol)
     iou = iou_per_class(cm)
     return {
         "protocol": protocol,
