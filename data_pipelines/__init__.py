@@ -16,3 +16,9 @@ from data_pipelines.pipelines import (
     evaluation_images, normalize_image, pad_to_size, random_crop, random_flip, resize_to_width,
     supervised_patches, unpaired_patches)
 from data_pipelines.validation import DatasetReport, check_dataset
+
+__all__ = [
+    "DATASET_NAMES", "SPLITS", "Dataset", "DatasetError", "DatasetReport", "check_dataset",
+    "evaluation_images", "normalize_image", "open_dataset", "pad_to_size", "random_crop",
+    "random_flip", "resize_to_width", "supervised_patches", "unpaired_patches",
+]

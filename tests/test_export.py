@@ -21,7 +21,7 @@ import data_pipelines
 from export import atomic, saved_model, tflite
 from export.workdir import ExportError, export_workdir
 from udamobile import checkpointing, config as config_lib, evaluation, networks
-from udamobile.classes import IGNORE_LABEL, PALETTE, colorize
+from udamobile.classes import IGNORE_LABEL, PALETTE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 128, 256  # the demo domains' image size
@@ -294,22 +294,26 @@ def test_evaluate_cli_prints_the_table_and_writes_json_in_the_workdir(workdir):
     assert results["model"]["step"] == FIT_STEPS and results["dataset"]["num_images"] == 2
 
 
+def readme_python_block(containing):
+    """The first ```python block of README.md that contains `containing`."""
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    return next(b for b in blocks if containing in b)
+
+
 @pytest.mark.slow
 def test_readme_deployment_example(exports, tmp_path):
     """The README's board example: a .tflite file, an image file -> a colourized label map."""
     image_path, labels_path = tmp_path / "street.png", tmp_path / "labels.png"
     demo = data_pipelines.open_dataset("demo_target", split="val").read_image(0)
     Image.fromarray(demo).resize((2 * WIDTH, 2 * HEIGHT)).save(image_path)
-    model_path = exports["tflite_int8"]
-    # --- the example, as in the README ---
-    runner = Interpreter(model_path=model_path, num_threads=2).get_signature_runner()
-    height, width = runner.get_input_details()["images"]["shape"][1:3]
-    image = Image.open(image_path).convert("RGB")
-    pixels = np.asarray(image.resize((width, height), Image.BILINEAR))[np.newaxis]
-    outputs = runner(images=pixels)
-    labels = outputs["labels"][0] if "labels" in outputs else outputs["probabilities"][0].argmax(-1)
-    Image.fromarray(colorize(labels)).resize(image.size, Image.NEAREST).save(labels_path)
-    # ---
+    # The README's own code, with its paths pointed at this test's files.
+    example = readme_python_block("ai_edge_litert")
+    example = (example.replace("runs/gta5/export/segmenter_512x1024_int8.tflite",
+                               str(exports["tflite_int8"]))
+               .replace('"street.png"', repr(str(image_path)))
+               .replace('"labels.png"', repr(str(labels_path))))
+    exec(compile(example, "README.md", "exec"), {})
     saved = np.asarray(Image.open(labels_path))
     assert saved.shape == (2 * HEIGHT, 2 * WIDTH, 3)
     assert {tuple(c) for c in saved.reshape(-1, 3)} <= {tuple(c) for c in PALETTE}

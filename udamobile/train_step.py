@@ -136,7 +136,6 @@ def make_adaptation_step(state, cfg, *, update_segmenter, feature_adaptation):
             updates.append(update(state.segmenter_optimizer, segmenter_loss, "segmenter"))
         if use_feat:
             updates.append(update(state.feature_optimizer, feature_loss, "fd_s", "fd_t"))
-        del tape
         metrics = {
             "loss/image_adversarial_t": adv_t, "loss/image_adversarial_s": adv_s,
             "loss/cycle": cycle, "loss/semantic": sem, "loss/feature_adversarial": feat_adv,

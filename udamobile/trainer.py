@@ -109,29 +109,24 @@ def _initialize(state, manager, cfg):
         state.checkpoint().read(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(state.step))
         return
-    if cfg.run.init_checkpoint:
-        report = pretrained.initialize_segmenter(state.segmenter, cfg.run.init_checkpoint,
-                                                 allow_partial=cfg.run.init_allow_partial)
-        logging.info("Segmenter initialized: %s", report)
+    if cfg.run.init_checkpoint:  # initialize_segmenter logs its report
+        pretrained.initialize_segmenter(state.segmenter, cfg.run.init_checkpoint,
+                                        allow_partial=cfg.run.init_allow_partial)
 
 
 def _colour_labels(labels):
-    return tf.numpy_function(lambda x: classes.colorize(x), [labels], tf.uint8)
-
-
-def _to_uint8(images):
-    return tf.cast(tf.clip_by_value((images + 1.0) * 127.5, 0, 255), tf.uint8)
+    return classes.colorize(np.asarray(labels))
 
 
 def _write_images(state, cfg, batch, step):
     if cfg.stage == "source_only":
         logits = state.segmenter(batch["image"][:1], training=False)["logits"]
-        pictures = {"image": _to_uint8(batch["image"][:1]),
+        pictures = {"image": evaluation.to_pixels(batch["image"][:1]),
                     "label": _colour_labels(batch["label"][:1]),
                     "prediction": _colour_labels(tf.argmax(logits, -1))}
     else:
         translated = train_step.translate_for_summary(state, batch)
-        pictures = {name: _to_uint8(image) for name, image in translated.items()}
+        pictures = {name: evaluation.to_pixels(image) for name, image in translated.items()}
         for name in ("x_t", "g_st(x_s)"):
             logits = state.segmenter(translated[name], training=False)["logits"]
             pictures[f"prediction {name}"] = _colour_labels(tf.argmax(logits, -1))
