@@ -141,8 +141,9 @@ def _shuffled_indices(length, seed):
     return tf.data.Dataset.counter().map(epoch_order).unbatch()
 
 
-def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream):
-    """Endless (image [P, P, 3] float32, label [P, P] int32 or None) patches."""
+def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream, start=0):
+    """Endless (image [P, P, 3] float32, label [P, P] int32 or None) patches,
+    from position `start` of the stream (skipped before decoding: cheap)."""
     order_seed, augment_seed = tf.unstack(
         tf.random.experimental.stateless_split(tf.constant([seed, stream], tf.int64), 2))
     read = _reader(dataset, with_label)
@@ -162,12 +163,12 @@ def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream
 
     positions = tf.data.Dataset.counter()
     indices = _shuffled_indices(len(dataset), order_seed)
-    return tf.data.Dataset.zip((positions, indices)).map(
+    return tf.data.Dataset.zip((positions, indices)).skip(start).map(
         make_patch, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size=5, flip=True,
-                       seed=0):
+                       seed=0, start_batch=0):
     """Endless batches of labelled random patches, reshuffled every epoch.
 
     Args:
@@ -178,6 +179,8 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size
       batch_size: examples per batch.
       flip: mirror half of the patches (image and label together).
       seed: int; the same seed gives the same batches.
+      start_batch: begin with this batch of the stream (a resumed run
+        continues exactly where it stopped).
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, P, P, 3] in [-1, 1],
@@ -188,17 +191,19 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size
     _check_positive("resize_width", resize_width, allow_none=True)
     _require_labels(dataset, "supervised_patches")
     patches = _patch_stream(dataset, with_label=True, size=size, resize_width=resize_width,
-                            flip=flip, seed=seed, stream=_SOURCE_STREAM)
+                            flip=flip, seed=seed, stream=_SOURCE_STREAM,
+                            start=start_batch * batch_size)
     return patches.map(lambda image, label: {"image": image, "label": label}).batch(
         batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
-                     resize_width_target=None, batch_size=1, flip=True, seed=0):
+                     resize_width_target=None, batch_size=1, flip=True, seed=0, start_batch=0):
     """Endless batches of a labelled source patch beside an unrelated target patch.
 
     The two streams are shuffled and augmented independently; target labels
-    are never read (the target may be unlabelled).
+    are never read (the target may be unlabelled). `start_batch` as in
+    `supervised_patches`.
 
     Returns:
       tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
@@ -213,10 +218,10 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
         raise DatasetError(f"{target.name}/{target.split} (target) is empty")
     source_patches = _patch_stream(source, with_label=True, size=size,
                                    resize_width=resize_width_source, flip=flip, seed=seed,
-                                   stream=_SOURCE_STREAM)
+                                   stream=_SOURCE_STREAM, start=start_batch * batch_size)
     target_patches = _patch_stream(target, with_label=False, size=size,
                                    resize_width=resize_width_target, flip=flip, seed=seed,
-                                   stream=_TARGET_STREAM)
+                                   stream=_TARGET_STREAM, start=start_batch * batch_size)
     pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(
         lambda source_pair, target_image: {"source_image": source_pair[0],
                                            "source_label": source_pair[1],

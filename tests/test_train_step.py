@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udamobile import train_step
+from udamobile import losses, train_step
 from udamobile.state import TrainingState, polynomial_decay
 
 
@@ -107,3 +107,75 @@ def test_adaptation_phase_follows_the_freeze_schedule(tiny_config):
     assert train_step.adaptation_phase(0, cfg) == (False, False)
     assert train_step.adaptation_phase(5, cfg) == (False, True)
     assert train_step.adaptation_phase(10, cfg) == (True, True)
+
+
+def _one_step_changes(cfg, steps=1, seed=0):
+    """Variables of every network after `steps` phase-2 steps from a fixed init."""
+    tf.keras.utils.set_random_seed(seed)
+    state = TrainingState(cfg)
+    step = train_step.make_adaptation_step(state, cfg, update_segmenter=True, feature_adaptation=True)
+    batch = _unpaired_batch(cfg)
+    for _ in range(steps):
+        step(batch)
+    return state, _snapshot(state, *NETWORKS)
+
+
+def _share_different(a, b, *names, lr):
+    """Share of the weights of `names` that differ by more than lr / 10."""
+    moved = [np.abs(x - y) > 0.1 * lr for name in names for x, y in zip(a[name], b[name])]
+    return sum(int(m.sum()) for m in moved) / sum(m.size for m in moved)
+
+
+def test_discriminators_ignore_the_generator_objective_and_vice_versa(tiny_config):
+    # Adam moves nearly every weight by about lr at its first steps: a term
+    # that reached a player would change most of its update, float noise
+    # between two traced graphs only the few weights whose gradient is ~0.
+    lr = tiny_config("adaptation").optim.gan_lr
+    # lambda_cycle enters only the generators' objective: D_S, D_T, D'_S, D'_T
+    # take the same first update with or without it.
+    _, with_cycle = _one_step_changes(tiny_config("adaptation", lambda_cycle=20.0))
+    _, without_cycle = _one_step_changes(tiny_config("adaptation", lambda_cycle=0.0))
+    assert _share_different(with_cycle, without_cycle, "d_s", "d_t", "fd_s", "fd_t", lr=lr) < 0.01
+    assert _share_different(with_cycle, without_cycle, "g_st", "g_ts", lr=lr) > 0.2
+    # A one-image pool swaps in old fakes from step 2 on: only the image
+    # discriminators' objective changes, so the generators' second update
+    # (made against the discriminators of step 1) does not.
+    _, small_pool = _one_step_changes(tiny_config("adaptation", pool_size=1), steps=2)
+    _, large_pool = _one_step_changes(tiny_config("adaptation", pool_size=50), steps=2)
+    assert _share_different(small_pool, large_pool, "g_st", "g_ts", lr=lr) < 0.01
+    assert _share_different(small_pool, large_pool, "d_s", "d_t", lr=lr) > 0.2
+
+
+def test_semantic_consistency_gradient_reaches_the_generators(tiny_config):
+    cfg = tiny_config("adaptation")
+    state = TrainingState(cfg)
+    x = _unpaired_batch(cfg)["source_image"]
+    with tf.GradientTape() as tape:
+        loss = losses.semantic_consistency_loss(
+            state.segmenter(state.g_st(x, training=True), training=True)["logits"],
+            state.segmenter(x, training=False)["logits"])
+    grads = tape.gradient(loss, state.g_st.trainable_variables)
+    assert all(g is not None for g in grads)
+    assert sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0
+
+
+def test_adaptation_step_gives_the_same_result_eagerly_and_in_graph(tiny_config):
+    cfg = tiny_config("adaptation", dropout_rate=0.0)  # no dropout: same randomness both ways
+    results = []
+    for eager in (True, False):
+        tf.keras.utils.set_random_seed(0)
+        state = TrainingState(cfg)
+        tf.config.run_functions_eagerly(eager)
+        try:
+            step = train_step.make_adaptation_step(
+                state, cfg, update_segmenter=True, feature_adaptation=True)
+            metrics = {k: float(v) for k, v in step(_unpaired_batch(cfg)).items()}
+        finally:
+            tf.config.run_functions_eagerly(False)
+        results.append((metrics, _snapshot(state, *NETWORKS)))
+    (eager_metrics, eager_vars), (graph_metrics, graph_vars) = results
+    assert eager_metrics == pytest.approx(graph_metrics, rel=1e-5)
+    # Adam's first update is about lr * sign(gradient): compare within 2 lr.
+    for name in NETWORKS:
+        for a, b in zip(eager_vars[name], graph_vars[name]):
+            np.testing.assert_allclose(a, b, atol=2 * max(cfg.optim.gan_lr, cfg.optim.segmenter_lr))

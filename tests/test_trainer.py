@@ -51,48 +51,60 @@ def test_the_whole_job_trains_both_stages_scores_exports_and_draws(tiny_config, 
 def _train(workdir, steps, *extra):
     return subprocess.Popen(
         [sys.executable, os.path.join(REPO, "train.py"), f"--workdir={workdir}",
-         f"--steps={steps}", "--checkpoint_every=5", *TINY_FLAGS, *extra],
+         f"--steps={steps}", "--checkpoint_every=5", "--deterministic", *TINY_FLAGS, *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_checkpoint(workdir, process, timeout=300):
+def _latest_step(workdir):
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    return checkpointing.checkpoint_step(latest) if latest else -1
+
+
+def _wait_for_step(workdir, process, step, timeout=300):
     deadline = time.time() + timeout
-    folder = os.path.join(workdir, "checkpoints")
-    while time.time() < deadline:
-        if tf.train.latest_checkpoint(folder):
-            return
+    while _latest_step(workdir) < step:
+        assert time.time() < deadline, "no checkpoint written in time"
         assert process.poll() is None, process.stdout.read()
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint written")
+        time.sleep(0.1)
+
+
+def _variables(workdir):
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("segmenter/")}
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_kill_9_resumes(tmp_path):
-    workdir = str(tmp_path / "run")
-    process = _train(workdir, 400)
-    _wait_for_checkpoint(workdir, process)
+def test_sigterm_and_kill_9_resume_exactly_where_the_run_stopped(tmp_path):
+    steps = 60
+    reference = str(tmp_path / "uninterrupted")
+    assert _train(reference, steps).wait(timeout=300) == 0
+
+    workdir = str(tmp_path / "interrupted")
+    process = _train(workdir, steps)
+    _wait_for_step(workdir, process, 5)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=120)[0]
     assert process.returncode != 0 and "SIGTERM" in output and "resume" in output
-    interrupted = checkpointing.checkpoint_step(tf.train.latest_checkpoint(f"{workdir}/checkpoints"))
-    assert 5 <= interrupted < 400
+    interrupted = _latest_step(workdir)
+    assert 5 <= interrupted < steps
 
-    process = _train(workdir, 400)
-    deadline = time.time() + 300
-    while checkpointing.checkpoint_step(
-            tf.train.latest_checkpoint(f"{workdir}/checkpoints")) < interrupted + 5:
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.2)
+    process = _train(workdir, steps)
+    _wait_for_step(workdir, process, interrupted + 5)
     process.kill()  # SIGKILL: no chance to save anything
     process.wait()
-    killed = checkpointing.checkpoint_step(tf.train.latest_checkpoint(f"{workdir}/checkpoints"))
+    killed = _latest_step(workdir)
+    assert killed < steps
 
-    process = _train(workdir, killed + 3)
+    process = _train(workdir, steps)
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 0, output
     assert f"at step {killed}" in output  # "Resumed from ... at step N"
-    assert checkpointing.checkpoint_step(
-        tf.train.latest_checkpoint(f"{workdir}/checkpoints")) == killed + 3
+    # Same batches, same optimizer state, same random state: the same weights.
+    expected, got = _variables(reference), _variables(workdir)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch):

@@ -124,6 +124,9 @@ class RunConfig:
     eval_max_images: int = _field(0, "Images used by periodic evaluation (0: all).")
     eval_input_width: typing.Optional[int] = _field(None, "Downscale evaluation inputs to this width.")
     on_nonfinite: str = _field("stop", "When a loss is NaN/Inf: stop (default) or skip the step.")
+    deterministic: bool = _field(
+        False, "Enable TF op determinism: the same seed gives the same run, resumed or not "
+        "(slower on GPUs).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ import json
 import os
 
 import numpy as np
-from absl import logging
 
 import data_pipelines
 from export.workdir import ExportError, export_workdir
@@ -128,7 +127,6 @@ def run(configs, workdir):
     pictures = _write_figures(os.path.join(workdir, "figures"), adaptation_cfg,
                               dirs["adaptation"], models, test_set)
     table = results_table(scores["source_only"], scores["adaptation"])
-    logging.info("Results:\n%s", table)
     print(f"\nScores on {test_set.name}/{test_set.split} ({len(test_set)} images), IoU %:\n"
           f"{table}\n\nWritten to {workdir}:\n"
           f"  {dirs['source_only']}, {dirs['adaptation']}  (work directories)\n"

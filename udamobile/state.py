@@ -110,10 +110,19 @@ class TrainingState(tf.Module):
             self.discriminator_optimizer.build(self.variables_of("d_s", "d_t"))
             self.feature_optimizer.build(self.variables_of("fd_s", "fd_t"))
 
+    def random_states(self):
+        """The states of the networks' Keras seed generators (dropout masks).
+
+        Keras keeps them out of what tf.train.Checkpoint tracks; saving them
+        lets a resumed run draw the masks an uninterrupted one would have.
+        """
+        return [v.value for model in self.networks.values() for v in model.non_trainable_variables
+                if v.name == "seed_generator_state"]
+
     def checkpoint(self):
         """A tf.train.Checkpoint of named sub-objects (segmenter restorable alone)."""
-        return tf.train.Checkpoint(step=self.step, **self.networks, **self.optimizers,
-                                   **self.pools)
+        return tf.train.Checkpoint(step=self.step, random_states=self.random_states(),
+                                   **self.networks, **self.optimizers, **self.pools)
 
     def learning_rates(self):
         rates = {"segmenter": self.segmenter_optimizer.learning_rate}

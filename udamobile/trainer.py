@@ -31,12 +31,6 @@ class Interrupted(RuntimeError):
     """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
 
 
-def _stream_seed(seed, start_step):
-    # A resumed run draws a fresh, still deterministic, data order instead of
-    # replaying the batches the run already saw.
-    return seed + 1_000_003 * start_step
-
-
 def check_training_data(cfg):
     """Decodes a sample of every dataset the run reads; raises on any problem.
 
@@ -55,20 +49,24 @@ def check_training_data(cfg):
 
 
 def make_training_stream(cfg, start_step=0):
-    """The endless tf.data stream of the run's stage."""
+    """The endless tf.data stream of the run's stage, from batch `start_step`.
+
+    The stream is a pure function of the seed and the position, so a resumed
+    run sees exactly the batches an uninterrupted one would have.
+    """
     data = cfg.data
-    seed = _stream_seed(cfg.run.seed, start_step)
+    seed = cfg.run.seed
     source = data_pipelines.open_dataset(data.source, data.source_root, "train",
                                          synthia_classes=data.synthia_classes)
     if cfg.stage == "source_only":
         return data_pipelines.supervised_patches(
             source, patch_size=data.patch_size, resize_width=data.resize_width,
-            batch_size=cfg.optim.batch_size, flip=data.flip, seed=seed)
+            batch_size=cfg.optim.batch_size, flip=data.flip, seed=seed, start_batch=start_step)
     target = data_pipelines.open_dataset(data.target, data.target_root, "train")
     return data_pipelines.unpaired_patches(
         source, target, patch_size=data.patch_size, resize_width_source=data.resize_width,
         resize_width_target=data.resize_width, batch_size=cfg.optim.batch_size,
-        flip=data.flip, seed=seed)
+        flip=data.flip, seed=seed, start_batch=start_step)
 
 
 def evaluation_dataset(cfg):
@@ -166,6 +164,8 @@ def train(cfg, workdir):
     """
     config_lib.validate(cfg)
     tf.keras.utils.set_random_seed(cfg.run.seed)
+    if cfg.run.deterministic:
+        tf.config.experimental.enable_op_determinism()
     check_training_data(cfg)
     _prepare_workdir(cfg, workdir)
     state = TrainingState(cfg)

@@ -1,0 +1,81 @@
+"""Seconds per training step, and the share of it spent waiting for data.
+
+    python benchmarks/train_step.py [--paper_steps=3] [--demo_steps=30]
+
+For each stage at two sets of shapes, measured in one run on this machine:
+- paper: full-width networks, 600x600 patches from full-size GTA5-format
+  PNGs (1914x1052, written to a temporary folder; they serve as the target
+  images too), batch 5 (source only) and 1 (adaptation);
+- demo: the `demo` preset on the built-in domains.
+Each step's time is split into waiting for the next batch (the pipeline runs
+ahead in parallel, so this is what data costs the loop) and the step itself.
+"""
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+import data_pipeline  # the sibling benchmark: machine(), write_full_size_gta5()
+from udamobile import config as config_lib, trainer, train_step
+from udamobile.state import TrainingState
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("paper_steps", 3, "Timed steps at the paper's shapes (after tracing).")
+flags.DEFINE_integer("demo_steps", 30, "Timed steps at the demo's shapes (after tracing).")
+flags.DEFINE_integer("pairs", 8, "Full-size GTA5-format pairs written for the paper shapes.")
+
+
+def time_steps(cfg, steps):
+    """(seconds per step, share waiting for data) over `steps` steps after one traced step."""
+    state = TrainingState(cfg)
+    if cfg.stage == "adaptation":
+        step = train_step.make_adaptation_step(state, cfg, update_segmenter=True,
+                                               feature_adaptation=True)
+    else:
+        step = train_step.make_source_only_step(state, cfg)
+    stream = iter(trainer.make_training_stream(cfg))
+    step(next(stream))  # tracing
+    waiting, computing = [], []
+    for _ in range(steps):
+        started = time.perf_counter()
+        batch = next(stream)
+        fetched = time.perf_counter()
+        float(step(batch)["finite"])
+        waiting.append(fetched - started)
+        computing.append(time.perf_counter() - fetched)
+    total = np.sum(waiting) + np.sum(computing)
+    return total / steps, float(np.sum(waiting) / total)
+
+
+def main(argv):
+    del argv
+    print(f"machine: {data_pipeline.machine()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        data_pipeline.write_full_size_gta5(root, FLAGS.pairs)
+        for stage in config_lib.STAGES:
+            cfg = config_lib.override(
+                config_lib.get_config("paper_gta5", stage), source_root=root, target="gta5",
+                target_root=root)
+            rows.append(("paper", stage, cfg, *time_steps(cfg, FLAGS.paper_steps)))
+    for stage in config_lib.STAGES:
+        cfg = config_lib.get_config("demo", stage)
+        rows.append(("demo", stage, cfg, *time_steps(cfg, FLAGS.demo_steps)))
+
+    print(f"\n{'shapes':<7}{'stage':<13}{'batch':>6}{'patch':>7}{'s/step':>9}{'data share':>12}")
+    for shapes, stage, cfg, seconds, share in rows:
+        print(f"{shapes:<7}{stage:<13}{cfg.optim.batch_size:>6}{cfg.data.patch_size:>7}"
+              f"{seconds:>9.3f}{100 * share:>11.1f}%")
+    paper = {stage: s for shapes, stage, _, s, _ in rows if shapes == "paper"}
+    demo = {stage: s for shapes, stage, _, s, _ in rows if shapes == "demo"}
+    print(f"\nadaptation / source-only step: paper {paper['adaptation'] / paper['source_only']:.1f}x,"
+          f" demo {demo['adaptation'] / demo['source_only']:.1f}x")
+    hours = {stage: paper[stage] * config_lib.get_config("paper_gta5", stage).optim.steps / 3600
+             for stage in paper}
+    print(f"paper schedule on this machine: source only {hours['source_only']:.0f} h, "
+          f"adaptation {hours['adaptation']:.0f} h")
+
+
+if __name__ == "__main__":
+    app.run(main)
