@@ -10,52 +10,18 @@
    rate divided by the rate at which the demo's source-only step consumes
    images (measured here too): above 1, data never holds training back.
 """
-import os
-import platform
 import tempfile
 import time
 
-import numpy as np
 from absl import app, flags
+
+from common import GTA5_SIZE, machine, write_full_size_gta5
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("pairs", 12, "Full-size GTA5-format image/label pairs to write.")
 flags.DEFINE_integer("patches", 60, "600x600 patches timed per setting (after one warm-up batch).")
 flags.DEFINE_integer("demo_images", 200, "Demo images generated per domain.")
 flags.DEFINE_integer("demo_steps", 20, "Demo source-only steps timed (after tracing).")
-
-GTA5_SIZE = (1052, 1914)  # height, width
-
-
-def machine():
-    model = "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}"
-
-
-def write_full_size_gta5(root, count):
-    """GTA5-format pairs whose content compresses like a street scene, not a flat grey."""
-    import cv2
-    from data_pipelines import demo, testing
-    from udamobile.classes import CITYSCAPES_LABEL_ID_TO_TRAIN_ID
-
-    height, width = GTA5_SIZE
-    rng = np.random.default_rng(0)
-    label_id_of = np.zeros(256, np.uint8)  # train id -> Cityscapes label id (0: unlabelled)
-    for label_id, train_id in CITYSCAPES_LABEL_ID_TO_TRAIN_ID.items():
-        label_id_of[train_id] = label_id
-    for i in range(count):
-        image, train_ids = demo.generate_scene("demo_target", "train", i)
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-        image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
-        train_ids = cv2.resize(train_ids, (width, height), interpolation=cv2.INTER_NEAREST)
-        testing.write_rgb_png(os.path.join(root, "images", f"{i:05d}.png"), image)
-        testing.write_palette_png(os.path.join(root, "labels", f"{i:05d}.png"),
-                                  label_id_of[train_ids])
-
 
 def patches_per_second(dataset, *, resize_width, patches):
     from data_pipelines import supervised_patches

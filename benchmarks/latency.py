@@ -23,13 +23,14 @@ ai-edge-litert with its default XNNPACK delegate. Not part of the test suite:
 a full run takes several minutes.
 """
 import os
-import platform
 import statistics
 import tempfile
 import time
 
 import numpy as np
 from absl import app, flags
+
+from common import machine
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["512x1024", "1024x2048"], "Input sizes, HxW.")
@@ -40,21 +41,6 @@ flags.DEFINE_integer("num_calibration_images", 8, "demo_target images calibratin
 flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices of the peak test.")
 
 ARTIFACTS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
-
-
-def machine_description():
-    """'AMD EPYC, 2 CPUs, Linux 6.1, Python 3.11, TF 2.21.0'-like line."""
-    import tensorflow as tf
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, TF {tf.__version__}")
 
 
 def median_seconds(run, *, runs, warmup):
@@ -198,7 +184,7 @@ def main(argv):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from udamobile.segmenter import build_segmenter
 
-    print(machine_description())
+    print(machine())
     peak = matmul_peak(FLAGS.matmul_size, runs=FLAGS.runs)
     peak_flops = max(peak.values())
     print(f"float32 matmul peak ({FLAGS.matmul_size}^3, {FLAGS.num_threads} threads): "

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-import data_pipeline  # the sibling benchmark: machine(), write_full_size_gta5()
+from common import machine, write_full_size_gta5
 from udamobile import config as config_lib, trainer, train_step
 from udamobile.state import TrainingState
 
@@ -50,10 +50,10 @@ def time_steps(cfg, steps):
 
 def main(argv):
     del argv
-    print(f"machine: {data_pipeline.machine()}")
+    print(f"machine: {machine()}")
     rows = []
     with tempfile.TemporaryDirectory() as root:
-        data_pipeline.write_full_size_gta5(root, FLAGS.pairs)
+        write_full_size_gta5(root, FLAGS.pairs)
         for stage in config_lib.STAGES:
             cfg = config_lib.override(
                 config_lib.get_config("paper_gta5", stage), source_root=root, target="gta5",

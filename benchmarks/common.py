@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmarks: the machine's description, full-size test files."""
+import os
+import platform
+
+import numpy as np
+
+GTA5_SIZE = (1052, 1914)  # height, width
+
+
+def machine():
+    """'AMD EPYC, 2 CPUs, Linux 6.1, Python 3.11, TF 2.21.0'-like line."""
+    import tensorflow as tf
+
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, TF {tf.__version__}")
+
+
+def write_full_size_gta5(root, count):
+    """GTA5-format pairs whose content compresses like a street scene, not a flat grey."""
+    import cv2
+    from data_pipelines import demo, testing
+    from udamobile.classes import CITYSCAPES_LABEL_ID_TO_TRAIN_ID
+
+    height, width = GTA5_SIZE
+    rng = np.random.default_rng(0)
+    label_id_of = np.zeros(256, np.uint8)  # train id -> Cityscapes label id (0: unlabelled)
+    for label_id, train_id in CITYSCAPES_LABEL_ID_TO_TRAIN_ID.items():
+        label_id_of[train_id] = label_id
+    for i in range(count):
+        image, train_ids = demo.generate_scene("demo_target", "train", i)
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+        train_ids = cv2.resize(train_ids, (width, height), interpolation=cv2.INTER_NEAREST)
+        testing.write_rgb_png(os.path.join(root, "images", f"{i:05d}.png"), image)
+        testing.write_palette_png(os.path.join(root, "labels", f"{i:05d}.png"),
+                                  label_id_of[train_ids])
