@@ -71,22 +71,33 @@ def test_a_nan_batch_updates_nothing_and_is_reported(tiny_config):
     assert int(state.step) == 1
 
 
-def test_source_only_step_trains_the_segmenter_eagerly_and_in_graph(tiny_config):
-    cfg = tiny_config("source_only", dropout_rate=0.0)  # no dropout: same randomness both ways
-    batch = _unpaired_batch(cfg)
-    batch = {"image": batch["source_image"], "label": tf.ones_like(batch["source_label"])}
-    losses = []
+def _eagerly_and_in_graph(cfg, run):
+    """[run(state) eagerly, run(state) under tf.function], each from the same init."""
+    results = []
     for eager in (True, False):
         tf.keras.utils.set_random_seed(0)
         state = TrainingState(cfg)
         tf.config.run_functions_eagerly(eager)
         try:
-            step = train_step.make_source_only_step(state, cfg)
-            before = _snapshot(state, "segmenter")
-            losses.append([float(step(batch)["loss/ce"]) for _ in range(3)])
+            results.append(run(state))
         finally:
             tf.config.run_functions_eagerly(False)
+    return results
+
+
+def test_source_only_step_trains_the_segmenter_eagerly_and_in_graph(tiny_config):
+    cfg = tiny_config("source_only", dropout_rate=0.0)  # no dropout: same randomness both ways
+    batch = _unpaired_batch(cfg)
+    batch = {"image": batch["source_image"], "label": tf.ones_like(batch["source_label"])}
+
+    def three_steps(state):
+        step = train_step.make_source_only_step(state, cfg)
+        before = _snapshot(state, "segmenter")
+        losses = [float(step(batch)["loss/ce"]) for _ in range(3)]
         assert _changed(before, state)["segmenter"]
+        return losses
+
+    losses = _eagerly_and_in_graph(cfg, three_steps)
     # Same loss from the same weights; later steps drift apart within float
     # noise that Adam's normalized first updates amplify, so only the trend is compared.
     assert losses[0][0] == pytest.approx(losses[1][0], rel=1e-5)
@@ -161,19 +172,14 @@ def test_semantic_consistency_gradient_reaches_the_generators(tiny_config):
 
 def test_adaptation_step_gives_the_same_result_eagerly_and_in_graph(tiny_config):
     cfg = tiny_config("adaptation", dropout_rate=0.0)  # no dropout: same randomness both ways
-    results = []
-    for eager in (True, False):
-        tf.keras.utils.set_random_seed(0)
-        state = TrainingState(cfg)
-        tf.config.run_functions_eagerly(eager)
-        try:
-            step = train_step.make_adaptation_step(
-                state, cfg, update_segmenter=True, feature_adaptation=True)
-            metrics = {k: float(v) for k, v in step(_unpaired_batch(cfg)).items()}
-        finally:
-            tf.config.run_functions_eagerly(False)
-        results.append((metrics, _snapshot(state, *NETWORKS)))
-    (eager_metrics, eager_vars), (graph_metrics, graph_vars) = results
+
+    def one_step(state):
+        step = train_step.make_adaptation_step(state, cfg, update_segmenter=True,
+                                               feature_adaptation=True)
+        metrics = {k: float(v) for k, v in step(_unpaired_batch(cfg)).items()}
+        return metrics, _snapshot(state, *NETWORKS)
+
+    (eager_metrics, eager_vars), (graph_metrics, graph_vars) = _eagerly_and_in_graph(cfg, one_step)
     assert eager_metrics == pytest.approx(graph_metrics, rel=1e-5)
     # Adam's first update is about lr * sign(gradient): compare within 2 lr.
     for name in NETWORKS:
