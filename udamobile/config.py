@@ -24,6 +24,7 @@ import json
 import typing
 
 STAGES = ("source_only", "adaptation")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
 def _field(default, help_text):
@@ -127,6 +128,13 @@ class RunConfig:
     deterministic: bool = _field(
         False, "Enable TF op determinism: the same seed gives the same run, resumed or not "
         "(slower on GPUs).")
+    strategy: str = _field(
+        "default", "Devices of the steps: default (one device), mirrored (every local GPU) "
+        "or multi_worker_mirrored (machines listed in TF_CONFIG). --batch_size is the "
+        "global batch, split evenly between the replicas.")
+    mixed_precision: bool = _field(
+        False, "Compute in float16 with dynamic loss scaling (mixed_float16), weights in "
+        "float32: for GPUs with tensor cores; slower on CPUs.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +237,7 @@ def get_config(preset="paper_gta5", stage="adaptation"):
 _CHOICES = {
     "generator_output": ("tanh", "linear"),
     "on_nonfinite": ("stop", "skip"),
+    "strategy": STRATEGIES,
     "output_stride": (8, 16, 32),
     "synthia_classes": (16, 13),
 }

@@ -27,7 +27,7 @@ class ImagePool(tf.Module):
         Once full, each new image is returned with probability 1/2; otherwise a
         random stored image is returned and the new one takes its place.
         """
-        images = tf.stop_gradient(images)
+        images = tf.cast(tf.stop_gradient(images), self.images.dtype)
         if self.size == 0:
             return images
         outputs = tf.TensorArray(images.dtype, size=tf.shape(images)[0])

@@ -4,10 +4,35 @@ Notation of the paper: G_ST maps source to target, G_TS target to source, M is
 the segmenter with encoder Me. Adversarial terms use the least-squares (LSGAN)
 form the paper adopts in place of the log losses of Eq. 1-2 and 6-7, split
 into a generator objective and a discriminator objective.
+
+Every loss is a mean over the *global* batch. Under tf.distribute each
+replica holds part of the batch and returns its share of that mean (its sum
+over the global count); the optimizers sum the replicas' gradients, so N
+replicas with B/N examples each take the step one device takes with B.
+On one device the share is the whole mean.
 """
 import tensorflow as tf
 
 from udamobile.classes import IGNORE_LABEL
+
+
+def _replica_context():
+    """The replica context, or None in a cross-replica context."""
+    return tf.distribute.get_replica_context()
+
+
+def global_mean(values, weights=None):
+    """This replica's share of the weighted mean of `values` over the global batch.
+
+    sum(values * weights) / (sum of weights over all replicas), at least 1.
+    """
+    values = tf.cast(values, tf.float32)
+    weights = tf.ones_like(values) if weights is None else tf.cast(weights, tf.float32)
+    count = tf.reduce_sum(weights)
+    context = _replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.reduce_sum(values * weights) / tf.maximum(count, 1.0)
 
 
 def lsgan_generator_loss(fake_scores, real_label=1.0):
@@ -15,7 +40,7 @@ def lsgan_generator_loss(fake_scores, real_label=1.0):
 
     mean((D(fake) - real_label)^2): the generator wants its fakes scored real.
     """
-    return tf.reduce_mean(tf.square(fake_scores - real_label))
+    return global_mean(tf.square(tf.cast(fake_scores, tf.float32) - real_label))
 
 
 def lsgan_discriminator_loss(real_scores, fake_scores, real_label=1.0):
@@ -24,13 +49,15 @@ def lsgan_discriminator_loss(real_scores, fake_scores, real_label=1.0):
     0.5 * (mean((D(real) - real_label)^2) + mean(D(fake)^2)); the 0.5 is
     CycleGAN's, so that D learns at half the generator's rate.
     """
-    return 0.5 * (tf.reduce_mean(tf.square(real_scores - real_label))
-                  + tf.reduce_mean(tf.square(fake_scores)))
+    real_scores = tf.cast(real_scores, tf.float32)
+    fake_scores = tf.cast(fake_scores, tf.float32)
+    return 0.5 * (global_mean(tf.square(real_scores - real_label))
+                  + global_mean(tf.square(fake_scores)))
 
 
 def cycle_consistency_loss(images, reconstructions):
     """One direction of Eq. 3: mean |G_TS(G_ST(x)) - x| (L1 per pixel)."""
-    return tf.reduce_mean(tf.abs(reconstructions - images))
+    return global_mean(tf.abs(tf.cast(reconstructions, tf.float32) - tf.cast(images, tf.float32)))
 
 
 def cross_entropy(labels, logits):
@@ -44,8 +71,7 @@ def cross_entropy(labels, logits):
     safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
     per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_labels, logits=tf.cast(logits, tf.float32))
-    valid = tf.cast(valid, tf.float32)
-    return tf.reduce_sum(per_pixel * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
+    return global_mean(per_pixel, valid)
 
 
 def semantic_consistency_loss(translated_logits, original_logits):
@@ -59,7 +85,12 @@ def semantic_consistency_loss(translated_logits, original_logits):
 
 
 def l2_regularization(kernels, weight_decay):
-    """weight_decay * sum(||w||^2 / 2), the L2 form of TF-slim's weight decay."""
+    """weight_decay * sum(||w||^2 / 2), the L2 form of TF-slim's weight decay.
+
+    Split evenly between the replicas, whose gradients are summed.
+    """
     if not kernels:
         return tf.constant(0.0)
-    return weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+    context = _replica_context()
+    replicas = context.num_replicas_in_sync if context is not None else 1
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(k, tf.float32)) for k in kernels]) / replicas

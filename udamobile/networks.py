@@ -13,7 +13,8 @@ from udamobile.segmenter import build_segmenter, encoder_channels
 from udamobile.translator import build_generator
 
 
-def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False):
+def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False,
+                                synchronized_batch_norm=False):
     return build_segmenter(
         model_cfg.num_classes,
         width_multiplier=model_cfg.width_multiplier,
@@ -25,7 +26,8 @@ def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False):
         separable=model_cfg.separable,
         dropout_rate=model_cfg.dropout_rate,
         batch_norm_momentum=model_cfg.batch_norm_momentum,
-        freeze_batch_norm=freeze_batch_norm)
+        freeze_batch_norm=freeze_batch_norm,
+        synchronized_batch_norm=synchronized_batch_norm)
 
 
 def build_translation_networks(model_cfg):

@@ -19,11 +19,12 @@ import numpy as np
 
 import data_pipelines
 from export.workdir import ExportError, export_workdir
-from udamobile import checkpointing, evaluation, figures, networks, pretrained, trainer
+from udamobile import (checkpointing, distribute, evaluation, figures, networks, pretrained,
+                       trainer)
 
 USER_ERRORS = (data_pipelines.DatasetError, checkpointing.WorkdirError, evaluation.EvaluationError,
                ExportError, pretrained.PretrainedError, trainer.NonFiniteLossError,
-               trainer.Interrupted)
+               trainer.Interrupted, distribute.StrategyError)
 TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
 MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
@@ -114,6 +115,8 @@ def run(configs, workdir):
     trainer.train(configs["source_only"], dirs["source_only"])
     adaptation_cfg = _with_init(configs["adaptation"], dirs["source_only"])
     trainer.train(adaptation_cfg, dirs["adaptation"])
+    if not distribute.is_chief(distribute.make_strategy(adaptation_cfg.run.strategy)):
+        return {}  # the chief scores, exports and draws
 
     test_set = target_test_set(adaptation_cfg)
     models = {stage: evaluation.keras_from_workdir(d) for stage, d in dirs.items()}

@@ -247,7 +247,8 @@ def _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
                     decoder_filters=256, separable=True, freeze_batch_norm=False,
-                    batch_norm_momentum=None, dropout_rate=0.1, name="segmenter"):
+                    batch_norm_momentum=None, synchronized_batch_norm=False,
+                    dropout_rate=0.1, name="segmenter"):
     """Builds DeepLabV3+ MobileNetV2: image [B, H, W, 3] in [-1, 1] -> dict.
 
     Outputs {"logits": [B, H, W, num_classes], "features": [B, ceil(H /
@@ -280,6 +281,8 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
         keeps the sources' values (0.999 backbone, 0.9997 head), whose
         statistics need tens of thousands of steps to settle. Short runs (the
         CPU demo) need a smaller one, e.g. 0.9.
+      synchronized_batch_norm: under tf.distribute, normalize with the
+        statistics of the global batch rather than each replica's part.
       dropout_rate: dropout after the ASPP projection (training only).
       name: the model's name.
     """
@@ -298,6 +301,7 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
         separable=separable, dropout_rate=dropout_rate)
     for layer in _batch_norms(encoder) + _batch_norms(decoder):
         layer.trainable = not freeze_batch_norm
+        layer.synchronized = synchronized_batch_norm
         if batch_norm_momentum is not None:
             layer.momentum = batch_norm_momentum
     logits = ResizeLike(name="upsample_logits")([decoder(encoded), image])

@@ -22,7 +22,7 @@ it out of the generators' objective.
 import keras
 import tensorflow as tf
 
-from udamobile import networks
+from udamobile import distribute, networks
 from udamobile.image_pool import ImagePool
 
 
@@ -50,8 +50,9 @@ def regularized_kernels(model):
     return kernels
 
 
-def _adam(learning_rate, beta_1):
-    return keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1)
+def _adam(learning_rate, beta_1, mixed_precision):
+    return distribute.optimizer_for(
+        keras.optimizers.Adam(learning_rate=learning_rate, beta_1=beta_1), mixed_precision)
 
 
 class TrainingState(tf.Module):
@@ -63,37 +64,52 @@ class TrainingState(tf.Module):
     (batch size 1, as in the authors' code).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, strategy=None):
+        """Builds every network and optimizer under `strategy` (default: the current one).
+
+        The step and the image pools stay outside it: they are updated once
+        per step, in the cross-replica context (the pools with the whole
+        global batch of fakes).
+        """
         super().__init__(name="training_state")
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        optim = cfg.optim
         adaptation = cfg.stage == "adaptation"
+        with self.strategy.scope(), distribute.dtype_policy(cfg.run.mixed_precision):
+            self._build_networks(cfg, adaptation)
+        self.pools = {}
+        if adaptation:
+            image_shape = [cfg.data.patch_size, cfg.data.patch_size, 3]
+            self.pool_s = ImagePool(cfg.loss.pool_size, image_shape, seed=cfg.run.seed)
+            self.pool_t = ImagePool(cfg.loss.pool_size, image_shape, seed=cfg.run.seed + 1)
+            self.pools = {"pool_s": self.pool_s, "pool_t": self.pool_t}
+
+    def _build_networks(self, cfg, adaptation):
+        optim, mixed = cfg.optim, cfg.run.mixed_precision
+        # Batch norm trains in stage 1 only; synchronized, it normalizes with
+        # the global batch as one device would.
         self.segmenter = networks.build_segmenter_from_config(
-            cfg.model, freeze_batch_norm=adaptation)
+            cfg.model, freeze_batch_norm=adaptation,
+            synchronized_batch_norm=self.strategy.num_replicas_in_sync > 1)
         self.segmenter_optimizer = _adam(
             lambda: polynomial_decay(self.step, initial=optim.segmenter_lr,
                                      total_steps=optim.steps, power=optim.lr_power,
                                      start=optim.lr_decay_start),
-            optim.segmenter_beta1)
+            optim.segmenter_beta1, mixed)
         self.networks = {"segmenter": self.segmenter}
         self.optimizers = {"segmenter_optimizer": self.segmenter_optimizer}
-        self.pools = {}
         if adaptation:
             translation = networks.build_translation_networks(cfg.model)
             for name, model in translation.items():
                 setattr(self, name, model)
             self.networks.update(translation)
-            self.generator_optimizer = _adam(optim.gan_lr, optim.gan_beta1)
-            self.discriminator_optimizer = _adam(optim.gan_lr, optim.gan_beta1)
-            self.feature_optimizer = _adam(optim.feature_discriminator_lr, optim.gan_beta1)
+            self.generator_optimizer = _adam(optim.gan_lr, optim.gan_beta1, mixed)
+            self.discriminator_optimizer = _adam(optim.gan_lr, optim.gan_beta1, mixed)
+            self.feature_optimizer = _adam(optim.feature_discriminator_lr, optim.gan_beta1, mixed)
             self.optimizers.update(
                 generator_optimizer=self.generator_optimizer,
                 discriminator_optimizer=self.discriminator_optimizer,
                 feature_optimizer=self.feature_optimizer)
-            image_shape = [cfg.data.patch_size, cfg.data.patch_size, 3]
-            self.pool_s = ImagePool(cfg.loss.pool_size, image_shape, seed=cfg.run.seed)
-            self.pool_t = ImagePool(cfg.loss.pool_size, image_shape, seed=cfg.run.seed + 1)
-            self.pools = {"pool_s": self.pool_s, "pool_t": self.pool_t}
         self.regularized = regularized_kernels(self.segmenter)
         self._build_optimizers()
 

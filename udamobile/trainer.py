@@ -5,11 +5,16 @@ checkpoint of `workdir` when there is one, so a killed run (even `kill -9`)
 continues where its last checkpoint stopped: step, weights, optimizer slots,
 learning rates (a function of the step) and image pools are restored. On
 SIGINT/SIGTERM it saves a checkpoint before exiting.
+
+Under `--strategy=multi_worker_mirrored` the work directory must be on a
+filesystem every worker sees: all of them resume from its checkpoints, only
+the chief writes there; the others save to a local scratch folder.
 """
 import json
 import math
 import os
 import signal
+import tempfile
 import time
 
 import numpy as np
@@ -17,8 +22,8 @@ import tensorflow as tf
 from absl import logging
 
 import data_pipelines
-from udamobile import (checkpointing, classes, config as config_lib, evaluation, pretrained,
-                       train_step)
+from udamobile import (checkpointing, classes, config as config_lib, distribute, evaluation,
+                       pretrained, train_step)
 from udamobile.progress import Progress
 from udamobile.state import TrainingState
 
@@ -69,6 +74,23 @@ def make_training_stream(cfg, start_step=0):
         flip=data.flip, seed=seed, start_batch=start_step)
 
 
+def distribute_stream(dataset, strategy):
+    """Splits each global batch of `dataset` between the strategy's replicas."""
+    if strategy.num_replicas_in_sync == 1 and not isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return dataset
+    options = tf.data.Options()
+    # The streams are generated from the seed, not read from sharded files:
+    # every worker builds the same global batches and keeps its replicas' part.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def first_replica(batch, strategy):
+    """The first replica's part of a (distributed) batch, as plain tensors."""
+    return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], batch)
+
+
 def evaluation_dataset(cfg):
     """The dataset of periodic evaluation: the source's held-out split by default."""
     run = cfg.run
@@ -88,7 +110,7 @@ def protocol(cfg):
     return cfg.data.synthia_classes if cfg.data.source == "synthia" else 19
 
 
-def _prepare_workdir(cfg, workdir):
+def _prepare_workdir(cfg, workdir, chief=True):
     """Writes config.json; a resumed run must keep its stage and networks."""
     if os.path.exists(checkpointing.config_path(workdir)):
         previous = checkpointing.read_config(workdir)
@@ -96,20 +118,24 @@ def _prepare_workdir(cfg, workdir):
             raise checkpointing.WorkdirError(
                 f"{workdir} holds a {previous.stage} run with other networks; "
                 "use a new --workdir (or the same flags) to resume")
+    if not chief:
+        return
     for sub in ("checkpoints", "logs", "eval"):
         os.makedirs(os.path.join(workdir, sub), exist_ok=True)
     checkpointing.write_config(workdir, cfg)
 
 
-def _initialize(state, manager, cfg):
-    """Resumes from the work directory, else starts from --init_checkpoint."""
-    if manager.latest_checkpoint:
-        state.checkpoint().read(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(state.step))
-        return
+def _initialize(state, cfg, workdir):
+    """Resumes from the work directory (returns True), else starts from --init_checkpoint."""
+    latest = tf.train.latest_checkpoint(checkpointing.checkpoint_dir(workdir))
+    if latest:
+        state.checkpoint().read(latest).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d", latest, int(state.step))
+        return True
     if cfg.run.init_checkpoint:  # initialize_segmenter logs its report
         pretrained.initialize_segmenter(state.segmenter, cfg.run.init_checkpoint,
                                         allow_partial=cfg.run.init_allow_partial)
+    return False
 
 
 def _colour_labels(labels):
@@ -160,23 +186,30 @@ def train(cfg, workdir):
     """Runs (or resumes) the run described by `cfg` in `workdir`.
 
     Returns the final evaluation scores (metrics.protocol_scores) and writes
-    them to <workdir>/eval/final.json.
+    them to <workdir>/eval/final.json; None on a worker other than the chief.
     """
     config_lib.validate(cfg)
+    strategy = distribute.make_strategy(cfg.run.strategy)
+    distribute.check_global_batch(cfg.optim.batch_size, strategy, cfg.run.strategy)
+    chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(cfg.run.seed)
     if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
     check_training_data(cfg)
-    _prepare_workdir(cfg, workdir)
-    state = TrainingState(cfg)
+    _prepare_workdir(cfg, workdir, chief)
+    state = TrainingState(cfg, strategy)
+    resumed = _initialize(state, cfg, workdir)
+    # Every worker takes part in saving; only the chief's checkpoints are
+    # kept, the others go to a local folder removed when the process ends.
+    scratch = None if chief else tempfile.TemporaryDirectory(prefix="udamobile-worker-")
     manager = tf.train.CheckpointManager(
-        state.checkpoint(), checkpointing.checkpoint_dir(workdir),
-        max_to_keep=cfg.run.keep_checkpoints, step_counter=state.step)
-    _initialize(state, manager, cfg)
+        state.checkpoint(), checkpointing.checkpoint_dir(workdir) if chief else scratch.name,
+        max_to_keep=cfg.run.keep_checkpoints if chief else 1, step_counter=state.step)
     start = int(state.step)
     eval_data = evaluation_dataset(cfg)
-    stream = iter(make_training_stream(cfg, start))
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "logs"))
+    stream = iter(distribute_stream(make_training_stream(cfg, start), strategy))
+    writer = (tf.summary.create_file_writer(os.path.join(workdir, "logs")) if chief
+              else tf.summary.create_noop_writer())
     steps = {}
 
     def step_function(step):
@@ -187,8 +220,14 @@ def train(cfg, workdir):
                               state, cfg, update_segmenter=key[0], feature_adaptation=key[1]))
         return steps[key]
 
+    # The step of the last checkpoint, tracked here rather than read from the
+    # folders, so that every worker takes the same decisions.
+    saved_step = start if resumed else None
+
     def save():
+        nonlocal saved_step
         manager.save(checkpoint_number=int(state.step))
+        saved_step = int(state.step)
 
     def evaluate(name):
         model = evaluation.KerasSegmenter(state.segmenter, {"kind": "keras", "workdir": workdir})
@@ -227,17 +266,19 @@ def train(cfg, workdir):
                     tf.summary.scalar(f"learning_rate/{name}", rate, step=done)
                 tf.summary.scalar("step_seconds", seconds, step=done)
                 tf.summary.scalar("skipped_steps", skipped, step=done)
-            if done % cfg.run.image_every == 0:
-                _write_images(state, cfg, batch, done)
+            if chief and done % cfg.run.image_every == 0:
+                _write_images(state, cfg, first_replica(batch, strategy), done)
             if done % cfg.run.checkpoint_every == 0:
                 save()
-            if cfg.run.eval_every and done % cfg.run.eval_every == 0 and done < cfg.optim.steps:
+            if (chief and cfg.run.eval_every and done % cfg.run.eval_every == 0
+                    and done < cfg.optim.steps):
                 evaluate(f"step_{done}")
             if interrupt.received:
                 save()
                 raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
                                   f"{workdir}; run the same command to resume")
-    if manager.latest_checkpoint is None or checkpointing.checkpoint_step(
-            manager.latest_checkpoint) != int(state.step):
+    if saved_step != int(state.step):
         save()
+    if not chief:
+        return None
     return evaluate("final")

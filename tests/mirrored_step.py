@@ -1,0 +1,91 @@
+"""Runs the same training steps on one device and on two mirrored CPU replicas.
+
+Run by tests/test_distribute.py in a fresh process, because logical devices
+must be configured before TensorFlow first uses its CPU. Writes, as JSON,
+each stage's losses on both and the weight updates' differences.
+"""
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import numpy as np  # noqa: E402
+
+from conftest import TINY  # noqa: E402
+from udamobile import config as config_lib, train_step  # noqa: E402
+from udamobile.state import TrainingState  # noqa: E402
+
+STEPS = 2
+
+
+def tiny(stage):
+    # No dropout: its masks are drawn per replica, so they differ by design.
+    # A one-image pool swaps fakes from the second image on. Stage 1 trains
+    # batch norm, whose gradients are chaotic on a 1x1 map of 2 samples (the
+    # ASPP image pooling): it gets 4 samples of 64x64.
+    cfg = config_lib.get_config("demo", stage)
+    cfg = config_lib.override(cfg, **{**TINY, "dropout_rate": 0.0, "pool_size": 1})
+    return config_lib.override(cfg, batch_size=4, patch_size=64) if stage == "source_only" else cfg
+
+
+def batch_of(cfg):
+    rng = np.random.default_rng(0)
+    p, b = cfg.data.patch_size, cfg.optim.batch_size
+    images = rng.uniform(-1, 1, (2, b, p, p, 3)).astype(np.float32)
+    labels = rng.integers(0, 19, (b, p, p)).astype(np.int32)
+    labels[:, :4] = 255
+    if cfg.stage == "source_only":
+        return {"image": images[0], "label": labels}
+    return {"source_image": images[0], "source_label": labels, "target_image": images[1]}
+
+
+def run(cfg, strategy=None, initial=None):
+    """(losses of each step, final weights, initial weights) of STEPS steps."""
+    tf.keras.utils.set_random_seed(0)
+    state = TrainingState(cfg, strategy)
+    for name, weights in (initial or {}).items():
+        state.networks[name].set_weights(weights)
+    initial = {name: model.get_weights() for name, model in state.networks.items()}
+    if cfg.stage == "source_only":
+        step = train_step.make_source_only_step(state, cfg)
+    else:
+        step = train_step.make_adaptation_step(state, cfg, update_segmenter=True,
+                                               feature_adaptation=True)
+    data = tf.data.Dataset.from_tensor_slices(batch_of(cfg)).batch(cfg.optim.batch_size).repeat()
+    if strategy is not None:
+        data = strategy.experimental_distribute_dataset(data)
+    batches = iter(data)
+    losses = [{k: float(v) for k, v in step(next(batches)).items()} for _ in range(STEPS)]
+    return losses, {name: model.get_weights() for name, model in state.networks.items()}, initial
+
+
+def main(output):
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = {"replicas": mirrored.num_replicas_in_sync}
+    for stage in ("source_only", "adaptation"):
+        cfg = tiny(stage)
+        one_losses, one_weights, initial = run(cfg)
+        two_losses, two_weights, _ = run(cfg, mirrored, initial)
+        lr = max(cfg.optim.segmenter_lr, cfg.optim.gan_lr)
+        moved = {}
+        for name, weights in one_weights.items():
+            diffs = [np.abs(a - b) for a, b in zip(weights, two_weights[name])]
+            updates = [np.abs(a - b) for a, b in zip(weights, initial[name])]
+            moved[name] = {
+                "max_difference": float(max(d.max() for d in diffs)),
+                "share_over_lr_10": float(sum(int((d > 0.1 * lr).sum()) for d in diffs)
+                                          / sum(d.size for d in diffs)),
+                "share_updated": float(sum(int((u > 0).sum()) for u in updates)
+                                       / sum(u.size for u in updates)),
+            }
+        results[stage] = {"one_device": one_losses, "mirrored": two_losses, "weights": moved,
+                          "lr": lr}
+    with open(output, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,77 @@
+"""tf.distribute: two replicas take the step one device takes with the same global batch."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from test_train_step import _unpaired_batch
+from udamobile import train_step
+from udamobile.state import TrainingState
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def mirrored_results(tmp_path_factory):
+    # A fresh process: logical CPU devices can only be set up before TF first uses the CPU.
+    output = tmp_path_factory.mktemp("mirrored") / "results.json"
+    subprocess.run([sys.executable, os.path.join(HERE, "mirrored_step.py"), str(output)],
+                   check=True, cwd=HERE, timeout=600)
+    return json.loads(output.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, max_share", [("source_only", 0.03), ("adaptation", 0.01)])
+def test_mirrored_step_on_two_cpus_equals_one_device(mirrored_results, stage, max_share):
+    assert mirrored_results["replicas"] == 2
+    result = mirrored_results[stage]
+    # Losses of the global batch: a replica mean instead of a global one
+    # would double them, per-replica batch norm would change them.
+    for one, two in zip(result["one_device"], result["mirrored"]):
+        assert two == pytest.approx(one, rel=1e-5, abs=1e-6)
+    # Adam's first updates are about lr * sign(gradient), so float noise
+    # flips the few weights whose gradient is ~0; anything else moves them
+    # all: a share of weights over lr / 10 apart, per network.
+    for name, weights in result["weights"].items():
+        assert weights["share_updated"] > 0.5, name
+        assert weights["share_over_lr_10"] < max_share, (name, weights)
+
+
+def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_config):
+    cfg = tiny_config("adaptation", mixed_precision=True)
+    state = TrainingState(cfg)
+    assert keras.config.dtype_policy().name == "float32"  # restored after building
+    for name, model in state.networks.items():
+        assert model.dtype_policy.compute_dtype == "float16", name
+        assert all(v.dtype == "float32" for v in model.weights), name
+    assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in state.optimizers.values())
+    step = train_step.make_adaptation_step(state, cfg, update_segmenter=True, feature_adaptation=True)
+    before = [v.numpy().copy() for v in state.g_st.trainable_variables]
+    # At the initial loss scale (2^15) the first steps overflow float16 and
+    # are skipped until the scale has halved down to 16 at these tiny widths.
+    for optimizer in state.optimizers.values():
+        optimizer.dynamic_scale.assign(16.0)
+    metrics = step(_unpaired_batch(cfg))
+    assert bool(metrics["finite"]) and all(np.isfinite(float(v)) for v in metrics.values())
+    assert float(state.generator_optimizer.dynamic_scale) == 16.0  # no overflow
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, state.g_st.trainable_variables))
+
+
+def test_mixed_precision_overflow_skips_the_update_and_lowers_the_loss_scale(tiny_config):
+    cfg = tiny_config("source_only", mixed_precision=True)
+    state = TrainingState(cfg)
+    optimizer = state.segmenter_optimizer
+    optimizer.dynamic_scale.assign(2.0 ** 100)  # float16 gradients overflow at this scale
+    step = train_step.make_source_only_step(state, cfg)
+    before = [v.numpy().copy() for v in state.segmenter.trainable_variables]
+    batch = _unpaired_batch(cfg)
+    metrics = step({"image": batch["source_image"], "label": batch["source_label"]})
+    # Not a NaN loss for the trainer to stop on: the loss scaling handles it.
+    assert bool(metrics["finite"])
+    assert float(optimizer.dynamic_scale) == 2.0 ** 99
+    assert all(np.array_equal(b, v.numpy())
+               for b, v in zip(before, state.segmenter.trainable_variables))
