@@ -27,6 +27,6 @@ setup(
         "tensorboard>=2.20,<3",  # tf.summary needs it; TF 2.21 no longer depends on it
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5,<4"],
     },
 )
