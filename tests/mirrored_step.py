@@ -2,10 +2,13 @@
 
 Run by tests/test_distribute.py in a fresh process, because logical devices
 must be configured before TensorFlow first uses its CPU. Writes, as JSON,
-each stage's losses on both and the weight updates' differences.
+each stage's losses on both and the weight updates' differences, and what a
+short training run on the two replicas left in its work directory.
 """
 import json
+import os
 import sys
+import tempfile
 
 import tensorflow as tf
 
@@ -15,7 +18,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import numpy as np  # noqa: E402
 
 from conftest import TINY  # noqa: E402
-from udamobile import config as config_lib, train_step  # noqa: E402
+from udamobile import (config as config_lib, distribute, evaluation, train_step,  # noqa: E402
+                       trainer)
 from udamobile.state import TrainingState  # noqa: E402
 
 STEPS = 2
@@ -62,6 +66,17 @@ def run(cfg, strategy=None, initial=None):
     return losses, {name: model.get_weights() for name, model in state.networks.items()}, initial
 
 
+def train_on(strategy):
+    """A 2-step adaptation run, with image summaries and a checkpoint, on `strategy`."""
+    distribute.make_strategy = lambda name: strategy  # --strategy=mirrored, on these CPUs
+    workdir = tempfile.mkdtemp()
+    cfg = config_lib.override(tiny("adaptation"), strategy="mirrored", steps=2,
+                              eval_max_images=2, image_every=2)
+    scores = trainer.train(cfg, workdir)
+    return {"step": scores["step"], "restored_step": evaluation.keras_from_workdir(workdir).identity["step"],
+            "logs": sorted(os.listdir(os.path.join(workdir, "logs")))}
+
+
 def main(output):
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {"replicas": mirrored.num_replicas_in_sync}
@@ -83,6 +98,7 @@ def main(output):
             }
         results[stage] = {"one_device": one_losses, "mirrored": two_losses, "weights": moved,
                           "lr": lr}
+    results["trainer"] = train_on(mirrored)
     with open(output, "w") as f:
         json.dump(results, f, indent=1)
 

@@ -41,6 +41,13 @@ def test_mirrored_step_on_two_cpus_equals_one_device(mirrored_results, stage, ma
         assert weights["share_over_lr_10"] < max_share, (name, weights)
 
 
+@pytest.mark.slow
+def test_training_on_two_replicas_writes_a_restorable_checkpoint(mirrored_results):
+    result = mirrored_results["trainer"]
+    assert result["step"] == 2 and result["restored_step"] == 2
+    assert result["logs"]  # summaries, images included, were written
+
+
 def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_config):
     cfg = tiny_config("adaptation", mixed_precision=True)
     state = TrainingState(cfg)
