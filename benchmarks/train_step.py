@@ -6,7 +6,8 @@ For each stage at two sets of shapes, measured in one run on this machine:
 - paper: full-width networks, 600x600 patches from full-size GTA5-format
   PNGs (1914x1052, written to a temporary folder; they serve as the target
   images too), batch 5 (source only) and 1 (adaptation);
-- demo: the `demo` preset on the built-in domains.
+- demo: the `demo` preset on the built-in domains, in float32 and with
+  --mixed_precision (mixed_float16 with loss scaling).
 Each step's time is split into waiting for the next batch (the pipeline runs
 ahead in parallel, so this is what data costs the loop) and the step itself.
 """
@@ -60,17 +61,23 @@ def main(argv):
                 target_root=root)
             rows.append(("paper", stage, cfg, *time_steps(cfg, FLAGS.paper_steps)))
     for stage in config_lib.STAGES:
-        cfg = config_lib.get_config("demo", stage)
-        rows.append(("demo", stage, cfg, *time_steps(cfg, FLAGS.demo_steps)))
+        for mixed in (False, True):
+            cfg = config_lib.override(config_lib.get_config("demo", stage), mixed_precision=mixed)
+            rows.append(("demo", stage, cfg, *time_steps(cfg, FLAGS.demo_steps)))
 
-    print(f"\n{'shapes':<7}{'stage':<13}{'batch':>6}{'patch':>7}{'s/step':>9}{'data share':>12}")
+    print(f"\n{'shapes':<7}{'stage':<13}{'precision':>10}{'batch':>6}{'patch':>7}{'s/step':>9}"
+          f"{'data share':>12}")
     for shapes, stage, cfg, seconds, share in rows:
-        print(f"{shapes:<7}{stage:<13}{cfg.optim.batch_size:>6}{cfg.data.patch_size:>7}"
-              f"{seconds:>9.3f}{100 * share:>11.1f}%")
+        precision = "mixed16" if cfg.run.mixed_precision else "float32"
+        print(f"{shapes:<7}{stage:<13}{precision:>10}{cfg.optim.batch_size:>6}"
+              f"{cfg.data.patch_size:>7}{seconds:>9.3f}{100 * share:>11.1f}%")
     paper = {stage: s for shapes, stage, _, s, _ in rows if shapes == "paper"}
-    demo = {stage: s for shapes, stage, _, s, _ in rows if shapes == "demo"}
+    demo = {(stage, cfg.run.mixed_precision): s for shapes, stage, cfg, s, _ in rows
+            if shapes == "demo"}
     print(f"\nadaptation / source-only step: paper {paper['adaptation'] / paper['source_only']:.1f}x,"
-          f" demo {demo['adaptation'] / demo['source_only']:.1f}x")
+          f" demo {demo['adaptation', False] / demo['source_only', False]:.1f}x")
+    print("mixed_float16 / float32 step at demo shapes on this machine: " + ", ".join(
+        f"{stage} {demo[stage, True] / demo[stage, False]:.2f}x" for stage in config_lib.STAGES))
     hours = {stage: paper[stage] * config_lib.get_config("paper_gta5", stage).optim.steps / 3600
              for stage in paper}
     print(f"paper schedule on this machine: source only {hours['source_only']:.0f} h, "
