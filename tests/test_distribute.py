@@ -49,6 +49,7 @@ def test_training_on_two_replicas_writes_a_restorable_checkpoint(mirrored_result
 
 
 def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_config):
+    keras.utils.set_random_seed(0)  # the same initial weights whichever tests ran before
     cfg = tiny_config("adaptation", mixed_precision=True)
     state = TrainingState(cfg)
     assert keras.config.dtype_policy().name == "float32"  # restored after building
@@ -58,14 +59,21 @@ def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_conf
     assert all(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in state.optimizers.values())
     step = train_step.make_adaptation_step(state, cfg, update_segmenter=True, feature_adaptation=True)
     before = [v.numpy().copy() for v in state.g_st.trainable_variables]
-    # At the initial loss scale (2^15) the first steps overflow float16 and
-    # are skipped until the scale has halved down to 16 at these tiny widths.
-    for optimizer in state.optimizers.values():
-        optimizer.dynamic_scale.assign(16.0)
-    metrics = step(_unpaired_batch(cfg))
-    assert bool(metrics["finite"]) and all(np.isfinite(float(v)) for v in metrics.values())
-    assert float(state.generator_optimizer.dynamic_scale) == 16.0  # no overflow
-    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, state.g_st.trainable_variables))
+    # At these tiny shapes the feature discriminators see 2x2 maps and their
+    # gradients reach ~1e5 even in float32, so the first steps overflow float16
+    # at the initial loss scale (2^15). Each such step is skipped and halves
+    # the scale, until the update goes through.
+    batch = _unpaired_batch(cfg)
+    for attempt in range(1, 21):
+        metrics = step(batch)
+        # An overflow is for the loss scale to handle, not a NaN for the trainer to stop on.
+        assert bool(metrics["finite"]) and all(np.isfinite(float(v)) for v in metrics.values())
+        if any(not np.array_equal(b, v.numpy())
+               for b, v in zip(before, state.g_st.trainable_variables)):
+            break
+    else:
+        pytest.fail("no generator update in 20 mixed-precision steps")
+    assert float(state.generator_optimizer.dynamic_scale) == 2.0 ** (15 - (attempt - 1))
 
 
 def test_mixed_precision_overflow_skips_the_update_and_lowers_the_loss_scale(tiny_config):
