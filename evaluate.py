@@ -16,8 +16,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tflite file.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint of the work directory (e.g. ckpt-12); "
-                    "default: the latest.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint of the work directory: latest (default), "
+                    "best (of its periodic evaluation) or a name such as ckpt-12.")
 flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, demo_source or "
                     "demo_target.")
 flags.DEFINE_string("root", None, "Folder of the dataset (none for the demo domains).")

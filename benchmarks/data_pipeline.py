@@ -48,13 +48,16 @@ def demo_generation_rate(domain, split, count):
 
 
 def demo_step_images_per_second(steps):
-    from udamobile import config as config_lib, train_step
-    from udamobile.state import TrainingState
     import tensorflow as tf
 
+    from udamobile import config as config_lib
+    from udamobile.stages import get_stage
+    from udamobile.state import TrainingState
+
     cfg = config_lib.get_config("demo", "source_only")
-    state = TrainingState(cfg)
-    step = train_step.make_source_only_step(state, cfg)
+    stage = get_stage("source_only")
+    state = TrainingState(cfg, stage)
+    step = stage.make_step(state, cfg, stage.active_updates(0, cfg))
     b, p = cfg.optim.batch_size, cfg.data.patch_size
     batch = {"image": tf.zeros([b, p, p, 3]), "label": tf.zeros([b, p, p], tf.int32)}
     step(batch)  # tracing

@@ -18,23 +18,24 @@ import numpy as np
 from absl import app, flags
 
 from common import machine, write_full_size_gta5
-from udamobile import config as config_lib, trainer, train_step
+from udamobile import config as config_lib, trainer
+from udamobile.stages import get_stage
 from udamobile.state import TrainingState
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("paper_steps", 3, "Timed steps at the paper's shapes (after tracing).")
 flags.DEFINE_integer("demo_steps", 30, "Timed steps at the demo's shapes (after tracing).")
 flags.DEFINE_integer("pairs", 8, "Full-size GTA5-format pairs written for the paper shapes.")
+flags.DEFINE_list("stages", ["source_only", "adaptation"],
+                  "Stages to time, of: " + ", ".join(config_lib.STAGES) + ".")
 
 
 def time_steps(cfg, steps):
-    """(seconds per step, share waiting for data) over `steps` steps after one traced step."""
-    state = TrainingState(cfg)
-    if cfg.stage == "adaptation":
-        step = train_step.make_adaptation_step(state, cfg, update_segmenter=True,
-                                               feature_adaptation=True)
-    else:
-        step = train_step.make_source_only_step(state, cfg)
+    """(seconds per step, share waiting for data) over `steps` steps after one traced step,
+    with every player of the stage updating."""
+    stage = get_stage(cfg.stage)
+    state = TrainingState(cfg, stage)
+    step = stage.make_step(state, cfg, frozenset(u.name for u in stage.updates))
     stream = iter(trainer.make_training_stream(cfg))
     step(next(stream))  # tracing
     waiting, computing = [], []
@@ -55,12 +56,12 @@ def main(argv):
     rows = []
     with tempfile.TemporaryDirectory() as root:
         write_full_size_gta5(root, FLAGS.pairs)
-        for stage in config_lib.STAGES:
+        for stage in FLAGS.stages:
             cfg = config_lib.override(
                 config_lib.get_config("paper_gta5", stage), source_root=root, target="gta5",
                 target_root=root)
             rows.append(("paper", stage, cfg, *time_steps(cfg, FLAGS.paper_steps)))
-    for stage in config_lib.STAGES:
+    for stage in FLAGS.stages:
         for mixed in (False, True):
             cfg = config_lib.override(config_lib.get_config("demo", stage), mixed_precision=mixed)
             rows.append(("demo", stage, cfg, *time_steps(cfg, FLAGS.demo_steps)))
@@ -74,14 +75,15 @@ def main(argv):
     paper = {stage: s for shapes, stage, _, s, _ in rows if shapes == "paper"}
     demo = {(stage, cfg.run.mixed_precision): s for shapes, stage, cfg, s, _ in rows
             if shapes == "demo"}
-    print(f"\nadaptation / source-only step: paper {paper['adaptation'] / paper['source_only']:.1f}x,"
-          f" demo {demo['adaptation', False] / demo['source_only', False]:.1f}x")
+    first = FLAGS.stages[0]
+    print(f"\nstep / {first} step: " + ", ".join(
+        f"{stage} paper {paper[stage] / paper[first]:.1f}x demo "
+        f"{demo[stage, False] / demo[first, False]:.1f}x" for stage in FLAGS.stages[1:]))
     print("mixed_float16 / float32 step at demo shapes on this machine: " + ", ".join(
-        f"{stage} {demo[stage, True] / demo[stage, False]:.2f}x" for stage in config_lib.STAGES))
-    hours = {stage: paper[stage] * config_lib.get_config("paper_gta5", stage).optim.steps / 3600
-             for stage in paper}
-    print(f"paper schedule on this machine: source only {hours['source_only']:.0f} h, "
-          f"adaptation {hours['adaptation']:.0f} h")
+        f"{stage} {demo[stage, True] / demo[stage, False]:.2f}x" for stage in FLAGS.stages))
+    print("paper schedule on this machine: " + ", ".join(
+        f"{stage} {paper[stage] * config_lib.get_config('paper_gta5', stage).optim.steps / 3600:.0f} h"
+        for stage in FLAGS.stages))
 
 
 if __name__ == "__main__":

@@ -7,18 +7,20 @@
 Modules: `base` (Dataset, DatasetError), `readers` (file decoders),
 `file_datasets` (folder layouts, held-out splits), `demo` (generated demo
 domains), `datasets` (open_dataset), `pipelines` (tf.data), `validation`
-(check_dataset), `check` (its CLI), `testing` (tiny datasets in the real
+(check_dataset), `check` (its CLI), `images` (the [-1, 1] convention), `testing` (tiny datasets in the real
 formats, for tests).
 """
-from data_pipelines.base import Dataset, DatasetError
+from data_pipelines.base import Dataset, DatasetError, UserError
 from data_pipelines.datasets import DATASET_NAMES, SPLITS, open_dataset
+from data_pipelines.images import normalize_image, to_pixels, to_unit_range
 from data_pipelines.pipelines import (
-    evaluation_images, normalize_image, pad_to_size, random_crop, random_flip, resize_to_width,
-    supervised_patches, unpaired_patches)
+    crop_fitting_size, evaluation_images, pad_to_size, random_crop, random_flip, resize_to,
+    resize_to_width, supervised_patches, unpaired_patches)
 from data_pipelines.validation import DatasetReport, check_dataset
 
 __all__ = [
     "DATASET_NAMES", "SPLITS", "Dataset", "DatasetError", "DatasetReport", "check_dataset",
-    "evaluation_images", "normalize_image", "open_dataset", "pad_to_size", "random_crop",
-    "random_flip", "resize_to_width", "supervised_patches", "unpaired_patches",
+    "crop_fitting_size", "evaluation_images", "normalize_image", "open_dataset", "pad_to_size",
+    "random_crop", "random_flip", "resize_to", "resize_to_width", "supervised_patches",
+    "to_pixels", "to_unit_range", "unpaired_patches", "UserError",
 ]

@@ -1,8 +1,16 @@
-"""What every dataset is: indexed (image, label) pairs of one split, and its error type."""
+"""What every dataset is: indexed (image, label) pairs of one split; the error types."""
 import abc
 
 
-class DatasetError(ValueError):
+class UserError(ValueError):
+    """Base of every error a user can cause: bad flags, files, folders or data.
+
+    Its message names the flag or file and what was expected; the CLIs catch
+    this one type and print it as one line.
+    """
+
+
+class DatasetError(UserError):
     """Bad dataset input; the message names the path or argument and what was expected."""
 
 

@@ -1,13 +1,17 @@
 """tf.data pipelines: random training patches and full evaluation images.
 
-Images leave these pipelines as float32 in [-1, 1] (x / 127.5 - 1), labels as
-int32 train ids (255 = ignore). A training example is made by:
+Images leave these pipelines as float32 in [-1, 1] (`data_pipelines.images`),
+labels as int32 train ids (255 = ignore). A training example is made by:
 
     read (in parallel, in a fixed order) -> normalize_image
-    -> resize_to_width (optional; bilinear image, nearest label)
-    -> random_crop (pads first where the image is smaller than the patch:
-       image with 0 = mid-grey, label with 255)
+    -> resize to `crop_fitting_size` (bilinear image, nearest label): the
+       resize width, widened where the patch would not fit, as the authors'
+       reader does, so a patch never holds padding
+    -> random_crop
     -> random_flip (optional; image and label together)
+
+or, for whole images (the paper's CycleGAN baseline), a resize of the whole
+image to a fixed size in place of the crop.
 
 The per-example ops are small functions of tensors, usable eagerly and inside
 tf.data. Their randomness is stateless: a stream's order and every crop and
@@ -23,6 +27,7 @@ the process, a TensorFlow limitation of Python ops in tf.data.
 import tensorflow as tf
 
 from data_pipelines.base import DatasetError
+from data_pipelines.images import normalize_image
 from udamobile.classes import IGNORE_LABEL
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -32,22 +37,43 @@ IMAGE_PAD_VALUE = 0.0  # mid-grey in [-1, 1]
 _SOURCE_STREAM, _TARGET_STREAM = 0, 1
 
 
-def normalize_image(image):
-    """uint8 [..., 3] -> float32 in [-1, 1]: x / 127.5 - 1."""
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
+def resize_to(image, label=None, *, size):
+    """Resizes image [H, W, C] (bilinear) and label [H, W] (nearest) to size
+    (height, width); returns (image, label or None)."""
+    image = tf.image.resize(image, size, method="bilinear")
+    if label is not None:
+        label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
+    return image, label
+
+
+def _height_at_width(image_size, width):
+    """round(H * width / W) for image_size (H, W): the height keeping the aspect."""
+    height, old_width = (tf.cast(image_size[i], tf.float64) for i in (0, 1))
+    return tf.cast(tf.round(height * tf.cast(width, tf.float64) / old_width), tf.int32)
 
 
 def resize_to_width(image, label=None, *, width):
     """Scales image [H, W, C] (bilinear) and label [H, W] (nearest) to `width`
     columns and round(H * width / W) rows; returns (image, label or None)."""
-    shape = tf.shape(image)
-    scale = tf.cast(width, tf.float32) / tf.cast(shape[1], tf.float32)
-    size = tf.stack([tf.cast(tf.round(tf.cast(shape[0], tf.float32) * scale), tf.int32),
-                     tf.constant(width, tf.int32)])
-    image = tf.image.resize(image, size, method="bilinear")
-    if label is not None:
-        label = tf.image.resize(label[..., None], size, method="nearest")[..., 0]
-    return image, label
+    size = tf.stack([_height_at_width(tf.shape(image)[:2], width), tf.constant(width, tf.int32)])
+    return resize_to(image, label, size=size)
+
+
+def crop_fitting_size(image_size, resize_width, patch_size):
+    """The (height, width) int32 [2] an image of image_size (H, W) is resized to
+    before a random crop of patch_size (height, width).
+
+    The width is `resize_width` (None: W), widened to max(patch width,
+    ceil(patch height * W / H)) where the patch would not fit, and the height
+    keeps the aspect: the authors' reader widens its resize the same way (an
+    800-pixel crop of Cityscapes at width 1536, 768 rows, takes width 1600).
+    """
+    height, width = (tf.cast(image_size[i], tf.float64) for i in (0, 1))
+    target = width if resize_width is None else tf.constant(resize_width, tf.float64)
+    fitting = tf.reduce_max([target, float(patch_size[1]),
+                             tf.math.ceil(patch_size[0] * width / height)])
+    fitting = tf.cast(fitting, tf.int32)
+    return tf.stack([_height_at_width(image_size, fitting), fitting])
 
 
 def pad_to_size(image, label=None, *, size):
@@ -141,9 +167,11 @@ def _shuffled_indices(length, seed):
     return tf.data.Dataset.counter().map(epoch_order).unbatch()
 
 
-def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream, start=0):
-    """Endless (image [P, P, 3] float32, label [P, P] int32 or None) patches,
-    from position `start` of the stream (skipped before decoding: cheap)."""
+def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip, seed, stream,
+                  start=0):
+    """Endless (image [*size, 3] float32, label [*size] int32 or None) patches,
+    from position `start` of the stream (skipped before decoding: cheap).
+    With `whole_images` each image is resized to `size` instead of cropped."""
     order_seed, augment_seed = tf.unstack(
         tf.random.experimental.stateless_split(tf.constant([seed, stream], tf.int64), 2))
     read = _reader(dataset, with_label)
@@ -151,11 +179,14 @@ def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream
     def make_patch(position, index):
         image, label = read(index)
         image = normalize_image(image)
-        if resize_width is not None:
-            image, label = resize_to_width(image, label, width=resize_width)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(augment_seed, position), 2))
-        image, label = random_crop(image, label, size=size, seed=crop_seed)
+        if whole_images:
+            image, label = resize_to(image, label, size=size)
+        else:
+            fitting = crop_fitting_size(tf.shape(image)[:2], resize_width, size)
+            image, label = resize_to(image, label, size=fitting)
+            image, label = random_crop(image, label, size=size, seed=crop_seed)
         if flip:
             image, label = random_flip(image, label, seed=flip_seed)
         image = tf.ensure_shape(image, [*size, 3])
@@ -167,15 +198,18 @@ def _patch_stream(dataset, *, with_label, size, resize_width, flip, seed, stream
         make_patch, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
-def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size=5, flip=True,
-                       seed=0, start_batch=0):
+def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_images=False,
+                       batch_size=5, flip=False, seed=0, start_batch=0):
     """Endless batches of labelled random patches, reshuffled every epoch.
 
     Args:
       dataset: a labelled `Dataset`.
       patch_size: int or (height, width) of the patches, P below.
       resize_width: width images are resized to (aspect kept) before
-        cropping; None keeps their size.
+        cropping, widened where the patch would not fit (`crop_fitting_size`);
+        None keeps their size where the patch fits.
+      whole_images: resize each whole image to patch_size instead of
+        cropping (patch_size is then (height, width)).
       batch_size: examples per batch.
       flip: mirror half of the patches (image and label together).
       seed: int; the same seed gives the same batches.
@@ -191,19 +225,20 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, batch_size
     _check_positive("resize_width", resize_width, allow_none=True)
     _require_labels(dataset, "supervised_patches")
     patches = _patch_stream(dataset, with_label=True, size=size, resize_width=resize_width,
-                            flip=flip, seed=seed, stream=_SOURCE_STREAM,
+                            whole_images=whole_images, flip=flip, seed=seed, stream=_SOURCE_STREAM,
                             start=start_batch * batch_size)
     return patches.map(lambda image, label: {"image": image, "label": label}).batch(
         batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
-                     resize_width_target=None, batch_size=1, flip=True, seed=0, start_batch=0):
+                     resize_width_target=None, whole_images=False, batch_size=1, flip=False,
+                     seed=0, start_batch=0):
     """Endless batches of a labelled source patch beside an unrelated target patch.
 
     The two streams are shuffled and augmented independently; target labels
-    are never read (the target may be unlabelled). `start_batch` as in
-    `supervised_patches`.
+    are never read (the target may be unlabelled). `whole_images` and
+    `start_batch` as in `supervised_patches`.
 
     Returns:
       tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
@@ -217,10 +252,12 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
     if len(target) == 0:
         raise DatasetError(f"{target.name}/{target.split} (target) is empty")
     source_patches = _patch_stream(source, with_label=True, size=size,
-                                   resize_width=resize_width_source, flip=flip, seed=seed,
+                                   resize_width=resize_width_source,
+                                   whole_images=whole_images, flip=flip, seed=seed,
                                    stream=_SOURCE_STREAM, start=start_batch * batch_size)
     target_patches = _patch_stream(target, with_label=False, size=size,
-                                   resize_width=resize_width_target, flip=flip, seed=seed,
+                                   resize_width=resize_width_target,
+                                   whole_images=whole_images, flip=flip, seed=seed,
                                    stream=_TARGET_STREAM, start=start_batch * batch_size)
     pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(
         lambda source_pair, target_image: {"source_image": source_pair[0],

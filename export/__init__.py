@@ -5,6 +5,6 @@
 
 Only the segmenter leaves the work directory; every artifact takes uint8 RGB
 images and normalizes inside its graph. `workdir.py` lists the files written,
-`saved_model.py` and `tflite.py` describe their interfaces, `atomic.py` how
-each is written all at once or not at all.
+`saved_model.py` and `tflite.py` describe their interfaces; each is written
+all at once or not at all (`udamobile.files`).
 """

@@ -14,7 +14,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint name (e.g. ckpt-12); default: the latest.")
+flags.DEFINE_string("checkpoint", None, "latest (default), best (of the periodic evaluation) "
+                    "or a checkpoint name such as ckpt-12.")
 flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to.")
 flags.DEFINE_list("formats", ["saved_model", "tflite_float32", "tflite_float16", "tflite_int8"],
                   "Artifacts to write: saved_model, tflite_float32, tflite_float16, tflite_int8.")

@@ -1,17 +1,13 @@
 """The ops every exported graph wraps around the segmenter.
 
 Exported models take what a camera gives, uint8 RGB pixels, and normalize
-inside the graph exactly as training did (x / 127.5 - 1, [-1, 1]). These work
+inside the graph exactly as training did (`data_pipelines.images`). These work
 both on the symbolic tensors of a Keras functional model (TFLite export) and
 on the tensors of a `tf.function` (SavedModel export).
 """
 import keras
 import tensorflow as tf
 
-
-def normalize_pixels(pixels):
-    """[..., 3] RGB pixel values in [0, 255] (any dtype) -> float32 in [-1, 1]."""
-    return keras.ops.cast(pixels, "float32") / 127.5 - 1.0
 
 
 def probabilities(logits):

@@ -22,8 +22,9 @@ rejected before the graph runs ("expected to be a uint8 tensor").
 import keras
 import tensorflow as tf
 
-from export.atomic import atomic_output
-from export.graph import ArgmaxLabels, normalize_pixels, probabilities
+from udamobile.files import atomic_output
+from data_pipelines.images import normalize_image
+from export.graph import ArgmaxLabels, probabilities
 
 SIGNATURE_KEY = "serving_default"
 IMAGES_SPEC = tf.TensorSpec(shape=None, dtype=tf.uint8, name="images")
@@ -50,7 +51,7 @@ def serving_function(segmenter):
 
     @tf.function(input_signature=[IMAGES_SPEC])
     def serve(images):
-        logits = segmenter(normalize_pixels(checked_images(images)), training=False)["logits"]
+        logits = segmenter(normalize_image(checked_images(images)), training=False)["logits"]
         return {"labels": ArgmaxLabels("int32")(logits), "probabilities": probabilities(logits)}
 
     return serve

@@ -32,8 +32,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export.atomic import atomic_output
-from export.graph import ArgmaxLabels, normalize_pixels, probabilities
+from data_pipelines.images import normalize_image
+from export.graph import ArgmaxLabels, probabilities
+from udamobile import files
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -50,7 +51,7 @@ def deployment_model(segmenter, *, height, width, argmax_output, input_dtype="ui
         converter quantizes a float input to uint8 itself.
     """
     pixels = keras.Input((height, width, 3), batch_size=1, dtype=input_dtype, name="images")
-    logits = segmenter(normalize_pixels(pixels), training=False)["logits"]
+    logits = segmenter(normalize_image(pixels), training=False)["logits"]
     if argmax_output:
         outputs = {"labels": ArgmaxLabels("uint8", name="labels")(logits)}
     else:
@@ -134,8 +135,4 @@ def convert(segmenter, *, height, width, quantization="float32", argmax_output=F
 
 def export_tflite(segmenter, path, **conversion):
     """Writes `convert(segmenter, **conversion)` to `path`, atomically; returns `path`."""
-    flatbuffer = convert(segmenter, **conversion)
-    with atomic_output(path) as staging:
-        with open(staging, "wb") as f:
-            f.write(flatbuffer)
-    return path
+    return files.write_bytes(path, convert(segmenter, **conversion))

@@ -9,20 +9,19 @@
 With `argmax_output` the TFLite names end in `_argmax` and the files return
 uint8 labels. Each artifact is written atomically, one after the other.
 """
-import json
 import os
 
 import data_pipelines
-from export.atomic import atomic_output
+from data_pipelines import UserError
 from export.saved_model import export_saved_model
 from export.tflite import calibration_images, export_tflite
-from udamobile import checkpointing
+from udamobile import checkpointing, files
 from udamobile.classes import CLASS_NAMES
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """Export options that cannot work; the message names the option."""
 
 
@@ -112,6 +111,4 @@ def _write_manifest(output_dir, paths, workdir, info, *, height, width, argmax_o
                           f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
         "artifacts": {fmt: os.path.basename(path) for fmt, path in paths.items()},
     }
-    with atomic_output(os.path.join(output_dir, "export.json")) as staging:
-        with open(staging, "w", encoding="utf-8") as f:
-            f.write(json.dumps(manifest, indent=2) + "\n")
+    files.write_json(os.path.join(output_dir, "export.json"), manifest)

@@ -18,8 +18,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import numpy as np  # noqa: E402
 
 from conftest import TINY  # noqa: E402
-from udamobile import (config as config_lib, distribute, evaluation, train_step,  # noqa: E402
-                       trainer)
+from test_stages import batch_for  # noqa: E402
+from udamobile import config as config_lib, distribute, evaluation, trainer  # noqa: E402
+from udamobile.stages import get_stage  # noqa: E402
 from udamobile.state import TrainingState  # noqa: E402
 
 STEPS = 2
@@ -35,30 +36,16 @@ def tiny(stage):
     return config_lib.override(cfg, batch_size=4, patch_size=64) if stage == "source_only" else cfg
 
 
-def batch_of(cfg):
-    rng = np.random.default_rng(0)
-    p, b = cfg.data.patch_size, cfg.optim.batch_size
-    images = rng.uniform(-1, 1, (2, b, p, p, 3)).astype(np.float32)
-    labels = rng.integers(0, 19, (b, p, p)).astype(np.int32)
-    labels[:, :4] = 255
-    if cfg.stage == "source_only":
-        return {"image": images[0], "label": labels}
-    return {"source_image": images[0], "source_label": labels, "target_image": images[1]}
-
-
 def run(cfg, strategy=None, initial=None):
     """(losses of each step, final weights, initial weights) of STEPS steps."""
     tf.keras.utils.set_random_seed(0)
-    state = TrainingState(cfg, strategy)
+    stage = get_stage(cfg.stage)
+    state = TrainingState(cfg, stage, strategy)
     for name, weights in (initial or {}).items():
         state.networks[name].set_weights(weights)
     initial = {name: model.get_weights() for name, model in state.networks.items()}
-    if cfg.stage == "source_only":
-        step = train_step.make_source_only_step(state, cfg)
-    else:
-        step = train_step.make_adaptation_step(state, cfg, update_segmenter=True,
-                                               feature_adaptation=True)
-    data = tf.data.Dataset.from_tensor_slices(batch_of(cfg)).batch(cfg.optim.batch_size).repeat()
+    step = stage.make_step(state, cfg, frozenset(u.name for u in stage.updates))
+    data = tf.data.Dataset.from_tensors(batch_for(stage, cfg)).repeat()
     if strategy is not None:
         data = strategy.experimental_distribute_dataset(data)
     batches = iter(data)
@@ -67,10 +54,10 @@ def run(cfg, strategy=None, initial=None):
 
 
 def train_on(strategy):
-    """A 2-step adaptation run, with image summaries and a checkpoint, on `strategy`."""
+    """A 2-step source-only run, with image summaries and a checkpoint, on `strategy`."""
     distribute.make_strategy = lambda name: strategy  # --strategy=mirrored, on these CPUs
     workdir = tempfile.mkdtemp()
-    cfg = config_lib.override(tiny("adaptation"), strategy="mirrored", steps=2,
+    cfg = config_lib.override(tiny("source_only"), strategy="mirrored", steps=2,
                               eval_max_images=2, image_every=2)
     scores = trainer.train(cfg, workdir)
     return {"step": scores["step"], "restored_step": evaluation.keras_from_workdir(workdir).identity["step"],
@@ -82,7 +69,11 @@ def main(output):
     results = {"replicas": mirrored.num_replicas_in_sync}
     for stage in ("source_only", "adaptation"):
         cfg = tiny(stage)
+        # One device eagerly (tracing every step twice would take minutes
+        # here), the replicas under tf.function, as the trainer runs them.
+        tf.config.run_functions_eagerly(True)
         one_losses, one_weights, initial = run(cfg)
+        tf.config.run_functions_eagerly(False)
         two_losses, two_weights, _ = run(cfg, mirrored, initial)
         lr = max(cfg.optim.segmenter_lr, cfg.optim.gan_lr)
         moved = {}

@@ -23,8 +23,25 @@ def test_authors_code_preset_differs_from_the_paper_only_where_the_code_does():
     changed = {k: authors[k] for k in paper if paper[k] != authors[k]}
     assert changed == {
         "patch_size": 800, "lambda_cycle": 10.0, "real_label": 0.9, "generator_output": "linear",
-        "discriminator_strides": (2, 2, 2, 2, 1), "lr_decay_start": 20_000,
-        "feature_adaptation_start": 20_000}
+        "discriminator_strides": (2, 2, 2, 2, 1), "feature_adaptation_start": 20_000}
+    stage1 = {k: v for k, v in config_lib.flat_values(
+        config_lib.get_config("authors_code_gta5", "source_only")).items()
+        if v != config_lib.flat_values(config_lib.get_config("paper_gta5", "source_only"))[k]}
+    assert stage1["last_layers_gradient_multiplier"] == 10.0 and stage1["resize_width"] == 1914
+
+
+@pytest.mark.parametrize("preset", config_lib.PRESETS)
+def test_no_preset_flips_images(preset):
+    assert not any(config_lib.get_config(preset, stage).data.flip for stage in config_lib.STAGES)
+
+
+def test_baseline_stages_fill_in_the_original_papers_values():
+    translation = config_lib.get_config("paper_gta5", "translation")
+    # CycleGAN: lambda 10, Adam 2e-4 / 0.5, constant then linear decay over the second half.
+    assert (translation.loss.lambda_cycle, translation.optim.gan_lr) == (10.0, 2e-4)
+    assert translation.optim.gan_lr_decay_start == translation.optim.steps // 2
+    assert config_lib.get_config("paper_gta5", "semantic_translation").loss.lambda_sem == 1.0
+    assert config_lib.get_config("paper_gta5", "adaptation").optim.gan_lr_decay_start is None
 
 
 def test_override_replaces_flat_names_and_rejects_unknown_ones():
@@ -55,3 +72,24 @@ def test_unknown_preset_or_stage_lists_the_choices():
         config_lib.get_config("paper")
     with pytest.raises(ValueError, match="source_only"):
         config_lib.get_config("paper_gta5", "stage1")
+
+
+def test_methods_list_their_stages_and_give_init_checkpoint_to_the_first_only():
+    from udamobile import methods
+
+    assert methods.get_method("cycada").stages == (
+        "source_only", "semantic_translation", "translated_source", "feature_alignment")
+    configs = methods.stage_configs("demo", "full", {"init_checkpoint": "/m/ckpt",
+                                                     "init_allow_partial": True})
+    assert configs["source_only"].run.init_checkpoint == "/m/ckpt"
+    assert configs["adaptation"].run.init_checkpoint is None
+    assert not configs["adaptation"].run.init_allow_partial
+    # One later stage run by name: the user asks for that file.
+    alone = methods.stage_configs("demo", "full", {"init_checkpoint": "/m/ckpt"}, only="adaptation")
+    assert alone["adaptation"].run.init_checkpoint == "/m/ckpt"
+    cyclegan = methods.stage_configs("paper_gta5", "cyclegan", {})
+    assert cyclegan["translation"].data.whole_images and not cyclegan["source_only"].data.whole_images
+    with pytest.raises(ValueError, match="--method='pix2pix'"):
+        methods.get_method("pix2pix")
+    with pytest.raises(ValueError, match="not a stage of --method=cyclegan"):
+        methods.stage_configs("demo", "cyclegan", {}, only="adaptation")

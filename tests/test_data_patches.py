@@ -1,11 +1,12 @@
-"""Patch and evaluation pipelines: sizes, alignment, flips, padding, determinism."""
+"""Patch and evaluation pipelines: sizes, alignment, flips, no padded patches, determinism."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import testing
-from udamobile import classes
+from data_pipelines import demo, testing
+from udamobile import classes, config as config_lib
+from udamobile.state import patch_shape
 
 TRAIN_ID = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
 VALID_LABELS = set(range(classes.NUM_CLASSES)) | {classes.IGNORE_LABEL}
@@ -156,12 +157,49 @@ def test_supervised_patches_flip_some_patches(gta5):
         _assert_aligned(batch["image"], batch["label"])
 
 
-def test_supervised_patches_pad_images_smaller_than_the_patch(gta5):
+def test_supervised_patches_widen_the_resize_where_the_patch_would_not_fit(gta5):
+    # 12 x 16 images and a 14 x 20 patch: resized to 15 x 20 (the authors'
+    # rule), never padded with a grey bar that a discriminator could spot.
+    assert data_pipelines.crop_fitting_size((12, 16), None, (14, 20)).numpy().tolist() == [15, 20]
     batch, = _batches(data_pipelines.supervised_patches(gta5, patch_size=(14, 20), batch_size=4),
                       1)
     assert batch["image"].shape == (4, 14, 20, 3)
-    padding = _assert_aligned(batch["image"], batch["label"])
-    assert np.all(padding.sum(axis=(1, 2)) == 14 * 20 - 12 * 16)
+    assert not np.any(batch["image"][..., 0] == data_pipelines.pipelines.IMAGE_PAD_VALUE)
+
+
+def test_the_authors_800_pixel_crop_of_cityscapes_takes_width_1600():
+    assert data_pipelines.crop_fitting_size((1024, 2048), 1536, (800, 800)).numpy().tolist() == [
+        800, 1600]
+    assert data_pipelines.crop_fitting_size((1024, 2048), 1536, (600, 600)).numpy().tolist() == [
+        768, 1536]
+
+
+# Native image sizes (height, width) of the real datasets and the demo domains.
+NATIVE_SIZES = {"gta5": (1052, 1914), "synthia": (760, 1280), "cityscapes": (1024, 2048),
+                "demo_source": demo.DEMO_SIZE, "demo_target": demo.DEMO_SIZE}
+
+
+@pytest.mark.parametrize("preset", config_lib.PRESETS)
+def test_no_preset_crops_a_padded_row_of_any_dataset(preset):
+    for stage in config_lib.STAGES:
+        cfg = config_lib.get_config(preset, stage)
+        patch = patch_shape(cfg)
+        for name in (cfg.data.source, cfg.data.target):
+            if cfg.data.whole_images:
+                continue  # resized to the patch itself
+            fitted = data_pipelines.crop_fitting_size(NATIVE_SIZES[name], cfg.data.resize_width,
+                                                      patch).numpy()
+            assert fitted[0] >= patch[0] and fitted[1] >= patch[1], (stage, name, fitted)
+
+
+def test_whole_images_are_resized_to_the_patch_size(gta5):
+    batch, = _batches(data_pipelines.supervised_patches(
+        gta5, patch_size=(6, 8), whole_images=True, batch_size=6), 1)
+    assert batch["image"].shape == (6, 6, 8, 3)
+    # The whole image, not a crop: each label is one image's label resized.
+    whole = [tf.image.resize(gta5.read_label(i)[..., None], (6, 8), method="nearest")[..., 0]
+             for i in range(len(gta5))]
+    assert all(any(np.array_equal(label, w) for w in whole) for label in batch["label"])
 
 
 def test_supervised_patches_resize_first(gta5):

@@ -4,7 +4,6 @@ Scores of one model in its three forms (checkpoint, SavedModel, TFLite) are
 compared in test_export.py, which trains and exports that model once.
 """
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -79,12 +78,6 @@ def test_paper_tables_are_complete_and_their_miou_is_the_mean_of_their_rows(name
         assert len(values) == len(table["iou"])
         if None not in values:  # columns with per-class numbers: typed in right?
             assert np.mean(values) == pytest.approx(miou, abs=0.051)
-
-
-def test_results_json_writes_undefined_scores_as_null(tmp_path):
-    path = tmp_path / "eval" / "results.json"
-    evaluation.write_results({"miou": float("nan"), "iou": {"road": None, "sky": 0.25}}, path)
-    assert json.loads(path.read_text()) == {"miou": None, "iou": {"road": None, "sky": 0.25}}
 
 
 # --- evaluating ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Export: atomic artifacts, the SavedModel signature, TFLite files that agree with Keras.
+"""Export: the SavedModel signature, TFLite files that agree with Keras.
 
 The end-to-end tests share one small trained model: a narrow segmenter fit for
 a few seconds on demo_target images (an untrained model has near-uniform
@@ -18,7 +18,7 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 import data_pipelines
-from export import atomic, saved_model, tflite
+from export import saved_model, tflite
 from export.workdir import ExportError, export_workdir
 from udamobile import checkpointing, config as config_lib, evaluation, networks
 from udamobile.classes import IGNORE_LABEL, PALETTE
@@ -29,34 +29,6 @@ NARROW = dict(width_multiplier=0.35, aspp_filters=16, low_level_filters=8, decod
               dropout_rate=0.0)
 FIT_STEPS = 150
 EVAL_IMAGES = 12
-
-
-# --- atomic writes (fast) ------------------------------------------------------------
-
-def test_failed_write_leaves_nothing_and_keeps_the_previous_artifact(tmp_path):
-    target = tmp_path / "saved_model"
-    with atomic.atomic_output(target) as staging:
-        os.makedirs(staging)
-        open(os.path.join(staging, "saved_model.pb"), "w").write("good")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic.atomic_output(target) as staging:
-            os.makedirs(staging)
-            open(os.path.join(staging, "saved_model.pb"), "w").write("half")
-            raise KeyboardInterrupt
-    assert (target / "saved_model.pb").read_text() == "good"
-    assert os.listdir(tmp_path) == ["saved_model"]
-
-
-def test_successful_write_replaces_the_previous_artifact(tmp_path):
-    for content in ("old", "new"):
-        with atomic.atomic_output(tmp_path / "model.tflite") as staging:
-            open(staging, "w").write(content)
-        with atomic.atomic_output(tmp_path / "saved_model") as staging:
-            os.makedirs(staging)
-            open(os.path.join(staging, "saved_model.pb"), "w").write(content)
-    assert (tmp_path / "model.tflite").read_text() == "new"
-    assert (tmp_path / "saved_model" / "saved_model.pb").read_text() == "new"
-    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "saved_model"]
 
 
 def _one_conv_segmenter():

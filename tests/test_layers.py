@@ -63,3 +63,29 @@ def test_reflect_to_multiple_then_crop_like_round_trips():
     np.testing.assert_array_equal(
         padded, np.pad(x, ((0, 0), (0, 3), (0, 2), (0, 0)), mode="reflect"))
     np.testing.assert_array_equal(np.asarray(layers.CropLike()([padded, x])), x)
+
+
+@pytest.mark.parametrize("network", ["generator", "discriminator"])
+def test_generators_and_discriminators_start_as_cyclegan_does(network):
+    from udamobile.discriminators import build_patch_discriminator
+    from udamobile.translator import build_generator
+
+    keras.utils.set_random_seed(0)
+    model = build_generator() if network == "generator" else build_patch_discriminator()
+    kernels, biases, scales, offsets = [], [], [], []
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            kernels.append(layer.kernel.numpy())
+            if layer.use_bias:
+                biases.append(np.ravel(layer.bias.numpy()))
+        elif isinstance(layer, keras.layers.GroupNormalization):
+            scales.append(layer.gamma.numpy())
+            offsets.append(layer.beta.numpy())
+    # Every conv N(0, 0.02): Keras' Glorot default would give each layer a
+    # std of sqrt(2 / (fan_in + fan_out)), 0.004 to 0.07 here.
+    for kernel in kernels:
+        assert abs(kernel.mean()) < 0.002 and kernel.std() == pytest.approx(0.02, rel=0.1)
+    scales = np.concatenate(scales)  # instance-norm scales N(1, 0.02)
+    assert scales.mean() == pytest.approx(1.0, abs=0.005)
+    assert scales.std() == pytest.approx(0.02, rel=0.15)
+    assert not np.any(np.concatenate(biases)) and not np.any(np.concatenate(offsets))

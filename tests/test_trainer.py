@@ -14,38 +14,49 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udamobile import checkpointing, pipeline, trainer
+from conftest import TINY
+from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
+from udamobile import checkpointing, evaluation, method_runner, methods, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
-    "--preset=demo", "--stage=source_only", "--patch_size=32", "--width_multiplier=0.35",
-    "--aspp_filters=8", "--low_level_filters=4", "--decoder_filters=8", "--batch_size=2",
-    "--eval_max_images=2", "--log_every=5", "--image_every=1000"]
+    "--preset=demo", "--method=full", "--stage=source_only", "--patch_size=32",
+    "--width_multiplier=0.35", "--aspp_filters=8", "--low_level_filters=4",
+    "--decoder_filters=8", "--batch_size=2", "--eval_max_images=2", "--log_every=5",
+    "--image_every=1000"]
 
 
 @pytest.mark.slow
-def test_the_whole_job_trains_both_stages_scores_exports_and_draws(tiny_config, tmp_path, capsys):
-    configs = {stage: tiny_config(stage) for stage in ("source_only", "adaptation")}
-    scores = pipeline.run(configs, str(tmp_path))
-    for stage in ("source_only", "adaptation"):
-        workdir = tmp_path / stage
-        assert checkpointing.read_config(str(workdir)).model == configs[stage].model
+def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_draws(
+        tmp_path, capsys):
+    # The paper's job: stage 1 from a Pascal VOC model-zoo checkpoint (21
+    # classes, 2 ASPP branches: a partial load), stage 2 from stage 1's result.
+    pascal = write_tf1_checkpoint(tmp_path / "model.ckpt-30000", slim_checkpoint_values(
+        classes=21, aspp=8, low_level=4, decoder=8))
+    configs = methods.stage_configs("demo", "full", {
+        **TINY, "init_checkpoint": pascal, "init_allow_partial": True})
+    scores = method_runner.run("full", configs, str(tmp_path / "full"))
+    source_only, adaptation = (tmp_path / "full" / stage for stage in ("source_only", "adaptation"))
+    assert pascal in json.loads((source_only / "sources.json").read_text())["segmenter"]
+    assert checkpointing.read_config(str(adaptation)).run.init_checkpoint is None
+    origin = json.loads((adaptation / "sources.json").read_text())["segmenter"]
+    assert origin == f"{checkpointing.resolve_checkpoint(str(source_only))} (step 6)"
+    for workdir in (source_only, adaptation):
         assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(str(workdir))) == 6
         assert any(name.startswith("events") for name in os.listdir(workdir / "logs"))
         final = json.loads((workdir / "eval" / "final.json").read_text())
         assert final["dataset"]["name"] == "demo_source" and final["dataset"]["split"] == "heldout"
+    for stage in ("source_only", "adaptation"):
         assert scores[stage]["dataset"] == {"name": "demo_target", "split": "val", "num_images": 200}
-    # Stage 2 started from stage 1's work directory.
-    assert checkpointing.read_config(str(tmp_path / "adaptation")).run.init_checkpoint == str(
-        tmp_path / "source_only")
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = json.loads((tmp_path / "full" / "results.json").read_text())
     assert results["adaptation"]["miou"] == pytest.approx(scores["adaptation"]["miou"])
     out = capsys.readouterr().out
     assert "gain" in out and "demo_target/val" in out
-    assert (tmp_path / "export" / "saved_model" / "saved_model.pb").exists()
-    assert (tmp_path / "export" / "segmenter_128x256_int8.tflite").exists()
+    export = tmp_path / "full" / "export"
+    assert (export / "saved_model" / "saved_model.pb").exists()
+    assert (export / "segmenter_128x256_int8.tflite").exists()
     for figure in ("translations.png", "segmentations.png"):
-        assert (tmp_path / "figures" / figure).stat().st_size > 10_000
+        assert (tmp_path / "full" / "figures" / figure).stat().st_size > 10_000
 
 
 def _train(workdir, steps, *extra):
@@ -56,7 +67,7 @@ def _train(workdir, steps, *extra):
 
 
 def _latest_step(workdir):
-    latest = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    latest = tf.train.latest_checkpoint(os.path.join(workdir, "source_only", "checkpoints"))
     return checkpointing.checkpoint_step(latest) if latest else -1
 
 
@@ -69,7 +80,8 @@ def _wait_for_step(workdir, process, step, timeout=300):
 
 
 def _variables(workdir):
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")))
+    reader = tf.train.load_checkpoint(
+        tf.train.latest_checkpoint(os.path.join(workdir, "source_only", "checkpoints")))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if name.startswith("segmenter/")}
 
@@ -130,3 +142,52 @@ def test_cli_rejects_out_of_range_flags_by_name(tmp_path):
         cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0
     assert "output_stride=12" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_path):
+    cfg = tiny_config("source_only", steps=4, eval_every=2, checkpoint_every=4)
+    trainer.train(cfg, str(tmp_path))
+    best = json.loads((tmp_path / "eval" / "best.json").read_text())
+    assert best["step"] in (2, 4) and best["dataset"]["split"] == "heldout"
+    path = checkpointing.resolve_checkpoint(str(tmp_path), "best")
+    assert path == best["checkpoint"] and checkpointing.checkpoint_step(path) == best["step"]
+    model = evaluation.keras_from_workdir(str(tmp_path), checkpoint="best")
+    assert model.identity["step"] == best["step"]
+    # The kept one is the better of the two evaluations.
+    scores = [json.loads((tmp_path / "eval" / name).read_text())["miou"]
+              for name in ("step_2.json", "final.json")]
+    assert best["miou"] == pytest.approx(max(scores))
+
+
+def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(tiny_config, tmp_path):
+    with pytest.raises(trainer.StartError, match="--init_checkpoint, or --allow_random_start"):
+        trainer.train(tiny_config("adaptation"), str(tmp_path / "refused"))
+    assert not (tmp_path / "refused" / "checkpoints").exists() or not os.listdir(
+        tmp_path / "refused" / "checkpoints")
+    meant = tiny_config("adaptation", allow_random_start=True, steps=1, eval_max_images=1)
+    trainer.train(meant, str(tmp_path / "meant"))
+    assert "random" in json.loads((tmp_path / "meant" / "sources.json").read_text())["segmenter"]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method=pix2pix"], "--method"),
+    (["--method=cyclegan", "--stage=adaptation"],
+     "--stage=adaptation is not a stage of --method=cyclegan"),
+    (["--method=full", "--stage=adaptation"], "run --stage=source_only"),
+], ids=["unknown method", "stage of another method", "previous stage missing"])
+def test_cli_names_the_flag_of_a_bad_method_or_stage(tmp_path, args, message):
+    result = _cli(f"--workdir={tmp_path}", "--preset=demo", *args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_workdir_that_holds_another_method(tmp_path):
+    (tmp_path / methods.METHOD_FILE).write_text(json.dumps({"method": "cyclegan"}))
+    result = _cli(f"--workdir={tmp_path}", "--preset=demo", "--method=full")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "holds a run of --method=cyclegan" in result.stderr

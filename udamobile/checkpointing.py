@@ -1,27 +1,33 @@
-"""The work directory of a run, and restoring the segmenter from it.
+"""The work directory of a stage, and restoring networks from it.
 
-    <workdir>/config.json    the resolved Config of the run
-    <workdir>/checkpoints/   tf.train.CheckpointManager files
-    <workdir>/logs/          TensorBoard summaries
-    <workdir>/eval/          JSON results of evaluations
+    <workdir>/config.json         the resolved Config of the stage
+    <workdir>/sources.json        where its networks started from (first start)
+    <workdir>/checkpoints/        tf.train.CheckpointManager files: the latest few
+    <workdir>/checkpoints/best/   the segmenter of the best periodic evaluation
+    <workdir>/logs/               TensorBoard summaries
+    <workdir>/eval/               JSON results of evaluations; best.json
 
 Checkpoints hold named sub-objects (`segmenter`, `g_st`, `g_ts`, `d_s`, ...,
-optimizers, image pools, `step`), so the segmenter alone can be read back
-from a stage-2 checkpoint without building the adaptation machinery.
+optimizers, image pools, `step`), so one network can be read back from a
+checkpoint without building the rest of its stage. A checkpoint is named by
+its prefix (`ckpt-12`), `latest` or `best`.
 
 TF writes a checkpoint's files first and then, atomically, the `checkpoint`
 state file that names the latest one: a run killed mid-save still resumes
 from the previous complete checkpoint.
 """
 import os
-import tempfile
 
 import tensorflow as tf
 
-from udamobile import config as config_lib
+from data_pipelines import UserError
+from udamobile import config as config_lib, files
+
+BEST = "best"
+LATEST = "latest"
 
 
-class WorkdirError(ValueError):
+class WorkdirError(UserError):
     """A work directory (or checkpoint) that cannot be used as asked."""
 
 
@@ -33,23 +39,12 @@ def checkpoint_dir(workdir):
     return os.path.join(workdir, "checkpoints")
 
 
-def write_text_atomically(path, text):
-    """Writes `path` through a temporary sibling and a rename: never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+def best_checkpoint_dir(workdir):
+    return os.path.join(checkpoint_dir(workdir), BEST)
 
 
 def write_config(workdir, cfg):
-    write_text_atomically(config_path(workdir), config_lib.to_json(cfg) + "\n")
+    files.write_text(config_path(workdir), config_lib.to_json(cfg) + "\n")
 
 
 def read_config(workdir):
@@ -67,9 +62,15 @@ def read_config(workdir):
 
 
 def resolve_checkpoint(workdir, checkpoint=None):
-    """Path prefix of the named checkpoint (e.g. 'ckpt-12'), or of the latest."""
+    """Path prefix of the named checkpoint ('ckpt-12', 'best'), or of the latest."""
     folder = checkpoint_dir(workdir)
-    if checkpoint:
+    if checkpoint == BEST:
+        best = tf.train.latest_checkpoint(best_checkpoint_dir(workdir))
+        if best is None:
+            raise WorkdirError(f"{workdir} has no best checkpoint in {best_checkpoint_dir(workdir)} "
+                               "(no evaluation has run yet, or the stage has no segmenter)")
+        return best
+    if checkpoint and checkpoint != LATEST:
         path = checkpoint if os.path.isabs(checkpoint) else os.path.join(folder, checkpoint)
         if not tf.io.gfile.exists(path + ".index"):
             raise WorkdirError(f"checkpoint {path} not found (no {path}.index)")
@@ -100,6 +101,15 @@ def restore_into(path, **objects):
             f"checkpoint {path} does not match the model built from its config "
             f"(another architecture or width?): {str(e)[:500]}") from e
     return status.expect_partial()
+
+
+def finished(workdir):
+    """(whether the stage in `workdir` ran all its steps, its latest step or None)."""
+    latest = tf.train.latest_checkpoint(checkpoint_dir(workdir))
+    if latest is None:
+        return False, None
+    step = checkpoint_step(latest)
+    return step >= read_config(workdir).optim.steps, step
 
 
 def restore_segmenter(workdir, checkpoint=None):

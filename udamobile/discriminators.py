@@ -19,7 +19,7 @@ discriminators run at stride 1 on the encoder output (320 channels at width
 """
 import keras
 
-from udamobile.layers import instance_norm
+from udamobile.layers import gan_kernel_initializer, instance_norm
 
 IMAGE_DISCRIMINATOR_STRIDES = {
     # Four stride-2 convs and a stride-1 output conv (the paper's "5 stride-2
@@ -72,11 +72,12 @@ def build_patch_discriminator(*, input_channels=3, filters=64,
     x = inputs
     for index, stride in enumerate(strides[:-1]):
         width = filters * min(2 ** index, MAX_WIDTH_MULTIPLE)
-        x = keras.layers.Conv2D(width, KERNEL_SIZE, strides=stride,
-                                padding="same", name=f"conv{index}")(x)
+        x = keras.layers.Conv2D(width, KERNEL_SIZE, strides=stride, padding="same",
+                                kernel_initializer=gan_kernel_initializer(),
+                                name=f"conv{index}")(x)
         if index > 0:
             x = instance_norm(name=f"conv{index}_norm")(x)
         x = keras.layers.LeakyReLU(LEAKY_RELU_SLOPE, name=f"conv{index}_lrelu")(x)
-    scores = keras.layers.Conv2D(1, KERNEL_SIZE, strides=strides[-1],
-                                 padding="same", name="scores")(x)
+    scores = keras.layers.Conv2D(1, KERNEL_SIZE, strides=strides[-1], padding="same",
+                                 kernel_initializer=gan_kernel_initializer(), name="scores")(x)
     return keras.Model(inputs, scores, name=name)

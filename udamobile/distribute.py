@@ -24,10 +24,11 @@ import os
 import keras
 import tensorflow as tf
 
+from data_pipelines import UserError
 from udamobile.config import STRATEGIES
 
 
-class StrategyError(ValueError):
+class StrategyError(UserError):
     """A --strategy that cannot run as configured."""
 
 

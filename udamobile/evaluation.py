@@ -21,40 +21,24 @@ returns a results dict; `format_table` prints it in the layout of the paper's
 Tables 1 and 2 (classes as rows), optionally beside the paper's numbers
 (`PAPER_TABLES`).
 """
-import json
-import math
 import os
 
 import numpy as np
 import tensorflow as tf
 
 import data_pipelines
-from udamobile import checkpointing, metrics
+from data_pipelines import UserError
+from data_pipelines.images import to_pixels, to_unit_range
+from udamobile import checkpointing, files, metrics, report
 from udamobile.classes import NUM_CLASSES, PROTOCOL_CLASSES, colorize
 from udamobile.progress import Progress
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """A model, dataset or option that cannot be evaluated as asked; says why."""
 
 
 # --- images in, labels out ------------------------------------------------------
-
-def to_unit_range(image):
-    """[..., 3] uint8 pixels or float32 in [-1, 1] -> float32 in [-1, 1]."""
-    image = tf.convert_to_tensor(image)
-    if image.dtype == tf.uint8:
-        return data_pipelines.normalize_image(image)
-    return tf.cast(image, tf.float32)
-
-
-def to_pixels(image):
-    """[..., 3] float32 in [-1, 1] or uint8 -> uint8 pixels (numpy)."""
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        return image
-    return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
 
 def labels_from_scores(scores, size):
     """[1, h, w, C] logits or probabilities -> int32 [H, W] argmax at size (H, W).
@@ -328,7 +312,7 @@ def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=No
                        max_images=max_images, predictions_dir=predictions_dir)
     results["results_path"] = output_json or default_results_path(model, data, protocol)
     if results["results_path"]:
-        write_results(results, results["results_path"])
+        files.write_json(results["results_path"], results)
     return results, format_table(results, paper)
 
 
@@ -351,23 +335,6 @@ def write_prediction_panel(folder, dataset, index, prediction, label):
     path = os.path.join(folder, f"{index:05d}_{stem}.png")
     Image.fromarray(prediction_panel(dataset.read_image(index), prediction, label)).save(path)
     return path
-
-
-def _json_ready(value):
-    """`value` with NaN floats (undefined scores) replaced by None, recursively."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def write_results(results, path):
-    """Writes `results` as JSON (undefined scores as null), atomically."""
-    text = json.dumps(_json_ready(results), indent=2, allow_nan=False)
-    checkpointing.write_text_atomically(path, text + "\n")
 
 
 # The paper's per-class IoUs (%), Cityscapes val; columns left to right as in
@@ -444,10 +411,6 @@ def paper_table(name, protocol):
     return table
 
 
-def _percent(fraction):
-    return "n/a" if fraction is None or math.isnan(fraction) else f"{100 * fraction:.1f}"
-
-
 def format_table(results, paper=None):
     """Per-class IoU (%) as rows, mIoU last, as in the paper's Tables 1 and 2.
 
@@ -456,28 +419,18 @@ def format_table(results, paper=None):
       paper: an entry of PAPER_TABLES (see `paper_table`) to show beside ours.
     """
     dataset = results["dataset"]
-    columns = ["ours"] + list(paper["columns"] if paper else ())
-    rows = []
-    for name, iou in results["iou"].items():
-        paper_values = paper["iou"][name] if paper else ()
-        rows.append([name, _percent(iou)] + ["" if v is None else f"{v:.1f}" for v in paper_values])
-    rows.append(["mIoU", _percent(results["miou"])]
-                + [f"{v:.1f}" for v in (paper["miou"] if paper else ())])
-    name_width = max(len(r[0]) for r in rows)
-    widths = [max(5, len(c)) for c in columns]
-    header = "class".ljust(name_width) + "".join(f"  {c:>{w}}" for c, w in zip(columns, widths))
+    rows, columns = report.iou_columns({"ours": results})
+    if paper:
+        for index, title in enumerate(paper["columns"]):
+            cells = [paper["iou"][name][index] for name in rows[:-1]] + [paper["miou"][index]]
+            columns[title] = ["" if v is None else f"{v:.1f}" for v in cells]
     lines = [
         f"{dataset['name']}/{dataset['split']}: {dataset['num_images']} images, "
         f"{results['protocol']}-class protocol, IoU %"
         + (f"; paper: {paper['caption']}" if paper else ""),
-        header, "-" * len(header)]
-    for row in rows:
-        if row[0] == "mIoU":
-            lines.append("-" * len(header))
-        lines.append(row[0].ljust(name_width)
-                     + "".join(f"  {v:>{w}}" for v, w in zip(row[1:], widths)))
-    lines.append(f"pixel accuracy {_percent(results['pixel_accuracy'])}%, labels at "
-                 + ", ".join(f"{h}x{w}" for h, w in results["label_sizes"]) + " (HxW)")
+        report.text_table(rows, columns),
+        f"pixel accuracy {report.percent(results['pixel_accuracy'])}%, labels at "
+        + ", ".join(f"{h}x{w}" for h, w in results["label_sizes"]) + " (HxW)"]
     if results["undefined_classes"]:
         lines.append("absent from labels and predictions, left out of the mIoU: "
                      + ", ".join(results["undefined_classes"]))

@@ -3,8 +3,8 @@
 - `translation_figure`: like the paper's Fig. 2, rows of
   source -> G_ST(source) -> G_TS(G_ST(source)) and
   target -> G_TS(target) -> G_ST(G_TS(target)).
-- `segmentation_figure`: like Fig. 3, rows of target image, ground truth,
-  source-only prediction and adapted prediction in the Cityscapes palette,
+- `segmentation_figure`: like Fig. 3, rows of target image, ground truth
+  and the predictions of each stage (source only, adapted) in the Cityscapes palette,
   with a legend of the classes shown.
 
 Only numpy and OpenCV: images in, uint8 RGB arrays out.
@@ -73,13 +73,14 @@ def translation_figure(source, source_translated, source_reconstructed,
     return image_grid(rows, ["input", "translated", "translated back"], scale=scale)
 
 
-def segmentation_figure(images, labels, source_only, adapted, *, scale=2):
-    """Fig. 3: uint8 RGB images and [H, W] train-id maps, one row per image."""
-    rows = [[image, classes.colorize(label), classes.colorize(before), classes.colorize(after)]
-            for image, label, before, after in zip(images, labels, source_only, adapted)]
-    grid = image_grid(rows, ["target image", "ground truth", "source only", "adapted"],
-                      scale=scale)
-    shown = np.unique(np.concatenate([np.ravel(a) for a in (*labels, *source_only, *adapted)]))
+def segmentation_figure(images, labels, predictions, *, scale=2):
+    """Fig. 3: uint8 RGB images, [H, W] train-id labels and {column title: [H, W]
+    train-id predictions, one per image}; one row per image."""
+    columns = list(predictions.values())
+    rows = [[image, classes.colorize(label)] + [classes.colorize(p[i]) for p in columns]
+            for i, (image, label) in enumerate(zip(images, labels))]
+    grid = image_grid(rows, ["target image", "ground truth", *predictions], scale=scale)
+    shown = np.unique(np.concatenate([np.ravel(a) for a in (*labels, *sum(columns, []))]))
     shown = [int(c) for c in shown if c < classes.NUM_CLASSES]
     return np.concatenate([grid, legend(shown, grid.shape[1])], axis=0)
 

@@ -61,14 +61,28 @@ class ReflectionPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": (vertical, horizontal)}
 
 
+# CycleGAN's and the authors' initialization of the generators and
+# discriminators: conv kernels N(0, 0.02), instance-norm scales N(1, 0.02),
+# biases and offsets 0 (Keras' default would be Glorot-uniform kernels, unit scales).
+GAN_INIT_STDDEV = 0.02
+
+
+def gan_kernel_initializer():
+    """A new N(0, 0.02) initializer (one per layer: each draws its own values)."""
+    return keras.initializers.RandomNormal(mean=0.0, stddev=GAN_INIT_STDDEV)
+
+
 def instance_norm(name=None):
     """Affine instance normalization over height and width, per sample and channel.
 
     GroupNormalization with one group per channel computes exactly
     gamma * (x - mean_hw) / sqrt(var_hw + 1e-5) + beta (the epsilon of the
-    reference CycleGAN), so no add-on package is needed.
+    reference CycleGAN), so no add-on package is needed. Gamma starts at
+    N(1, 0.02), beta at 0.
     """
-    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+    return keras.layers.GroupNormalization(
+        groups=-1, epsilon=1e-5, name=name,
+        gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=GAN_INIT_STDDEV))
 
 
 @keras.saving.register_keras_serializable(package="udamobile")

@@ -30,27 +30,34 @@ def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False,
         synchronized_batch_norm=synchronized_batch_norm)
 
 
-def build_translation_networks(model_cfg):
-    """{"g_st", "g_ts", "d_s", "d_t", "fd_s", "fd_t"}: everything but the segmenter."""
+def _generator(model_cfg, name):
     output = None if model_cfg.generator_output == "linear" else model_cfg.generator_output
+    return build_generator(filters=model_cfg.generator_filters,
+                           num_blocks=model_cfg.generator_blocks, output_activation=output,
+                           name=name)
 
-    def generator(name):
-        return build_generator(filters=model_cfg.generator_filters,
-                               num_blocks=model_cfg.generator_blocks,
-                               output_activation=output, name=name)
 
-    def image_discriminator(name):
-        return build_patch_discriminator(filters=model_cfg.discriminator_filters,
-                                         strides=model_cfg.discriminator_strides, name=name)
+def _image_discriminator(model_cfg, name):
+    return build_patch_discriminator(filters=model_cfg.discriminator_filters,
+                                     strides=model_cfg.discriminator_strides, name=name)
 
-    def feature_discriminator(name):
-        return build_patch_discriminator(
-            input_channels=encoder_channels(model_cfg.width_multiplier),
-            filters=model_cfg.discriminator_filters,
-            strides=FEATURE_DISCRIMINATOR_STRIDES, name=name)
 
-    return {
-        "g_st": generator("g_st"), "g_ts": generator("g_ts"),
-        "d_s": image_discriminator("d_s"), "d_t": image_discriminator("d_t"),
-        "fd_s": feature_discriminator("fd_s"), "fd_t": feature_discriminator("fd_t"),
-    }
+def _feature_discriminator(model_cfg, name):
+    return build_patch_discriminator(
+        input_channels=encoder_channels(model_cfg.width_multiplier),
+        filters=model_cfg.discriminator_filters, strides=FEATURE_DISCRIMINATOR_STRIDES,
+        name=name)
+
+
+_TRANSLATION_BUILDERS = {"g_st": _generator, "g_ts": _generator,
+                         "d_s": _image_discriminator, "d_t": _image_discriminator,
+                         "fd_s": _feature_discriminator, "fd_t": _feature_discriminator}
+NAMES = ("segmenter",) + tuple(_TRANSLATION_BUILDERS)
+
+
+def build_network(name, model_cfg, *, freeze_batch_norm=False, synchronized_batch_norm=False):
+    """The network `name` (one of NAMES); the batch-norm options apply to the segmenter."""
+    if name == "segmenter":
+        return build_segmenter_from_config(model_cfg, freeze_batch_norm=freeze_batch_norm,
+                                           synchronized_batch_norm=synchronized_batch_norm)
+    return _TRANSLATION_BUILDERS[name](model_cfg, name)

@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from data_pipelines import UserError
 from udamobile import checkpointing, networks
 
 PARTS = ("encoder", "decoder")
@@ -49,7 +50,7 @@ LOGITS_LAYER = "decoder/logits"
 MAX_LISTED = 10
 
 
-class PretrainedError(ValueError):
+class PretrainedError(UserError):
     """A pretrained-weights file or folder that cannot initialize the segmenter."""
 
 

@@ -1,10 +1,20 @@
-"""The training loop of both stages: data, steps, summaries, checkpoints, evaluation.
+"""The training loop of any stage: data, steps, summaries, checkpoints, evaluation.
 
-`train(cfg, workdir)` is all `train.py` calls. It resumes from the latest
-checkpoint of `workdir` when there is one, so a killed run (even `kill -9`)
-continues where its last checkpoint stopped: step, weights, optimizer slots,
-learning rates (a function of the step) and image pools are restored. On
-SIGINT/SIGTERM it saves a checkpoint before exiting.
+`train(cfg, workdir, sources=...)` runs the stage `cfg.stage` (an object of
+`udamobile.stages`); nothing here depends on which stage it is. It resumes
+from the latest checkpoint of `workdir` when there is one, so a killed run
+(even `kill -9`) continues where its last checkpoint stopped: step, weights,
+optimizer slots, learning rates (a function of the step) and image pools
+are restored. On SIGINT/SIGTERM it saves a checkpoint before exiting.
+
+A new stage starts its networks from `sources` ({network: checkpoint}, the
+method's earlier stages) and its segmenter, if no source gives it, from
+`--init_checkpoint`. Every network the stage declares in `restores` must get
+its weights from one of them; only the segmenter may start at random, and
+only with `--allow_random_start`.
+
+Periodic evaluation scores the segmenter on the source's held-out split by
+default; the best score's segmenter is kept in `checkpoints/best/`.
 
 Under `--strategy=multi_worker_mirrored` the work directory must be on a
 filesystem every worker sees: all of them resume from its checkpoints, only
@@ -17,61 +27,69 @@ import signal
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
 import data_pipelines
-from udamobile import (checkpointing, classes, config as config_lib, distribute, evaluation,
-                       pretrained, train_step)
+from udamobile import (checkpointing, config as config_lib, distribute, evaluation, files,
+                       pretrained)
 from udamobile.progress import Progress
-from udamobile.state import TrainingState
+from udamobile.stages import get_stage
+from udamobile.state import TrainingState, patch_shape
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(data_pipelines.UserError):
     """A loss or gradient became NaN or infinite (with on_nonfinite=stop)."""
 
 
-class Interrupted(RuntimeError):
+class Interrupted(data_pipelines.UserError):
     """SIGINT or SIGTERM arrived; a checkpoint was saved first."""
 
 
-def check_training_data(cfg):
-    """Decodes a sample of every dataset the run reads; raises on any problem.
+class StartError(data_pipelines.UserError):
+    """A stage whose networks have nothing to start from."""
+
+
+def _datasets_read(cfg, stage):
+    """[(name, root, split)] of the training data of `stage`."""
+    data = cfg.data
+    source = (data.source, data.source_root, "train")
+    target = (data.target, data.target_root, "train")
+    return {"source": [source], "target": [target], "unpaired": [source, target]}[stage.reads]
+
+
+def check_training_data(cfg, stage):
+    """Decodes a sample of every dataset the stage reads; raises on any problem.
 
     Catches a wrong folder or label format at start-up rather than hours in.
     """
-    data = cfg.data
-    needed = [(data.source, data.source_root, "train")]
-    if cfg.stage == "adaptation":
-        needed.append((data.target, data.target_root, "train"))
-    for name, root, split in needed:
+    for name, root, split in _datasets_read(cfg, stage):
         report = data_pipelines.check_dataset(name, root, split,
-                                              synthia_classes=data.synthia_classes)
+                                              synthia_classes=cfg.data.synthia_classes)
         logging.info("%s", report)
         if not report.ok:
             raise data_pipelines.DatasetError(f"dataset check failed:\n{report}")
 
 
 def make_training_stream(cfg, start_step=0):
-    """The endless tf.data stream of the run's stage, from batch `start_step`.
+    """The endless tf.data stream of the config's stage, from batch `start_step`.
 
     The stream is a pure function of the seed and the position, so a resumed
     run sees exactly the batches an uninterrupted one would have.
     """
+    stage = get_stage(cfg.stage)
     data = cfg.data
-    seed = cfg.run.seed
-    source = data_pipelines.open_dataset(data.source, data.source_root, "train",
-                                         synthia_classes=data.synthia_classes)
-    if cfg.stage == "source_only":
-        return data_pipelines.supervised_patches(
-            source, patch_size=data.patch_size, resize_width=data.resize_width,
-            batch_size=cfg.optim.batch_size, flip=data.flip, seed=seed, start_batch=start_step)
-    target = data_pipelines.open_dataset(data.target, data.target_root, "train")
-    return data_pipelines.unpaired_patches(
-        source, target, patch_size=data.patch_size, resize_width_source=data.resize_width,
-        resize_width_target=data.resize_width, batch_size=cfg.optim.batch_size,
-        flip=data.flip, seed=seed, start_batch=start_step)
+    opened = [data_pipelines.open_dataset(name, root, split,
+                                          synthia_classes=data.synthia_classes)
+              for name, root, split in _datasets_read(cfg, stage)]
+    options = dict(patch_size=patch_shape(cfg), whole_images=data.whole_images,
+                   batch_size=cfg.optim.batch_size, flip=data.flip, seed=cfg.run.seed,
+                   start_batch=start_step)
+    if stage.reads == "unpaired":
+        return data_pipelines.unpaired_patches(
+            *opened, resize_width_source=data.resize_width, resize_width_target=data.resize_width,
+            **options)
+    return data_pipelines.supervised_patches(opened[0], resize_width=data.resize_width, **options)
 
 
 def distribute_stream(dataset, strategy):
@@ -125,38 +143,51 @@ def _prepare_workdir(cfg, workdir, chief=True):
     checkpointing.write_config(workdir, cfg)
 
 
-def _initialize(state, cfg, workdir):
-    """Resumes from the work directory (returns True), else starts from --init_checkpoint."""
+def _start(state, cfg, workdir, sources, chief):
+    """Restores `sources`, then `--init_checkpoint`; checks nothing needed starts at random.
+
+    Returns {network: where it came from}, written to sources.json.
+    """
+    stage = state.stage
+    origins = {}
+    for path in sorted(set(sources.values())):
+        names = sorted(n for n, p in sources.items() if p == path)
+        checkpointing.restore_into(path, **{n: state.networks[n] for n in names})
+        origins.update({n: f"{path} (step {checkpointing.checkpoint_step(path)})" for n in names})
+    if cfg.run.init_checkpoint:
+        if "segmenter" not in state.networks:
+            raise StartError(f"--init_checkpoint initializes a segmenter; stage {stage.name} "
+                             "has none")
+        report = pretrained.initialize_segmenter(state.networks["segmenter"],
+                                                 cfg.run.init_checkpoint,
+                                                 allow_partial=cfg.run.init_allow_partial)
+        origins["segmenter"] = report.source
+    for name in stage.restores:
+        if name in origins:
+            continue
+        if name == "segmenter" and cfg.run.allow_random_start:
+            origins[name] = "random initialization (--allow_random_start)"
+            continue
+        hint = (" Give --init_checkpoint, or --allow_random_start if that is meant."
+                if name == "segmenter" else "")
+        raise StartError(f"stage {stage.name} starts its {name} from an earlier stage, but no "
+                         f"earlier stage provides one.{hint}")
+    for name, origin in origins.items():
+        logging.info("%s <- %s", name, origin)
+    if chief:
+        files.write_json(os.path.join(workdir, "sources.json"), origins)
+    return origins
+
+
+def _initialize(state, cfg, workdir, sources, chief):
+    """Resumes from the work directory (returns True), else starts (see `_start`)."""
     latest = tf.train.latest_checkpoint(checkpointing.checkpoint_dir(workdir))
     if latest:
         state.checkpoint().read(latest).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d", latest, int(state.step))
         return True
-    if cfg.run.init_checkpoint:  # initialize_segmenter logs its report
-        pretrained.initialize_segmenter(state.segmenter, cfg.run.init_checkpoint,
-                                        allow_partial=cfg.run.init_allow_partial)
+    _start(state, cfg, workdir, sources, chief)
     return False
-
-
-def _colour_labels(labels):
-    return classes.colorize(np.asarray(labels))
-
-
-def _write_images(state, cfg, batch, step):
-    if cfg.stage == "source_only":
-        logits = state.segmenter(batch["image"][:1], training=False)["logits"]
-        pictures = {"image": evaluation.to_pixels(batch["image"][:1]),
-                    "label": _colour_labels(batch["label"][:1]),
-                    "prediction": _colour_labels(tf.argmax(logits, -1))}
-    else:
-        translated = train_step.translate_for_summary(state, batch)
-        pictures = {name: evaluation.to_pixels(image) for name, image in translated.items()}
-        for name in ("x_t", "g_st(x_s)"):
-            logits = state.segmenter(translated[name], training=False)["logits"]
-            pictures[f"prediction {name}"] = _colour_labels(tf.argmax(logits, -1))
-        pictures["label x_s"] = _colour_labels(batch["source_label"][:1])
-    for name, image in pictures.items():
-        tf.summary.image(name, image, step=step)
 
 
 def _nonfinite_terms(values):
@@ -182,23 +213,56 @@ class _SignalFlag:
             signal.signal(s, handler)
 
 
-def train(cfg, workdir):
-    """Runs (or resumes) the run described by `cfg` in `workdir`.
+class _BestCheckpoint:
+    """Keeps the segmenter of the best evaluation in checkpoints/best/, its score in eval/best.json."""
 
-    Returns the final evaluation scores (metrics.protocol_scores) and writes
-    them to <workdir>/eval/final.json; None on a worker other than the chief.
+    def __init__(self, state, workdir):
+        self.path = os.path.join(workdir, "eval", "best.json")
+        checkpoint = tf.train.Checkpoint(step=state.step, segmenter=state.networks["segmenter"])
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, checkpointing.best_checkpoint_dir(workdir), max_to_keep=1,
+            step_counter=state.step)
+        self.best = None
+        if os.path.isfile(self.path) and self.manager.latest_checkpoint:
+            with open(self.path, encoding="utf-8") as f:
+                self.best = json.load(f)["miou"]
+
+    def offer(self, scores):
+        miou = scores["miou"]
+        if not math.isfinite(miou) or (self.best is not None and miou <= self.best):
+            return False
+        path = self.manager.save(checkpoint_number=scores["step"])
+        self.best = miou
+        files.write_json(self.path, {"step": scores["step"], "miou": miou, "checkpoint": path,
+                                     "dataset": scores["dataset"]})
+        return True
+
+
+def train(cfg, workdir, *, sources=None):
+    """Runs (or resumes) the stage described by `cfg` in `workdir`.
+
+    Args:
+      cfg: a Config; `cfg.stage` names the stage.
+      workdir: the stage's work directory.
+      sources: {network name: checkpoint path} the stage's networks start
+        from (ignored when resuming).
+
+    Returns the final evaluation scores (metrics.protocol_scores), also
+    written to <workdir>/eval/final.json; None for a stage without a
+    segmenter and on a worker other than the chief.
     """
     config_lib.validate(cfg)
+    stage = get_stage(cfg.stage)
     strategy = distribute.make_strategy(cfg.run.strategy)
     distribute.check_global_batch(cfg.optim.batch_size, strategy, cfg.run.strategy)
     chief = distribute.is_chief(strategy)
     tf.keras.utils.set_random_seed(cfg.run.seed)
     if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
-    check_training_data(cfg)
+    check_training_data(cfg, stage)
     _prepare_workdir(cfg, workdir, chief)
-    state = TrainingState(cfg, strategy)
-    resumed = _initialize(state, cfg, workdir)
+    state = TrainingState(cfg, stage, strategy)
+    resumed = _initialize(state, cfg, workdir, sources or {}, chief)
     # Every worker takes part in saving; only the chief's checkpoints are
     # kept, the others go to a local folder removed when the process ends.
     scratch = None if chief else tempfile.TemporaryDirectory(prefix="udamobile-worker-")
@@ -206,19 +270,18 @@ def train(cfg, workdir):
         state.checkpoint(), checkpointing.checkpoint_dir(workdir) if chief else scratch.name,
         max_to_keep=cfg.run.keep_checkpoints if chief else 1, step_counter=state.step)
     start = int(state.step)
-    eval_data = evaluation_dataset(cfg)
+    eval_data = evaluation_dataset(cfg) if stage.evaluates else None
+    best = _BestCheckpoint(state, workdir) if stage.evaluates and chief else None
     stream = iter(distribute_stream(make_training_stream(cfg, start), strategy))
     writer = (tf.summary.create_file_writer(os.path.join(workdir, "logs")) if chief
               else tf.summary.create_noop_writer())
     steps = {}
 
     def step_function(step):
-        key = (train_step.adaptation_phase(step, cfg) if cfg.stage == "adaptation" else None)
-        if key not in steps:
-            steps[key] = (train_step.make_source_only_step(state, cfg) if key is None else
-                          train_step.make_adaptation_step(
-                              state, cfg, update_segmenter=key[0], feature_adaptation=key[1]))
-        return steps[key]
+        active = stage.active_updates(step, cfg)
+        if active not in steps:
+            steps[active] = stage.make_step(state, cfg, active)
+        return steps[active]
 
     # The step of the last checkpoint, tracked here rather than read from the
     # folders, so that every worker takes the same decisions.
@@ -230,13 +293,14 @@ def train(cfg, workdir):
         saved_step = int(state.step)
 
     def evaluate(name):
-        model = evaluation.KerasSegmenter(state.segmenter, {"kind": "keras", "workdir": workdir})
+        model = evaluation.KerasSegmenter(state.networks["segmenter"],
+                                          {"kind": "keras", "workdir": workdir})
         scores = evaluation.evaluate(model, eval_data, protocol=protocol(cfg),
                                      input_width=cfg.run.eval_input_width,
                                      max_images=cfg.run.eval_max_images)
         scores.update(step=int(state.step))
-        checkpointing.write_text_atomically(
-            os.path.join(workdir, "eval", f"{name}.json"), json.dumps(scores, indent=2) + "\n")
+        files.write_json(os.path.join(workdir, "eval", f"{name}.json"), scores)
+        best.offer(scores)
         with writer.as_default():
             tf.summary.scalar("eval/miou", scores["miou"], step=int(state.step))
         return scores
@@ -258,7 +322,7 @@ def train(cfg, workdir):
                 logging.warning("step %d skipped: non-finite %s", step, _nonfinite_terms(values))
             done = step + 1
             progress.update(**{k.split("/")[-1]: v for k, v in values.items()
-                               if k in ("loss/ce", "loss/task_ce", "loss/cycle", "loss/generators")})
+                               if k in stage.progress_metrics})
             if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
                 for name, value in values.items():
                     tf.summary.scalar(name, value, step=done)
@@ -267,10 +331,12 @@ def train(cfg, workdir):
                 tf.summary.scalar("step_seconds", seconds, step=done)
                 tf.summary.scalar("skipped_steps", skipped, step=done)
             if chief and done % cfg.run.image_every == 0:
-                _write_images(state, cfg, first_replica(batch, strategy), done)
+                for name, image in stage.summary_images(
+                        state, first_replica(batch, strategy)).items():
+                    tf.summary.image(name, image, step=done)
             if done % cfg.run.checkpoint_every == 0:
                 save()
-            if (chief and cfg.run.eval_every and done % cfg.run.eval_every == 0
+            if (best and cfg.run.eval_every and done % cfg.run.eval_every == 0
                     and done < cfg.optim.steps):
                 evaluate(f"step_{done}")
             if interrupt.received:
@@ -279,6 +345,6 @@ def train(cfg, workdir):
                                   f"{workdir}; run the same command to resume")
     if saved_step != int(state.step):
         save()
-    if not chief:
+    if not best:
         return None
     return evaluate("final")

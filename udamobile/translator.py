@@ -13,11 +13,12 @@ Architecture (Zhu et al. 2017, appendix; Johnson et al. 2016), ngf = `filters`:
 
 Every conv keeps its bias, as in the reference CycleGAN, whose instance norms
 have no affine parameters; ours are affine, adding gammas and betas on top.
+Weights start as CycleGAN's and the authors' do (`layers.gan_kernel_initializer`).
 """
 import keras
 
-from udamobile.layers import CropLike, ReflectionPadding2D, ReflectToMultiple
-from udamobile.layers import instance_norm
+from udamobile.layers import (CropLike, ReflectionPadding2D, ReflectToMultiple,
+                              gan_kernel_initializer, instance_norm)
 
 # The stages before the output conv c7s1-3: (kind, width as a multiple of
 # ngf); the "R" row stands for num_blocks residual blocks.
@@ -42,7 +43,8 @@ def _norm_relu(x, name):
 
 def _c7s1_conv(x, filters, name):
     x = ReflectionPadding2D(3, name=f"{name}_pad")(x)
-    return keras.layers.Conv2D(filters, 7, name=f"{name}_conv")(x)
+    return keras.layers.Conv2D(filters, 7, kernel_initializer=gan_kernel_initializer(),
+                               name=f"{name}_conv")(x)
 
 
 def _c7s1(x, filters, name):
@@ -51,22 +53,25 @@ def _c7s1(x, filters, name):
 
 def _downsample(x, filters, name):
     x = keras.layers.Conv2D(filters, 3, strides=2, padding="same",
-                            name=f"{name}_conv")(x)
+                            kernel_initializer=gan_kernel_initializer(), name=f"{name}_conv")(x)
     return _norm_relu(x, name)
 
 
 def _upsample(x, filters, name):
     x = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same",
+                                     kernel_initializer=gan_kernel_initializer(),
                                      name=f"{name}_conv")(x)
     return _norm_relu(x, name)
 
 
 def _residual_block(inputs, filters, name):
     x = ReflectionPadding2D(1, name=f"{name}_pad1")(inputs)
-    x = keras.layers.Conv2D(filters, 3, name=f"{name}_conv1")(x)
+    x = keras.layers.Conv2D(filters, 3, kernel_initializer=gan_kernel_initializer(),
+                            name=f"{name}_conv1")(x)
     x = _norm_relu(x, f"{name}_1")
     x = ReflectionPadding2D(1, name=f"{name}_pad2")(x)
-    x = keras.layers.Conv2D(filters, 3, name=f"{name}_conv2")(x)
+    x = keras.layers.Conv2D(filters, 3, kernel_initializer=gan_kernel_initializer(),
+                            name=f"{name}_conv2")(x)
     # No ReLU after the second norm, as in the reference: the block adds a
     # residual to its input.
     x = instance_norm(name=f"{name}_2_norm")(x)

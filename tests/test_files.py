@@ -1,0 +1,43 @@
+"""Every artifact is written whole or not at all; JSON never holds NaN."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from udamobile import files
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_previous_artifact(tmp_path):
+    target = tmp_path / "saved_model"
+    with files.atomic_output(target) as staging:
+        os.makedirs(staging)
+        open(os.path.join(staging, "saved_model.pb"), "w").write("good")
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_output(target) as staging:
+            os.makedirs(staging)
+            open(os.path.join(staging, "saved_model.pb"), "w").write("half")
+            raise KeyboardInterrupt
+    assert (target / "saved_model.pb").read_text() == "good"
+    assert os.listdir(tmp_path) == ["saved_model"]
+
+
+def test_successful_write_replaces_the_previous_artifact(tmp_path):
+    for content in ("old", "new"):
+        with files.atomic_output(tmp_path / "model.tflite") as staging:
+            open(staging, "w").write(content)
+        with files.atomic_output(tmp_path / "saved_model") as staging:
+            os.makedirs(staging)
+            open(os.path.join(staging, "saved_model.pb"), "w").write(content)
+    assert (tmp_path / "model.tflite").read_text() == "new"
+    assert (tmp_path / "saved_model" / "saved_model.pb").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["model.tflite", "saved_model"]
+
+
+def test_json_writes_undefined_scores_as_null_and_numpy_as_numbers(tmp_path):
+    path = tmp_path / "eval" / "results.json"
+    files.write_json(path, {"miou": float("nan"), "iou": {"road": None, "sky": np.float32(0.25)},
+                            "matrix": np.eye(2, dtype=np.int64), "worst": -float("inf")})
+    assert json.loads(path.read_text()) == {"miou": None, "iou": {"road": None, "sky": 0.25},
+                                            "matrix": [[1, 0], [0, 1]], "worst": None}
+    assert "NaN" not in path.read_text()

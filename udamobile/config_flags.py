@@ -1,0 +1,77 @@
+"""Every config field as an absl flag, the flags back as config overrides, and
+overrides as flags again (for the commands the table runner prints).
+
+Each flag defaults to None, meaning "keep the preset's value", so a run's
+config is the preset's with exactly the flags the user gave changed. Help
+texts are the fields' own, prefixed by their section.
+"""
+import typing
+
+from udamobile import config as config_lib
+
+
+def _value_type(field):
+    """(type, optional) of a field: Optional[X] -> (X, True)."""
+    kind = field.type
+    if typing.get_origin(kind) is typing.Union:
+        return next(a for a in typing.get_args(kind) if a is not type(None)), True
+    return kind, False
+
+
+def define_config_flags(flags):
+    """Defines one flag per config field on the absl `flags` module."""
+    for name, (section, field) in config_lib.field_index().items():
+        help_text = f"[{section}] {field.metadata['help']}"
+        kind, optional = _value_type(field)
+        if optional:
+            help_text += " 0 or empty: none."
+        if kind is bool:
+            flags.DEFINE_boolean(name, None, help_text)
+        elif kind is int:
+            flags.DEFINE_integer(name, None, help_text)
+        elif kind is float:
+            flags.DEFINE_float(name, None, help_text)
+        elif kind is str:
+            flags.DEFINE_string(name, None, help_text)
+        else:  # tuple[int, ...]
+            flags.DEFINE_list(name, None, help_text + " Comma-separated integers.")
+
+
+def config_overrides(flag_values):
+    """{field: value} of the config flags that were set, coerced to the fields' types.
+
+    Raises ValueError naming the flag when a list flag holds a non-integer.
+    """
+    overrides = {}
+    for name, (_, field) in config_lib.field_index().items():
+        value = flag_values[name].value
+        if value is None:
+            continue
+        kind, optional = _value_type(field)
+        if isinstance(value, list):
+            try:
+                value = tuple(int(v) for v in value)
+            except ValueError:
+                raise ValueError(f"--{name} takes comma-separated integers, got "
+                                 f"{','.join(value)!r}") from None
+        elif optional and value in (0, ""):
+            value = None
+        overrides[name] = value
+    return overrides
+
+
+def as_flags(overrides):
+    """The command-line flags (["--name=value", ...]) that give `overrides` back."""
+    index = config_lib.field_index()
+    words = []
+    for name, value in overrides.items():
+        kind, _ = _value_type(index[name][1])
+        if kind is bool:
+            words.append(f"--{name}" if value else f"--no{name}")
+        elif value is None:  # an optional field's "none"
+            words.append(f"--{name}=" + ("0" if kind in (int, float) else ""))
+        elif isinstance(value, tuple):
+            words.append(f"--{name}=" + ",".join(str(v) for v in value))
+        else:
+            words.append(f"--{name}={value}")
+    return words

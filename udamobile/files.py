@@ -1,0 +1,95 @@
+"""Every file the package writes goes through here: all at once, or not at all.
+
+An artifact (a file or a directory) is written under a temporary hidden
+sibling name in the same folder (so the final rename never crosses a file
+system) and renamed into place only once it is complete. A failure or an
+interruption (an exception, Ctrl-C) removes the temporary sibling; a killed
+process can leave one behind, named `.<name>.partial-*`, but never a
+half-written artifact at `path`.
+
+JSON is written by `write_json`, which turns NaN and infinities (an
+undefined IoU, say) into null: `json.dumps` would write `NaN`, which is not
+JSON.
+"""
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def _move_into_place(temporary, path):
+    """Renames `temporary` to `path`, replacing whatever `path` held."""
+    if not os.path.isdir(path):
+        os.replace(temporary, path)
+        return
+    # A directory cannot be replaced by a rename: move the old one aside
+    # first, so `path` is at every moment either the old or the new artifact
+    # (or, between the two renames, absent - never partial).
+    retired = tempfile.mkdtemp(dir=os.path.dirname(path),
+                               prefix=f".{os.path.basename(path)}.retired-")
+    os.replace(path, os.path.join(retired, "old"))
+    os.replace(temporary, path)
+    shutil.rmtree(retired)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path to write the artifact to; moves it to `path` on success.
+
+    Works for a file or a directory: the caller creates whichever it wants at
+    the yielded path (which does not exist yet).
+    """
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(path)}.partial-")
+    temporary = os.path.join(staging, os.path.basename(path))
+    try:
+        yield temporary
+        if not os.path.lexists(temporary):
+            raise FileNotFoundError(f"nothing was written for {path}")
+        _move_into_place(temporary, path)
+    finally:
+        _remove(staging)
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically; returns `path`."""
+    with atomic_output(path) as staging:
+        with open(staging, "wb") as f:
+            f.write(data)
+    return path
+
+
+def write_text(path, text):
+    """Writes `text` (UTF-8) to `path` atomically; returns `path`."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def json_ready(value):
+    """`value` with NaN/inf floats as None and numpy scalars and arrays as Python values."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def write_json(path, value):
+    """Writes `value` as indented JSON (NaN and infinities as null) atomically."""
+    return write_text(path, json.dumps(json_ready(value), indent=2, allow_nan=False) + "\n")

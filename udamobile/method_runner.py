@@ -1,0 +1,240 @@
+"""Runs a method (`udamobile.methods`): its stages in order, then scores, exports, draws.
+
+A whole run (`train.py --stage=all`, the default) of method M in <workdir>:
+
+    <workdir>/method.json    the method and the folder of each stage
+    <workdir>/<stage>/       one work directory per stage, in the method's order,
+                             each starting from the stages before it
+    <workdir>/results.json   every stage with a segmenter scored on the target's
+                             labelled val split (the test set; nothing is
+                             selected on it)
+    <workdir>/export/        the last stage's segmenter as SavedModel and int8 TFLite
+    <workdir>/figures/       translations (Fig. 2, when a stage learned them) and
+                             segmentations (Fig. 3) of each stage's segmenter
+
+and a table of each stage's IoU is printed at the end. `--stage=NAME` runs
+one stage of the method, from the stages before it in the same <workdir>.
+
+With `reuse_from` (`--reuse_stages_from`), a stage whose finished twin (same
+config) is in that method work directory is taken from there instead of
+being trained again: the table runner shares one source-only stage between
+all its rows this way.
+"""
+import json
+import os
+
+import cv2
+
+import data_pipelines
+from data_pipelines.images import to_pixels, to_unit_range
+from export.workdir import export_workdir
+from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
+                       files, methods, networks, report, trainer)
+from udamobile.stages import get_stage
+
+TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
+EXPORT_FORMATS = ("saved_model", "tflite_int8")
+MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
+FIGURE_EXAMPLES = 3
+
+
+def target_test_set(cfg):
+    """The target's labelled val split (demo_target/val, cityscapes/val)."""
+    name = cfg.data.target
+    if name not in TEST_SPLITS:
+        raise data_pipelines.DatasetError(f"target {name} has no labelled val split to score on")
+    return data_pipelines.open_dataset(name, cfg.data.target_root, TEST_SPLITS[name])
+
+
+def export_size(test_set):
+    """The TFLite input size: the test images' size, at most MAX_EXPORT_WIDTH wide."""
+    height, width = test_set.read_image(0).shape[:2]
+    scale = min(1.0, MAX_EXPORT_WIDTH / width)
+    return int(round(height * scale)), int(round(width * scale))
+
+
+def results_table(scores):
+    """Per-class IoU (%) of each stage ({stage: scores}) and, with several, the gain."""
+    rows, columns = report.iou_columns({stage.replace("_", " "): s for stage, s in scores.items()})
+    text = report.text_table(rows, columns)
+    if len(scores) > 1:
+        first, last = list(scores.values())[0], list(scores.values())[-1]
+        text += f"\ngain of {list(scores)[-1]} over {list(scores)[0]}: " \
+                f"{100 * (last['miou'] - first['miou']):+.1f} mIoU"
+    return text
+
+
+# --- the work directory of a method ---------------------------------------------
+
+def _check_method_dir(workdir, method):
+    if os.path.isfile(checkpointing.config_path(workdir)):
+        raise checkpointing.WorkdirError(
+            f"{workdir} is the work directory of one stage; --workdir takes a method's folder, "
+            "which holds one sub-folder per stage")
+    path = os.path.join(workdir, methods.METHOD_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            held = json.load(f)["method"]
+        if held != method:
+            raise checkpointing.WorkdirError(
+                f"{workdir} holds a run of --method={held}, not {method}; use another --workdir")
+
+
+def _differences(a, b):
+    va, vb = config_lib.flat_values(a), config_lib.flat_values(b)
+    return [f"{k}={va[k]!r} there, {vb[k]!r} here" for k in va if va[k] != vb[k]]
+
+
+def reused_dir(reuse_from, stage, cfg):
+    """The folder of `stage` in `reuse_from` if it is a finished twin of `cfg`, else None."""
+    if not os.path.isdir(reuse_from):
+        raise checkpointing.WorkdirError(f"--reuse_stages_from={reuse_from} does not exist")
+    folder = methods.stage_dir(reuse_from, stage)
+    if not os.path.isfile(checkpointing.config_path(folder)):
+        return None
+    differences = _differences(checkpointing.read_config(folder), cfg)
+    if differences:
+        raise checkpointing.WorkdirError(
+            f"--reuse_stages_from: {folder} was trained with other settings ("
+            + "; ".join(differences[:5]) + "); use the same flags, or leave the flag out")
+    done, step = checkpointing.finished(folder)
+    if not done:
+        raise checkpointing.WorkdirError(
+            f"--reuse_stages_from: {folder} has not finished (step {step} of {cfg.optim.steps}); "
+            "finish it first")
+    return folder
+
+
+def stage_sources(method, stage_name, dirs, cfg):
+    """{network: checkpoint} the stage's restored networks start from.
+
+    Each comes from the nearest earlier stage of the method that built it,
+    which must have finished; `--restore_checkpoint=best` takes the best
+    segmenter (other networks: the latest checkpoint). A single stage run
+    with --init_checkpoint takes its segmenter from that file instead, and
+    with --allow_random_start one whose earlier stage was never run starts
+    its segmenter at random.
+    """
+    stage = get_stage(stage_name)
+    sources = {}
+    for name in stage.restores:
+        if name == "segmenter" and cfg.run.init_checkpoint:
+            continue
+        earlier = [s for s in methods.earlier_stages(method, stage_name)
+                   if name in get_stage(s).networks]
+        if not earlier:
+            continue  # the trainer says what is missing, or starts fresh
+        folder = dirs[earlier[0]]
+        done, step = (checkpointing.finished(folder)
+                      if os.path.isfile(checkpointing.config_path(folder)) else (False, None))
+        if step is None and name == "segmenter" and cfg.run.allow_random_start:
+            continue  # the trainer starts it at random, as asked
+        if not done:
+            state = "has not been run" if step is None else f"stopped at step {step}"
+            raise checkpointing.WorkdirError(
+                f"stage {stage_name} of --method={method} starts its {name} from stage "
+                f"{earlier[0]} ({folder}), which {state}: run --stage={earlier[0]} (or "
+                "--stage=all) to the end first")
+        which = cfg.run.restore_checkpoint if name == "segmenter" else checkpointing.LATEST
+        sources[name] = checkpointing.resolve_checkpoint(folder, which)
+    return sources
+
+
+def run(method, configs, workdir, *, whole=True, reuse_from=None):
+    """Trains the stages in `configs` ({stage: Config}, `methods.stage_configs`).
+
+    A `whole` run (every stage of the method) also scores, exports and draws
+    (module docstring) and returns {stage: scores on the target's test
+    split}; a single stage returns {stage: final scores on its evaluation
+    split}.
+    """
+    stages = methods.get_method(method).stages
+    _check_method_dir(workdir, method)
+    dirs = {stage: methods.stage_dir(workdir, stage) for stage in stages}
+    for stage, cfg in configs.items():
+        reused = reused_dir(reuse_from, stage, cfg) if reuse_from else None
+        if reused:
+            dirs[stage] = reused
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json(os.path.join(workdir, methods.METHOD_FILE),
+                     {"method": method, "stages": {s: os.path.abspath(d) for s, d in dirs.items()}})
+    scores = {}
+    for stage, cfg in configs.items():
+        if dirs[stage] != methods.stage_dir(workdir, stage):
+            print(f"stage {stage}: taken from {dirs[stage]}")
+            continue
+        sources = stage_sources(method, stage, dirs, cfg)
+        scores[stage] = trainer.train(cfg, dirs[stage], sources=sources)
+    if not whole:
+        return scores
+    last = configs[stages[-1]]
+    if not distribute.is_chief(distribute.make_strategy(last.run.strategy)):
+        return scores  # the chief alone scores, exports and draws
+    return _score_export_draw(workdir, dirs, last)
+
+
+def _score_export_draw(workdir, dirs, cfg):
+    test_set = target_test_set(cfg)
+    scored = [stage for stage in dirs if get_stage(stage).evaluates]
+    models = {stage: evaluation.keras_from_workdir(dirs[stage]) for stage in scored}
+    scores = {stage: evaluation.evaluate(model, test_set, protocol=trainer.protocol(cfg))
+              for stage, model in models.items()}
+    files.write_json(os.path.join(workdir, "results.json"), scores)
+    height, width = export_size(test_set)
+    exported = export_workdir(dirs[scored[-1]], os.path.join(workdir, "export"),
+                              formats=EXPORT_FORMATS, height=height, width=width)
+    pictures = _write_figures(os.path.join(workdir, "figures"), cfg, dirs, models, test_set)
+    print(f"\nScores on {test_set.name}/{test_set.split} ({len(test_set)} images), IoU %:\n"
+          f"{results_table(scores)}\n\nWritten to {workdir}:\n"
+          + "".join(f"  {d}  (work directory)\n" for d in dirs.values())
+          + f"  {os.path.join(workdir, 'results.json')}\n"
+          + "".join(f"  {path}\n" for path in (*exported.values(), *pictures.values())))
+    return scores
+
+
+# --- figures ----------------------------------------------------------------------
+
+def _resized(image, height, width):
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _translation_figure(cfg, workdir, test_set, count):
+    """Fig. 2 from the generators of the stage in `workdir`."""
+    translation = {name: networks.build_network(name, cfg.model) for name in ("g_st", "g_ts")}
+    checkpointing.restore_into(checkpointing.resolve_checkpoint(workdir), **translation)
+    g_st, g_ts = translation["g_st"], translation["g_ts"]
+    source = data_pipelines.open_dataset(cfg.data.source, cfg.data.source_root, "train",
+                                         synthia_classes=cfg.data.synthia_classes)
+    count = min(count, len(source))
+
+    def run(generator, images):
+        return [to_pixels(generator(to_unit_range(i[None]), training=False)[0]) for i in images]
+
+    height, width = export_size(test_set)
+    xs = [_resized(source.read_image(i), height, width) for i in range(count)]
+    xt = [_resized(test_set.read_image(i), height, width) for i in range(count)]
+    fake_t, fake_s = run(g_st, xs), run(g_ts, xt)
+    return figures.translation_figure(xs, fake_t, run(g_ts, fake_t), xt, fake_s, run(g_st, fake_s))
+
+
+def _write_figures(folder, cfg, dirs, models, test_set):
+    """Fig. 2 from the last stage that learned translations, Fig. 3 from every segmenter."""
+    os.makedirs(folder, exist_ok=True)
+    count = min(FIGURE_EXAMPLES, len(test_set))
+    paths = {}
+    translators = [s for s in dirs if {"g_st", "g_ts"} <= set(get_stage(s).networks)]
+    if translators:
+        paths["translations"] = os.path.join(folder, "translations.png")
+        figures.write_png(paths["translations"], _translation_figure(
+            cfg, dirs[translators[-1]], test_set, count))
+    labels = [test_set.read_label(i) for i in range(count)]
+    images = [test_set.read_image(i) for i in range(count)]
+    predictions = {stage.replace("_", " "): [model.predict(image[None], label.shape)
+                                             for image, label in zip(images, labels)]
+                   for stage, model in models.items()}
+    paths["segmentations"] = os.path.join(folder, "segmentations.png")
+    figures.write_png(paths["segmentations"],
+                      figures.segmentation_figure(images, labels, predictions))
+    return paths

@@ -1,0 +1,113 @@
+"""Methods: the rows of the paper's tables, each an ordered list of stages.
+
+    method       stages, in order (each starts from the ones before)
+    source_only  source_only
+    oracle       oracle (the segmenter trained on the target's train labels)
+    cyclegan     source_only, translation, translated_source
+    cycada       source_only, semantic_translation, translated_source, feature_alignment
+    full         source_only, adaptation (the paper)
+    full_no_sem, full_no_feat, full_no_sem_no_feat
+                 the same with lambda_sem and/or lambda_feat 0 in the
+                 adaptation stage (Table 3's ablations)
+
+A method's work directory holds one sub-folder per stage, named after it,
+plus `method.json`. A stage builds the networks its stage object declares
+and restores each network it takes from an earlier stage (`Stage.restores`)
+from the latest earlier stage of the method that built it; only the first
+stage is initialized by `--init_checkpoint`.
+
+This module holds the table and resolves configs and folders; it imports no
+TensorFlow (train.py defines its flags from it). Like `config`, it raises
+ValueError for a flag value that does not fit: the CLI reports it as a usage
+error.
+"""
+import dataclasses
+import os
+
+from udamobile import config as config_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    doc: str
+    stages: tuple
+    stage_edits: dict = dataclasses.field(default_factory=dict)
+
+
+def _ablation(**edits):
+    """The paper's method with some terms off. Table 3's ablations change the
+    adaptation stage only, so their source-only stage is every method's
+    (and the table runner shares it)."""
+    off = " and ".join(f"{name}=0" for name in edits)
+    return Method(f"The paper's framework with {off} (an ablation of Table 3).",
+                  ("source_only", "adaptation"), stage_edits={"adaptation": edits})
+
+
+METHODS = {
+    "source_only": Method("The segmenter trained on the labelled source only.", ("source_only",)),
+    "oracle": Method("The segmenter trained on the target's train labels: the upper bound.",
+                     ("oracle",)),
+    "cyclegan": Method(
+        "CycleGAN translation (Eq. 1-3, no segmenter), then the source-only segmenter "
+        "fine-tuned on G_ST(x_S) with y_S; both on whole rescaled images, as the paper "
+        "trains its CycleGAN baseline.",
+        ("source_only", "translation", "translated_source"),
+        stage_edits={"translation": dict(whole_images=True),
+                     "translated_source": dict(whole_images=True)}),
+    "cycada": Method(
+        "CyCADA's three steps: translation with semantic consistency (Eq. 4) against the "
+        "fixed source-only segmenter, the segmenter trained on translated source, then "
+        "feature-level adversarial alignment of its encoder, task loss kept.",
+        ("source_only", "semantic_translation", "translated_source", "feature_alignment")),
+    "full": Method("The paper's framework, all networks trained together (Eq. 9).",
+                   ("source_only", "adaptation")),
+    "full_no_sem": _ablation(lambda_sem=0.0),
+    "full_no_feat": _ablation(lambda_feat=0.0),
+    "full_no_sem_no_feat": _ablation(lambda_sem=0.0, lambda_feat=0.0),
+}
+METHOD_FILE = "method.json"
+
+
+def get_method(name):
+    if name not in METHODS:
+        raise ValueError(f"--method={name!r} is not one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def stage_config(preset, method, stage, overrides):
+    """The validated Config of `stage` of `method`: preset, method edits, then `overrides`."""
+    cfg = config_lib.get_config(preset, stage)
+    cfg = config_lib.override(cfg, **get_method(method).stage_edits.get(stage, {}))
+    return config_lib.validate(config_lib.override(cfg, **overrides))
+
+
+def stage_configs(preset, method, overrides, *, only=None):
+    """{stage: Config} of the stages of `method` to run: all, or `only` one.
+
+    `--init_checkpoint` belongs to the first stage: every later stage of a
+    whole run starts from the stages before it, so its config drops the flag.
+    A single later stage run by name keeps it: there the user asks to start
+    that stage's segmenter from the named file instead of the stage before.
+    """
+    stages = get_method(method).stages
+    if only is not None and only not in stages:
+        raise ValueError(f"--stage={only} is not a stage of --method={method}; its stages are "
+                          f"{', '.join(stages)} (or all)")
+    configs = {}
+    for index, stage in enumerate(stages if only is None else (only,)):
+        values = dict(overrides)
+        if only is None and index > 0:
+            values.pop("init_checkpoint", None)
+            values.pop("init_allow_partial", None)
+        configs[stage] = stage_config(preset, method, stage, values)
+    return configs
+
+
+def earlier_stages(method, stage):
+    """The stages of `method` before `stage`, nearest first."""
+    stages = get_method(method).stages
+    return tuple(reversed(stages[:stages.index(stage)]))
+
+
+def stage_dir(workdir, stage):
+    return os.path.join(workdir, stage)

@@ -1,0 +1,99 @@
+"""CyCADA's last step: feature-level adversarial alignment of the segmenter's encoder.
+
+    networks: M (restored, batch norm frozen), G_ST (restored, frozen), D'_T (new)
+    data: a labelled source patch beside an unlabelled target patch
+
+The feature discriminator D'_T (the paper's stride-1 PatchGAN on the
+320-channel encoder output) learns to tell Me(G_ST(x_S)), the encoding of
+translated source images, from Me(x_T), the encoding of real target images.
+The segmenter learns to make its target encodings pass as translated-source
+ones, while it keeps the task loss on G_ST(x_S) with y_S. As in CyCADA
+(Hoffman et al. 2018, ADDA-style, weights shared between domains) the target
+side is the one aligned; the losses are LSGAN, as everywhere here, and the
+generator side is weighted by lambda_feat (CyCADA: 0.1).
+
+    update                  variables   loss
+    segmenter               M           lambda_ce L_ce(M(G_ST(x_S)), y_S)
+                                        + lambda_feat (D'_T(Me(x_T)) - real)^2 + L2
+    feature_discriminators  D'_T        lambda_feat LSGAN: Me(G_ST(x_S)) real, Me(x_T) fake
+"""
+import tensorflow as tf
+
+from data_pipelines.images import to_pixels
+from udamobile import losses
+from udamobile.stages.base import Stage, Update, finish, prediction_image, replica_side
+
+SEGMENTER = Update("segmenter", ("segmenter",))
+FEATURE_DISCRIMINATOR = Update("feature_discriminators", ("fd_t",))
+
+
+class FeatureAlignmentStage(Stage):
+    name = "feature_alignment"
+    reads = "unpaired"
+    networks = ("segmenter", "g_st", "fd_t")
+    restores = ("segmenter", "g_st")
+    frozen = ("g_st",)
+    updates = (SEGMENTER, FEATURE_DISCRIMINATOR)
+    progress_metrics = ("loss/task_ce", "loss/feature_adversarial")
+
+    def active_updates(self, step, cfg):
+        if step >= cfg.optim.feature_adaptation_start and cfg.loss.lambda_feat > 0:
+            return frozenset({SEGMENTER.name, FEATURE_DISCRIMINATOR.name})
+        return frozenset({SEGMENTER.name})
+
+    def make_step(self, state, cfg, active):
+        """batch: {"source_image", "source_label", "target_image"}."""
+        lam, real = cfg.loss, cfg.loss.real_label
+        segmenter, g_st, fd_t = (state.networks[n] for n in self.networks)
+        use_feat = FEATURE_DISCRIMINATOR.name in active
+        check_gradients = not cfg.run.mixed_precision
+
+        def segmenter_side(batch):
+            translated = g_st(batch["source_image"], training=False)
+            m_translated = segmenter(translated, training=True)
+            m_target = segmenter(batch["target_image"], training=True)
+            task = lam.lambda_ce * losses.cross_entropy(batch["source_label"],
+                                                        m_translated["logits"])
+            feat_adv = tf.constant(0.0)
+            if use_feat:
+                feat_adv = lam.lambda_feat * losses.lsgan_generator_loss(
+                    fd_t(m_target["features"], training=True), real)
+            l2 = losses.l2_regularization(state.regularized, cfg.optim.weight_decay)
+            metrics = {"loss/task_ce": task, "loss/feature_adversarial": feat_adv, "loss/l2": l2}
+            carried = {"translated_features": m_translated["features"],
+                       "target_features": m_target["features"]}
+            return {SEGMENTER.name: task + feat_adv + l2}, metrics, carried
+
+        def discriminator_side(carried):
+            loss = lam.lambda_feat * losses.lsgan_discriminator_loss(
+                fd_t(carried["translated_features"], training=True),
+                fd_t(carried["target_features"], training=True), real)
+            return {FEATURE_DISCRIMINATOR.name: loss}, {"loss/feature_discriminators": loss}, {}
+
+        updates_1 = [SEGMENTER]
+        updates_2 = [FEATURE_DISCRIMINATOR] if use_feat else []
+        first = replica_side(state, updates_1, segmenter_side, check_gradients=check_gradients)
+        second = replica_side(state, updates_2, discriminator_side,
+                              check_gradients=check_gradients)
+
+        @tf.function
+        def step(batch):
+            metrics, grads, finite, carried = state.strategy.run(first, args=(batch,))
+            if not use_feat:
+                return finish(state, metrics, updates_1, grads, [finite])
+            d_metrics, d_grads, d_finite, _ = state.strategy.run(second, args=(carried,))
+            return finish(state, {**metrics, **d_metrics}, updates_1 + updates_2,
+                          grads + d_grads, [finite, d_finite])
+
+        return step
+
+    def summary_images(self, state, batch):
+        translated = state.networks["g_st"](batch["source_image"][:1], training=False)
+        target = batch["target_image"][:1]
+        segmenter = state.networks["segmenter"]
+        return {"g_st(x_s)": to_pixels(translated), "x_t": to_pixels(target),
+                "prediction g_st(x_s)": prediction_image(segmenter, translated),
+                "prediction x_t": prediction_image(segmenter, target)}
+
+
+FEATURE_ALIGNMENT = FeatureAlignmentStage()
