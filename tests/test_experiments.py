@@ -1,0 +1,95 @@
+"""The table runner: the rows' commands, resuming, refusing mixed tables, and a
+real run of two rows of Table 1 on GTA5- and Cityscapes-format files."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_pipelines import testing
+from udamobile import experiments
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The paper's preset at test size: every network, two steps per stage.
+TINY_FLAGS = [
+    "--patch_size=32", "--resize_width=64", "--width_multiplier=0.35", "--aspp_filters=8",
+    "--low_level_filters=4", "--decoder_filters=8", "--generator_filters=4",
+    "--generator_blocks=1", "--discriminator_filters=4", "--discriminator_strides=2,2,1",
+    "--batch_size=1", "--eval_max_images=2", "--log_every=1", "--image_every=1000",
+    "--segmenter_frozen_steps=1", "--feature_adaptation_start=0", "--steps=2"]
+LABEL_IDS = (7, 8, 11, 21, 23, 26, 0)  # road, sidewalk, building, vegetation, sky, car, unlabelled
+
+
+def _labels(count, shape, seed):
+    rng = np.random.default_rng(seed)
+    return [np.kron(rng.choice(LABEL_IDS, (shape[0] // 8, shape[1] // 8)),
+                    np.ones((8, 8), int)).astype(np.uint8) for _ in range(count)]
+
+
+@pytest.fixture
+def real_format_roots(tmp_path):
+    """Small GTA5 and Cityscapes (train, val) folders in their on-disk formats."""
+    gta5, cityscapes = tmp_path / "GTA5", tmp_path / "cityscapes"
+    testing.write_gta5(gta5, _labels(6, (64, 112), 0))
+    testing.write_cityscapes(cityscapes, "train", _labels(3, (64, 128), 1))
+    testing.write_cityscapes(cityscapes, "val", _labels(2, (64, 128), 2))
+    return [f"--source_root={gta5}", f"--target_root={cityscapes}"]
+
+
+def _runner(*args):
+    return subprocess.run([sys.executable, "-m", "udamobile.experiments", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path, capsys):
+    experiments.run_table(1, preset=None, workdir=str(tmp_path), dry_run=True,
+                          overrides={"source_root": "/d/GTA5", "steps": 2, "flip": True})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 8
+    assert [line.split("--method=")[1].split()[0] for line in lines] == list(
+        experiments.TABLES[1].rows)
+    for line in lines:
+        assert "--preset=paper_gta5" in line and "--source_root=/d/GTA5 --steps=2 --flip" in line
+    reuse = f"--reuse_stages_from={tmp_path / 'source_only'}"
+    assert reuse not in lines[0] and reuse not in lines[-1]  # source only, oracle
+    assert all(reuse in line for line in lines[1:-1])
+    experiments.run_table(2, preset="demo", workdir=str(tmp_path), overrides={}, dry_run=True)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5
+
+
+def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
+    result = _runner("--table=4", f"--workdir={tmp_path}")
+    assert result.returncode != 0 and "--table=4" in result.stderr
+    result = _runner("--table=3", "--rows=full,oracle", f"--workdir={tmp_path}", "--dry_run")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--rows=oracle: not a row of table 3" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_rows_of_table_1_run_resume_and_print_beside_the_paper(tmp_path, real_format_roots):
+    workdir = tmp_path / "table1"
+    args = ["--table=1", "--preset=paper_gta5", "--rows=source_only,cycada",
+            f"--workdir={workdir}", *real_format_roots, *TINY_FLAGS]
+    first = _runner(*args)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    table = json.loads((workdir / "table1.json").read_text())
+    assert list(table["rows"]) == ["source_only", "cycada"] and table["protocol"] == 19
+    cycada = table["rows"]["cycada"]
+    assert cycada["paper"]["miou"] == 37.3 and cycada["ours"]["dataset"]["name"] == "cityscapes"
+    # CyCADA's stages, its source-only one taken from the source_only row.
+    method = json.loads((workdir / "cycada" / "method.json").read_text())
+    assert method["stages"]["source_only"] == str(workdir / "source_only" / "source_only")
+    assert sorted(os.listdir(workdir / "cycada")) == [
+        "export", "feature_alignment", "figures", "method.json", "results.json", "row.json",
+        "semantic_translation", "translated_source"]
+    assert "CyCADA (paper)" in first.stdout and "37.3" in first.stdout
+
+    again = _runner(*args)  # everything done: nothing is trained again
+    assert again.returncode == 0 and "row cycada: done" in again.stdout
+    assert "source_only  1/2" not in again.stderr + again.stdout
+
+    other = _runner(*args[:-1], "--steps=3")
+    assert other.returncode != 0 and "Traceback" not in other.stderr
+    assert "row source_only" in other.stderr and "was run as" in other.stderr

@@ -1,0 +1,263 @@
+"""Every row of one of the paper's tables, trained, scored and printed beside the paper's.
+
+    python -m udamobile.experiments --table=1 --source_root=/data/GTA5 \
+        --target_root=/data/cityscapes --workdir=runs/table1
+
+    table  source -> target            rows (methods of udamobile.methods)
+    1      GTA5 -> Cityscapes          source_only, cyclegan, cycada, full_no_sem_no_feat,
+                                       full_no_sem, full_no_feat, full, oracle
+    2      SYNTHIA -> Cityscapes (16)  source_only, cyclegan, cycada, full, oracle
+    3      GTA5 -> Cityscapes          source_only, full_no_sem_no_feat, full_no_sem,
+           (ablation)                  full_no_feat, full
+
+Each row is one `train.py --method=<row>` command, run in <workdir>/<row>; it
+scores its stages on the target's val split with the table's protocol (19
+classes; SYNTHIA 16, or 13 with --synthia_classes=13). The rows after
+`source_only` take their source-only stage from <workdir>/source_only
+(`--reuse_stages_from`) instead of training it again. A row whose
+results.json exists is skipped, so running the same command again resumes
+the table; a row that was run with another command is an error, never a
+silently mixed table. `--rows` picks rows, `--dry_run` prints each row's
+command and runs nothing. Any config flag (see `train.py --helpfull`) is
+passed on to every row; `--preset` defaults to the table's paper preset.
+
+At the end the table is printed, our column beside the paper's, and written
+to <workdir>/table<N>.json.
+"""
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from data_pipelines import UserError
+from udamobile import (config as config_lib, config_flags, evaluation, files, methods, report,
+                       trainer)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, "train.py")
+ROW_FILE = "row.json"  # the command that produced a finished row
+RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
+
+# The paper's column title of each row (the columns of evaluation.PAPER_TABLES).
+TITLES = {
+    "source_only": "source only", "cyclegan": "CycleGAN", "cycada": "CyCADA",
+    "full_no_sem_no_feat": "λsem=λfeat=0", "full_no_sem": "λsem=0", "full_no_feat": "λfeat=0",
+    "full": "full", "oracle": "oracle"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    caption: str
+    preset: str  # the default preset
+    paper: str  # key of evaluation.PAPER_TABLES
+    source: str  # the source dataset the paper's numbers are for
+    rows: tuple
+
+
+TABLES = {
+    1: Table("Table 1: GTA5 -> Cityscapes val", "paper_gta5", "gta5", "gta5",
+             ("source_only", "cyclegan", "cycada", "full_no_sem_no_feat", "full_no_sem",
+              "full_no_feat", "full", "oracle")),
+    2: Table("Table 2: SYNTHIA -> Cityscapes val", "paper_synthia", "synthia", "synthia",
+             ("source_only", "cyclegan", "cycada", "full", "oracle")),
+    3: Table("Table 3 (ablation): GTA5 -> Cityscapes val", "paper_gta5", "gta5", "gta5",
+             ("source_only", "full_no_sem_no_feat", "full_no_sem", "full_no_feat", "full")),
+}
+SHARED_ROW = "source_only"  # its stage starts every other row but the oracle
+
+
+class ExperimentError(UserError):
+    """A row that failed, or a table folder that holds other commands' rows."""
+
+
+def get_table(number):
+    if number not in TABLES:
+        raise ValueError(f"--table={number} is not one of {', '.join(map(str, TABLES))}")
+    return TABLES[number]
+
+
+def select_rows(table_number, names=None):
+    """The rows to run, in the table's order: all, or `names` (the --rows value)."""
+    table = get_table(table_number)
+    if not names:
+        return table.rows
+    unknown = [name for name in names if name not in table.rows]
+    if unknown:
+        raise ValueError(f"--rows={','.join(unknown)}: not a row of table {table_number}; its "
+                         f"rows are {', '.join(table.rows)}")
+    return tuple(row for row in table.rows if row in names)
+
+
+def row_dir(workdir, row):
+    return os.path.join(workdir, row)
+
+
+def row_command(row, *, preset, workdir, flags, shared):
+    """The train.py argv of `row` (`flags`: the --name=value config flags passed on);
+    with `shared`, its source-only stage comes from the source_only row."""
+    command = [sys.executable, TRAIN, f"--preset={preset}", f"--method={row}",
+               f"--workdir={row_dir(workdir, row)}", *flags]
+    if shared and row != SHARED_ROW and methods.get_method(row).stages[0] == SHARED_ROW:
+        command.append(f"--reuse_stages_from={row_dir(workdir, SHARED_ROW)}")
+    return command
+
+
+def printable(command):
+    """The command as a shell line, `python train.py ...` when run from the repository."""
+    words = ["python", os.path.relpath(command[1]) if os.getcwd() == REPO else command[1],
+             *command[2:]]
+    return shlex.join(words)
+
+
+def finished_row(workdir, row, command):
+    """True when the row has its results from this same command; raises for another one."""
+    folder = row_dir(workdir, row)
+    record = os.path.join(folder, ROW_FILE)
+    if not (os.path.isfile(record) and os.path.isfile(os.path.join(folder, RESULTS_FILE))):
+        return False
+    with open(record, encoding="utf-8") as f:
+        previous = json.load(f)["command"]
+    if previous[2:] != command[2:]:
+        raise ExperimentError(
+            f"row {row} in {folder} was run as\n  {printable(previous)}\nnot\n  "
+            f"{printable(command)}\nuse another --workdir, or remove {folder} to run it again")
+    return True
+
+
+def row_scores(workdir, row):
+    """The scores of the row's last stage (its segmenter) on the target's val split."""
+    with open(os.path.join(row_dir(workdir, row), RESULTS_FILE), encoding="utf-8") as f:
+        return list(json.load(f).values())[-1]
+
+
+def run_rows(rows, commands, workdir):
+    """Runs the rows not finished yet, in order; {row: seconds} of those it ran."""
+    seconds = {}
+    for row in rows:
+        if finished_row(workdir, row, commands[row]):
+            print(f"row {row}: done, in {row_dir(workdir, row)}", flush=True)
+            continue
+        print(f"row {row}: {printable(commands[row])}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.run(commands[row]).returncode
+        if code != 0:
+            raise ExperimentError(
+                f"row {row} stopped (exit code {code}); the rows before it are kept. Run the "
+                f"same command to resume. The row's command:\n  {printable(commands[row])}")
+        seconds[row] = time.perf_counter() - started
+        files.write_json(os.path.join(row_dir(workdir, row), ROW_FILE),
+                         {"command": commands[row], "seconds": seconds[row]})
+        print(f"row {row}: done in {seconds[row] / 60:.1f} min", flush=True)
+    return seconds
+
+
+def _paper_cells(paper, title, classes):
+    """The paper's IoU of `classes` and its mIoU in its column `title` (None: not reported)."""
+    index = paper["columns"].index(title)
+    return {name: paper["iou"].get(name, (None,) * len(paper["columns"]))[index]
+            for name in classes}, paper["miou"][index]
+
+
+def comparison(table, scores):
+    """(text, JSON-ready rows) of our IoU (%) beside the paper's, for the rows in `scores`."""
+    paper = evaluation.PAPER_TABLES[table.paper]
+    class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
+    columns, rows = {}, {}
+    for row, result in scores.items():
+        title = TITLES[row]
+        iou, miou = _paper_cells(paper, title, class_rows[:-1])
+        columns[title] = ours[title]
+        columns[f"{title} (paper)"] = ["" if iou[name] is None else f"{iou[name]:.1f}"
+                                       for name in class_rows[:-1]] + [f"{miou:.1f}"]
+        rows[row] = {"title": title, "ours": result,
+                     "paper": {"iou": iou, "miou": miou, "protocol": paper["protocol"]}}
+    summary = [f"{TITLES[row]:<14} {report.percent(scores[row]['miou']):>6} "
+               f"{rows[row]['paper']['miou']:>6.1f}" for row in scores]
+    text = (report.text_table(class_rows, columns) + "\n\n" + f"{'mIoU %':<14} {'ours':>6} "
+            f"{'paper':>6}\n" + "\n".join(summary))
+    return text, rows
+
+
+def _caveats(table, cfg, protocol):
+    notes = []
+    if cfg.data.source != table.source:
+        notes.append(f"note: these rows ran on {cfg.data.source} -> {cfg.data.target}; the "
+                     f"paper's numbers are for {table.caption}: not comparable")
+    if protocol != evaluation.PAPER_TABLES[table.paper]["protocol"]:
+        notes.append(f"note: ours use the {protocol}-class protocol, the paper's "
+                     f"{evaluation.PAPER_TABLES[table.paper]['protocol']} classes")
+    return notes
+
+
+def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
+    """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry)."""
+    table = get_table(number)
+    selected = select_rows(number, rows)
+    preset = preset or table.preset
+    for row in selected:  # every row's configs resolve before anything runs
+        methods.stage_configs(preset, row, overrides)
+    flags = config_flags.as_flags(overrides)
+    # Printed commands run in order, so the source_only row exists by the time
+    # the others take its stage; without it they train their own.
+    shared = SHARED_ROW in selected or os.path.isdir(row_dir(workdir, SHARED_ROW))
+    commands = {row: row_command(row, preset=preset, workdir=workdir, flags=flags, shared=shared)
+                for row in selected}
+    if dry_run:
+        print("\n".join(printable(commands[row]) for row in selected))
+        return None
+    started = time.perf_counter()
+    seconds = run_rows(selected, commands, workdir)
+    scores = {row: row_scores(workdir, row) for row in selected}
+    cfg = methods.stage_config(preset, selected[-1], methods.get_method(selected[-1]).stages[-1],
+                               overrides)
+    protocol = trainer.protocol(cfg)
+    text, json_rows = comparison(table, scores)
+    for row in selected:
+        json_rows[row].update(command=commands[row], workdir=row_dir(workdir, row),
+                              seconds_this_run=seconds.get(row))
+    notes = _caveats(table, cfg, protocol)
+    path = os.path.join(workdir, f"table{number}.json")
+    files.write_json(path, {"table": number, "caption": table.caption, "preset": preset,
+                            "protocol": protocol, "rows": json_rows, "notes": notes})
+    print(f"\n{table.caption}, {protocol}-class protocol, IoU %: ours (preset {preset}) "
+          f"beside the paper's\n{text}\n" + "".join(f"{n}\n" for n in notes)
+          + f"\nrows run now: {len(seconds)} in {(time.perf_counter() - started) / 60:.1f} min; "
+          f"written to {path}")
+    return scores
+
+
+def main():
+
+
+    flags.DEFINE_integer("table", None, "The paper's table: 1, 2 or 3.")
+    flags.DEFINE_enum("preset", None, list(config_lib.PRESETS),
+                      "Preset of every row (default: the table's paper preset).")
+    flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per row.")
+    flags.DEFINE_list("rows", None, "Rows to run (default: all of the table's).")
+    flags.DEFINE_boolean("dry_run", False, "Print each row's command; run nothing.")
+    flags.mark_flags_as_required(["table", "workdir"])
+    config_flags.define_config_flags(flags)
+    FLAGS = flags.FLAGS
+
+    def run(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            overrides = config_flags.config_overrides(FLAGS)
+            run_table(FLAGS.table, preset=FLAGS.preset, workdir=FLAGS.workdir,
+                      overrides=overrides, rows=FLAGS.rows, dry_run=FLAGS.dry_run)
+        except ValueError as e:
+            raise app.UsageError(str(e))
+        except UserError as e:
+            sys.exit(f"udamobile.experiments: {e}")
+
+    app.run(run)
+
+
+if __name__ == "__main__":
+    main()
