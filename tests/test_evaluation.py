@@ -184,3 +184,11 @@ def test_progress_refreshes_one_line_on_a_terminal():
     text = stream.getvalue()
     assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
     assert "train  3  2.00 step/s  in 2s  loss=1.234e+04" in text
+
+
+def test_a_methods_folder_is_refused_naming_its_stages_folders(tmp_path):
+    from udamobile import checkpointing, config as config_lib
+
+    checkpointing.write_config(str(tmp_path / "source_only"), config_lib.get_config("demo"))
+    with pytest.raises(checkpointing.WorkdirError, match="method's folder: .*source_only"):
+        evaluation.keras_from_workdir(str(tmp_path))

@@ -53,7 +53,12 @@ def read_config(workdir):
         raise WorkdirError(f"work directory {workdir} does not exist")
     path = config_path(workdir)
     if not os.path.isfile(path):
-        raise WorkdirError(f"{workdir} is not a udamobile work directory: {path} is missing")
+        stages = sorted(name for name in os.listdir(workdir)
+                        if os.path.isfile(config_path(os.path.join(workdir, name))))
+        hint = (f"; it is a method's folder: name one of its stages' work directories, "
+                f"{', '.join(os.path.join(workdir, s) for s in stages)}" if stages else "")
+        raise WorkdirError(f"{workdir} is not a udamobile work directory: {path} is "
+                           f"missing{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             return config_lib.from_json(f.read())
