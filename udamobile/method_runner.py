@@ -32,7 +32,6 @@ from udamobile import (checkpointing, config as config_lib, distribute, evaluati
                        files, methods, networks, report, trainer)
 from udamobile.stages import get_stage
 
-TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
 MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
 FIGURE_EXAMPLES = 3
@@ -41,9 +40,9 @@ FIGURE_EXAMPLES = 3
 def target_test_set(cfg):
     """The target's labelled val split (demo_target/val, cityscapes/val)."""
     name = cfg.data.target
-    if name not in TEST_SPLITS:
+    if name not in trainer.TEST_SPLITS:
         raise data_pipelines.DatasetError(f"target {name} has no labelled val split to score on")
-    return data_pipelines.open_dataset(name, cfg.data.target_root, TEST_SPLITS[name])
+    return data_pipelines.open_dataset(name, cfg.data.target_root, trainer.TEST_SPLITS[name])
 
 
 def export_size(test_set):

@@ -109,14 +109,18 @@ def first_replica(batch, strategy):
     return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], batch)
 
 
+# The labelled split each target dataset is scored on: the test set, never for choosing.
+TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
+
+
 def evaluation_dataset(cfg):
     """The dataset of periodic evaluation: the source's held-out split by default."""
     run = cfg.run
     name = run.eval_dataset or cfg.data.source
     root = run.eval_root if run.eval_dataset else cfg.data.source_root
-    default_split = {"cityscapes": "val", "demo_target": "val"}.get(name, "heldout")
+    default_split = TEST_SPLITS.get(name, "heldout")
     split = run.eval_split or default_split
-    if name in ("cityscapes", "demo_target") and split == "val" and run.eval_every > 0:
+    if TEST_SPLITS.get(name) == split and run.eval_every > 0:
         logging.warning(
             "Periodic evaluation on %s/val, the target's test split: choosing a "
             "checkpoint by it selects on the test set (as the authors' code did).", name)
