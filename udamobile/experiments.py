@@ -199,8 +199,8 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     table = get_table(number)
     selected = select_rows(number, rows)
     preset = preset or table.preset
-    for row in selected:  # every row's configs resolve before anything runs
-        methods.stage_configs(preset, row, overrides)
+    # Every row's configs resolve (and validate) before anything runs.
+    configs = {row: methods.stage_configs(preset, row, overrides) for row in selected}
     flags = config_flags.as_flags(overrides)
     # Printed commands run in order, so the source_only row exists by the time
     # the others take its stage; without it they train their own.
@@ -213,8 +213,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     started = time.perf_counter()
     seconds = run_rows(selected, commands, workdir)
     scores = {row: row_scores(workdir, row) for row in selected}
-    cfg = methods.stage_config(preset, selected[-1], methods.get_method(selected[-1]).stages[-1],
-                               overrides)
+    cfg = list(configs[selected[-1]].values())[-1]  # the last row's last stage
     protocol = trainer.protocol(cfg)
     text, json_rows = comparison(table, scores)
     for row in selected:
