@@ -1,6 +1,6 @@
 """GTA5, SYNTHIA-RAND-CITYSCAPES and Cityscapes read from their original folders.
 
-Layouts (REFERENCE.md section 3):
+Layouts (docs/datasets.md, "GTA5", "SYNTHIA-RAND-CITYSCAPES", "Cityscapes"):
 
     GTA5        <root>/images/NNNNN.png, <root>/labels/NNNNN.png (palette)
     SYNTHIA     <root>/RGB/NNNNNNN.png, <root>/GT/LABELS/NNNNNNN.png (16-bit)

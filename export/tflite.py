@@ -23,7 +23,7 @@ Quantizations:
 
 Conversion goes through a Keras model with a fixed input shape (converting
 from a concrete function left batch norms unfolded and produced a broken
-file; DESIGN.md section 1).
+file; docs/deployment.md, "TFLite conversion path").
 """
 import contextlib
 import io

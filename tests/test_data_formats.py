@@ -10,7 +10,7 @@ import tensorflow as tf
 import data_pipelines
 from data_pipelines import file_datasets, testing
 
-# REFERENCE.md section 3, written out: Cityscapes label id 0..33 -> train id.
+# docs/datasets.md, "Cityscapes label ids to train ids", written out: label id 0..33 -> train id.
 TRAIN_ID_OF_LABEL_ID = [
     255, 255, 255, 255, 255, 255, 255,  # 0-6: unlabeled .. ground
     0, 1, 255, 255,                     # 7-10: road, sidewalk, parking, rail track

@@ -10,7 +10,7 @@ A model to evaluate is one of three adapters sharing one interface:
         image: [1, h, w, 3], float32 in [-1, 1] or uint8 RGB
         label_size: (H, W), the label resolution predictions are scored at
 
-Scores at the label resolution follow REFERENCE.md section 3: the input may
+Scores at the label resolution (docs/evaluation.md, "Resolution"): the input may
 be downscaled (`input_width`), and the model's logits (probabilities for the
 exported forms) are upsampled bilinearly to (H, W) before the argmax; a
 `.tflite` that already ends with the argmax has its labels upsampled by
@@ -338,7 +338,9 @@ def write_prediction_panel(folder, dataset, index, prediction, label):
 
 
 # The paper's per-class IoUs (%), Cityscapes val; columns left to right as in
-# its tables, None where the paper gives only the mIoU (REFERENCE.md section 1).
+# its tables; None where only the mIoU is kept: Table 1's CycleGAN and CyCADA
+# columns, whose per-class values are partly lost in the paper's extracted text
+# (docs/paper.md, "Table 1", "Table 2", "Table 3").
 PAPER_TABLES = {
     "gta5": {
         "caption": "GTA5 -> Cityscapes val (paper Tables 1 and 3)",

@@ -1,6 +1,7 @@
 """Semantic-segmentation scores: a streaming confusion matrix and IoU from it.
 
-The protocol of the field (REFERENCE.md section 3): ONE confusion matrix is
+The protocol of the field (docs/evaluation.md, "One confusion matrix per split" and
+"Per-class IoU and mIoU"): ONE confusion matrix is
 accumulated over the whole split (not a mean of per-image scores), pixels
 labelled 255 are ignored, and the mIoU averages the per-class IoU over the
 19, 16 or 13 classes of `udamobile.classes.PROTOCOL_CLASSES`.
