@@ -1,7 +1,9 @@
 """Installs the udamobile library, its data pipelines and its export tools.
 
-The command-line entry points are the top-level scripts `train.py` and
-`evaluate.py` and the module `python -m export`; see README.md.
+It installs one console program per task (see udamobile/commands/__init__.py);
+in a checkout, `python train.py`, `python evaluate.py`, `python -m export`,
+`python -m data_pipelines.check` and `python -m udamobile.experiments` run
+the same programs.
 """
 from setuptools import find_packages, setup
 
@@ -26,6 +28,15 @@ setup(
         "ai-edge-litert>=2,<3",  # runs .tflite files: evaluate.py, the deployment example
         "tensorboard>=2.20,<3",  # tf.summary needs it; TF 2.21 no longer depends on it
     ],
+    entry_points={
+        "console_scripts": [
+            "udamobile-train = udamobile.commands.train:run",
+            "udamobile-evaluate = udamobile.commands.evaluate:run",
+            "udamobile-table = udamobile.commands.table:run",
+            "udamobile-export = export.__main__:run",
+            "udamobile-check-data = data_pipelines.check:run",
+        ],
+    },
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5,<4"],
     },

@@ -26,7 +26,7 @@ def write_full_size_gta5(root, count):
     """GTA5-format pairs whose content compresses like a street scene, not a flat grey."""
     import cv2
     from data_pipelines import demo, testing
-    from udamobile.classes import CITYSCAPES_LABEL_ID_TO_TRAIN_ID
+    from data_pipelines.classes import CITYSCAPES_LABEL_ID_TO_TRAIN_ID
 
     height, width = GTA5_SIZE
     rng = np.random.default_rng(0)

@@ -4,23 +4,39 @@
     image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
     batches = supervised_patches(dataset, patch_size=600, resize_width=1024)
 
-Modules: `base` (Dataset, DatasetError), `readers` (file decoders),
-`file_datasets` (folder layouts, held-out splits), `demo` (generated demo
-domains), `datasets` (open_dataset), `pipelines` (tf.data), `validation`
-(check_dataset), `check` (its CLI), `images` (the [-1, 1] convention), `testing` (tiny datasets in the real
-formats, for tests).
-"""
-from data_pipelines.base import Dataset, DatasetError, UserError
-from data_pipelines.datasets import DATASET_NAMES, SPLITS, open_dataset
-from data_pipelines.images import normalize_image, to_pixels, to_unit_range
-from data_pipelines.pipelines import (
-    crop_fitting_size, evaluation_images, pad_to_size, random_crop, random_flip, resize_to,
-    resize_to_width, supervised_patches, unpaired_patches)
-from data_pipelines.validation import DatasetReport, check_dataset
+Modules: `base` (Dataset and the error types), `classes` (the label space),
+`readers` (file decoders), `file_datasets` (folder layouts, held-out splits),
+`demo` (generated demo domains), `datasets` (open_dataset), `pipelines`
+(tf.data), `validation` (check_dataset), `check` (its program), `images` (the
+[-1, 1] convention), `cli` (how every program starts and ends).
 
-__all__ = [
-    "DATASET_NAMES", "SPLITS", "Dataset", "DatasetError", "DatasetReport", "check_dataset",
-    "crop_fitting_size", "evaluation_images", "normalize_image", "open_dataset", "pad_to_size",
-    "random_crop", "random_flip", "resize_to", "resize_to_width", "supervised_patches",
-    "to_pixels", "to_unit_range", "unpaired_patches", "UserError",
-]
+The names below are loaded on first use, so that reading a dataset, or
+parsing a program's flags, does not import TensorFlow (which takes seconds
+and prints its start-up lines).
+"""
+import importlib
+
+_HOMES = {
+    "base": ("Dataset", "DatasetError", "UsageError", "UserError"),
+    "datasets": ("DATASET_NAMES", "SPLITS", "open_dataset"),
+    "images": ("normalize_image", "to_pixels", "to_unit_range"),
+    "pipelines": ("crop_fitting_size", "evaluation_images", "pad_to_size", "random_crop",
+                  "random_flip", "resize_to", "resize_to_width", "supervised_patches",
+                  "unpaired_patches"),
+    "validation": ("DatasetReport", "check_dataset"),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'data_pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"data_pipelines.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,9 @@
-"""What every dataset is: indexed (image, label) pairs of one split; the error types."""
+"""What every dataset is: indexed (image, label) pairs of one split; the error types.
+
+The error types live here, in the bottom package, because every package
+raises them: `UserError` is the one type every program catches (see
+`data_pipelines.cli`).
+"""
 import abc
 
 
@@ -8,6 +13,10 @@ class UserError(ValueError):
     Its message names the flag or file and what was expected; the CLIs catch
     this one type and print it as one line.
     """
+
+
+class UsageError(UserError):
+    """A flag value or argument the program cannot take (programs exit with status 2)."""
 
 
 class DatasetError(UserError):

@@ -1,14 +1,15 @@
 """Checks a dataset folder before training.
 
-    python -m data_pipelines.check --dataset=gta5 --root=/data/GTA5 [--split=train] [--all]
+    udamobile-check-data --dataset=gta5 --root=/data/GTA5 [--split=train] [--all]
 
-Prints the report of `data_pipelines.check_dataset` and exits with status 1
-if it found problems.
+Prints the report of `data_pipelines.check_dataset`; if it found problems,
+ends with one line naming the first and exits with status 1.
+(`python -m data_pipelines.check` runs the same program.)
 """
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from data_pipelines import cli
+from data_pipelines.base import DatasetError
 from data_pipelines.datasets import DATASET_NAMES
 from data_pipelines.validation import check_dataset
 
@@ -22,13 +23,17 @@ flags.mark_flag_as_required("dataset")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.reject_arguments(argv)
     report = check_dataset(_DATASET.value, _ROOT.value, _SPLIT.value, check_all=_ALL.value,
                            synthia_classes=int(_SYNTHIA_CLASSES.value))
     print(report)
-    sys.exit(0 if report.ok else 1)
+    if not report.ok:
+        raise DatasetError(report.summary())
+
+
+def run():
+    cli.run("python -m data_pipelines.check", main)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run()

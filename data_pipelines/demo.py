@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from data_pipelines.base import Dataset, DatasetError
-from udamobile import classes
+from data_pipelines import classes
 
 DEMO_SIZE = (128, 256)  # (height, width)
 SPLIT_SIZES = {

@@ -33,7 +33,7 @@ from absl import logging
 
 from data_pipelines import readers
 from data_pipelines.base import Dataset, DatasetError
-from udamobile import classes
+from data_pipelines import classes
 
 # (frames in the full dataset, frames the paper holds out)
 HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100)}

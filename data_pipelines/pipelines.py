@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from data_pipelines.base import DatasetError
 from data_pipelines.images import normalize_image
-from udamobile.classes import IGNORE_LABEL
+from data_pipelines.classes import IGNORE_LABEL
 
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_PAD_VALUE = 0.0  # mid-grey in [-1, 1]

@@ -14,7 +14,7 @@ from absl import logging
 
 from data_pipelines.base import DatasetError
 from data_pipelines.datasets import open_dataset
-from udamobile import classes
+from data_pipelines import classes
 
 # Image counts of the complete datasets (the paper's splits for GTA5 / SYNTHIA).
 FULL_SIZES = {
@@ -43,6 +43,14 @@ class DatasetReport:
     @property
     def ok(self):
         return not self.problems
+
+    def summary(self):
+        """One line: the dataset, how many problems, and the first of them."""
+        where = f" at {self.root}" if self.root else ""
+        if self.ok:
+            return f"{self.name}/{self.split}{where}: OK"
+        return (f"{self.name}/{self.split}{where}: {len(self.problems)} problem(s), the first: "
+                f"{self.problems[0]}")
 
     def __str__(self):
         where = f" at {self.root}" if self.root else ""

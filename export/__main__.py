@@ -1,4 +1,4 @@
-"""python -m export: the segmenter of a work directory as SavedModel and TFLite files.
+"""udamobile-export (or python -m export): the segmenter of a work directory as SavedModel and TFLite files.
 
     python -m export --workdir=runs/gta5_adapted --output_dir=exports/gta5 \
         --formats=saved_model,tflite_float32,tflite_float16,tflite_int8 \
@@ -8,9 +8,9 @@
 See export/workdir.py for the files written and export/saved_model.py,
 export/tflite.py for their interfaces.
 """
-import sys
+from absl import flags
 
-from absl import app, flags
+from data_pipelines import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
@@ -31,25 +31,22 @@ flags.mark_flags_as_required(["workdir", "output_dir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    # Imported after flag parsing: loading TensorFlow takes seconds.
-    import data_pipelines
-    from export.workdir import ExportError, export_workdir
-    from udamobile.checkpointing import WorkdirError
+    cli.reject_arguments(argv)
+    from export.workdir import export_workdir  # after flag parsing: importing TF is slow
 
-    try:
-        paths = export_workdir(
-            FLAGS.workdir, FLAGS.output_dir, formats=FLAGS.formats, checkpoint=FLAGS.checkpoint,
-            height=FLAGS.height, width=FLAGS.width, argmax_output=FLAGS.argmax_output,
-            representative_dataset=FLAGS.representative_dataset,
-            representative_root=FLAGS.representative_root,
-            num_calibration_images=FLAGS.num_calibration_images)
-    except (ExportError, data_pipelines.DatasetError, WorkdirError) as e:
-        sys.exit(f"python -m export: {e}")
+    paths = export_workdir(
+        FLAGS.workdir, FLAGS.output_dir, formats=FLAGS.formats, checkpoint=FLAGS.checkpoint,
+        height=FLAGS.height, width=FLAGS.width, argmax_output=FLAGS.argmax_output,
+        representative_dataset=FLAGS.representative_dataset,
+        representative_root=FLAGS.representative_root,
+        num_calibration_images=FLAGS.num_calibration_images)
     for fmt, path in paths.items():
         print(f"{fmt:15s} {path}")
 
 
+def run():
+    cli.run("python -m export", main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    run()

@@ -3,7 +3,7 @@
 Signature `serving_default`:
 
     images         uint8 [batch, height, width, 3] RGB, any batch and size
-    -> labels         int32 [batch, height, width] train ids (udamobile.classes)
+    -> labels         int32 [batch, height, width] train ids (data_pipelines.classes)
        probabilities  float32 [batch, height, width, num_classes] (softmax)
 
 Inspect and run it without Python code:

@@ -6,7 +6,7 @@ Every file has one signature, `serving_default`:
     -> probabilities  [1, height, width, num_classes]: float32, or uint8 with
                       scale 1/256 in the int8 file (dequantize: q / 256)
     or, with `argmax_output`:
-       labels         uint8 [1, height, width] train ids (udamobile.classes)
+       labels         uint8 [1, height, width] train ids (data_pipelines.classes)
 
 Quantizations:
 

@@ -12,16 +12,16 @@ uint8 labels. Each artifact is written atomically, one after the other.
 import os
 
 import data_pipelines
-from data_pipelines import UserError
+from data_pipelines.base import UsageError
+from data_pipelines.classes import CLASS_NAMES
 from export.saved_model import export_saved_model
 from export.tflite import calibration_images, export_tflite
 from udamobile import checkpointing, files
-from udamobile.classes import CLASS_NAMES
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
 
 
-class ExportError(UserError):
+class ExportError(UsageError):
     """Export options that cannot work; the message names the option."""
 
 

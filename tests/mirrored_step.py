@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from conftest import TINY  # noqa: E402
 from test_stages import batch_for  # noqa: E402
-from udamobile import config as config_lib, distribute, evaluation, trainer  # noqa: E402
+from udamobile import config as config_lib, distribute, model_adapters, trainer  # noqa: E402
 from udamobile.stages import get_stage  # noqa: E402
 from udamobile.state import TrainingState  # noqa: E402
 
@@ -60,7 +60,7 @@ def train_on(strategy):
     cfg = config_lib.override(tiny("source_only"), strategy="mirrored", steps=2,
                               eval_max_images=2, image_every=2)
     scores = trainer.train(cfg, workdir)
-    return {"step": scores["step"], "restored_step": evaluation.keras_from_workdir(workdir).identity["step"],
+    return {"step": scores["step"], "restored_step": model_adapters.keras_from_workdir(workdir).identity.step,
             "logs": sorted(os.listdir(os.path.join(workdir, "logs")))}
 
 

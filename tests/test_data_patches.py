@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import demo, testing
-from udamobile import classes, config as config_lib
+from data_pipelines import classes, demo, testing
+from udamobile import config as config_lib
 from udamobile.state import patch_shape
 
 TRAIN_ID = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)

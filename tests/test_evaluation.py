@@ -15,8 +15,9 @@ import pytest
 
 import data_pipelines
 from data_pipelines import testing as data_testing
-from udamobile import checkpointing, config as config_lib, evaluation
-from udamobile.classes import CLASS_NAMES, PROTOCOL_CLASSES
+from data_pipelines.classes import CLASS_NAMES, PROTOCOL_CLASSES
+from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, report
+from udamobile.paper_tables import PAPER_TABLES, paper_table
 from udamobile.progress import Progress
 from udamobile.segmenter import build_segmenter
 
@@ -26,8 +27,8 @@ NARROW = dict(width_multiplier=0.35, aspp_filters=16, low_level_filters=8, decod
 
 def _keras_model(num_classes=19):
     keras.utils.set_random_seed(0)
-    return evaluation.KerasSegmenter(build_segmenter(num_classes, **NARROW),
-                                     {"kind": "keras", "workdir": "in-memory", "step": 0})
+    return model_adapters.KerasSegmenter(build_segmenter(num_classes, **NARROW),
+                                         model_adapters.ModelIdentity("keras", "in-memory", step=0))
 
 
 def _results(protocol=16, label_sizes=((1024, 2048),)):
@@ -42,7 +43,7 @@ def _results(protocol=16, label_sizes=((1024, 2048),)):
 # --- the report ------------------------------------------------------------------
 
 def test_table_has_classes_as_rows_and_the_paper_beside_ours():
-    table = evaluation.format_table(_results(), evaluation.paper_table("synthia", 16))
+    table = report.evaluation_table(_results(), paper_table("synthia", 16))
     lines = table.splitlines()
     header = lines[1].split()
     assert header[:3] == ["class", "ours", "source"]
@@ -57,21 +58,21 @@ def test_table_has_classes_as_rows_and_the_paper_beside_ours():
 
 
 def test_table_warns_when_labels_are_not_at_the_paper_resolution():
-    table = evaluation.format_table(_results(19, [(512, 1024)]), evaluation.paper_table("gta5", 19))
+    table = report.evaluation_table(_results(19, [(512, 1024)]), paper_table("gta5", 19))
     assert "labels at 512x1024" in table and "not comparable" in table
     assert "λsem=λfeat=0" in table.splitlines()[1]
 
 
 def test_paper_table_needs_its_own_protocol():
-    with pytest.raises(evaluation.EvaluationError, match="--protocol=16"):
-        evaluation.paper_table("synthia", 13)
-    with pytest.raises(evaluation.EvaluationError, match="--compare_paper"):
-        evaluation.paper_table("cityscapes", 19)
+    with pytest.raises(data_pipelines.UsageError, match="--protocol=16"):
+        paper_table("synthia", 13)
+    with pytest.raises(data_pipelines.UsageError, match="--compare_paper"):
+        paper_table("cityscapes", 19)
 
 
-@pytest.mark.parametrize("name", sorted(evaluation.PAPER_TABLES))
+@pytest.mark.parametrize("name", sorted(PAPER_TABLES))
 def test_paper_tables_are_complete_and_their_miou_is_the_mean_of_their_rows(name):
-    table = evaluation.PAPER_TABLES[name]
+    table = PAPER_TABLES[name]
     assert list(table["iou"]) == [CLASS_NAMES[c] for c in PROTOCOL_CLASSES[table["protocol"]]]
     for column, miou in enumerate(table["miou"]):
         values = [row[column] for row in table["iou"].values()]
@@ -112,17 +113,17 @@ def test_model_paths_that_are_not_models(tmp_path):
     for path, message in ((tmp_path / "missing", "does not exist"),
                           (tmp_path / "weights.h5", "not a .tflite file"),
                           (tmp_path / "empty", "neither a work directory")):
-        with pytest.raises(evaluation.EvaluationError, match=message):
-            evaluation.open_model(str(path))
+        with pytest.raises(model_adapters.ModelError, match=message):
+            model_adapters.open_model(str(path))
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
-    with pytest.raises(evaluation.EvaluationError, match="cannot load the TFLite file"):
-        evaluation.open_model(str(tmp_path / "bad.tflite"))
+    with pytest.raises(model_adapters.ModelError, match="cannot load the TFLite file"):
+        model_adapters.open_model(str(tmp_path / "bad.tflite"))
 
 
 def test_a_work_directory_without_checkpoints_is_named(tmp_path):
     checkpointing.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
     with pytest.raises(checkpointing.WorkdirError, match=f"{tmp_path} has no checkpoint"):
-        evaluation.open_model(str(tmp_path))
+        model_adapters.open_model(str(tmp_path))
     result = subprocess.run(
         [sys.executable, "evaluate.py", f"--model={tmp_path}", "--dataset=demo_target"],
         cwd=REPO, capture_output=True, text=True)
@@ -135,9 +136,11 @@ def test_a_dataset_root_without_val_labels_is_named_before_loading_the_model(tmp
     root = tmp_path / "cityscapes"
     data_testing.write_cityscapes(str(root), "val", [np.full((8, 16), 7, np.uint8)])
     shutil.rmtree(root / "gtFine")
+    not_loadable = tmp_path / "not-a-model-either"  # exists, so only loading would fail
+    not_loadable.mkdir()
     with pytest.raises(data_pipelines.DatasetError, match=str(root / "gtFine")):
-        evaluation.run_evaluation(str(tmp_path / "not-even-a-model"), dataset="cityscapes",
-                                  root=str(root), split="val")
+        evaluation.run_evaluation(str(not_loadable), dataset="cityscapes", root=str(root),
+                                  split="val")
 
 
 def test_an_unlabelled_split_is_refused():
@@ -191,4 +194,4 @@ def test_a_methods_folder_is_refused_naming_its_stages_folders(tmp_path):
 
     checkpointing.write_config(str(tmp_path / "source_only"), config_lib.get_config("demo"))
     with pytest.raises(checkpointing.WorkdirError, match="method's folder: .*source_only"):
-        evaluation.keras_from_workdir(str(tmp_path))
+        model_adapters.keras_from_workdir(str(tmp_path))

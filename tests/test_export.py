@@ -20,8 +20,8 @@ from PIL import Image
 import data_pipelines
 from export import saved_model, tflite
 from export.workdir import ExportError, export_workdir
-from udamobile import checkpointing, config as config_lib, evaluation, networks
-from udamobile.classes import IGNORE_LABEL, PALETTE
+from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, networks
+from data_pipelines.classes import IGNORE_LABEL, PALETTE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 128, 256  # the demo domains' image size
@@ -198,7 +198,7 @@ def test_same_miou_as_checkpoint_saved_model_and_tflite(workdir, exports, capsys
     for fmt, path in (("keras", workdir), ("saved_model", exports["saved_model"]),
                       ("tflite_float32", exports["tflite_float32"]),
                       ("tflite_int8", exports["tflite_int8"])):
-        results = evaluation.evaluate(evaluation.open_model(path), dataset, protocol=19,
+        results = evaluation.evaluate(model_adapters.open_model(path), dataset, protocol=19,
                                       input_width=WIDTH, max_images=EVAL_IMAGES)
         scores[fmt] = 100 * results["miou"]
     print("mIoU %:", scores)
@@ -245,9 +245,9 @@ def test_saved_model_cli_shows_and_runs_it(exports, tmp_path):
 
 @pytest.mark.slow
 def test_tflite_input_size_must_match_the_input_width_flag(exports):
-    model = evaluation.open_model(exports["tflite_float32"])
+    model = model_adapters.open_model(exports["tflite_float32"])
     dataset = data_pipelines.open_dataset("demo_target", split="val")
-    with pytest.raises(evaluation.EvaluationError,
+    with pytest.raises(model_adapters.ModelError,
                        match=rf"takes a fixed {HEIGHT}x{WIDTH} .*--input_width=64"):
         evaluation.evaluate(model, dataset, input_width=64)
 

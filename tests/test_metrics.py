@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from udamobile import metrics
-from udamobile.classes import CLASS_NAMES, IGNORE_LABEL, PROTOCOL_CLASSES
+from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL, PROTOCOL_CLASSES
 
 
 def _matrix(entries, num_classes=3):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from conftest import TINY
 from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
-from udamobile import checkpointing, evaluation, method_runner, methods, trainer
+from udamobile import checkpointing, method_runner, methods, model_adapters, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -151,8 +151,8 @@ def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_pat
     assert best["step"] in (2, 4) and best["dataset"]["split"] == "heldout"
     path = checkpointing.resolve_checkpoint(str(tmp_path), "best")
     assert path == best["checkpoint"] and checkpointing.checkpoint_step(path) == best["step"]
-    model = evaluation.keras_from_workdir(str(tmp_path), checkpoint="best")
-    assert model.identity["step"] == best["step"]
+    model = model_adapters.keras_from_workdir(str(tmp_path), checkpoint="best")
+    assert model.identity.step == best["step"]
     # The kept one is the better of the two evaluations.
     scores = [json.loads((tmp_path / "eval" / name).read_text())["miou"]
               for name in ("step_2.json", "final.json")]

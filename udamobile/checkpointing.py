@@ -50,7 +50,8 @@ def write_config(workdir, cfg):
 def read_config(workdir):
     """The Config a work directory was trained with."""
     if not os.path.isdir(workdir):
-        raise WorkdirError(f"work directory {workdir} does not exist")
+        problem = "is a file, not" if os.path.exists(workdir) else "does not exist; expected"
+        raise WorkdirError(f"{workdir} {problem} a training work directory")
     path = config_path(workdir)
     if not os.path.isfile(path):
         stages = sorted(name for name in os.listdir(workdir)

@@ -21,6 +21,8 @@ import json
 import math
 import typing
 
+from data_pipelines.base import UsageError
+
 STAGES = ("source_only", "oracle", "translation", "semantic_translation", "translated_source",
           "feature_alignment", "adaptation")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
@@ -254,7 +256,7 @@ def override(cfg, **values):
     by_section = {}
     for name, value in values.items():
         if name not in index:
-            raise ValueError(f"unknown config field {name!r}")
+            raise UsageError(f"unknown config field {name!r}")
         by_section.setdefault(index[name][0], {})[name] = value
     replaced = {s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()}
     return dataclasses.replace(cfg, **replaced)
@@ -362,9 +364,9 @@ def _preset_chain(preset):
 def get_config(preset="paper_gta5", stage="adaptation"):
     """The config of `stage` in `preset`, before any method edit or flag."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+        raise UsageError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     cfg = override(Config(preset=preset, stage=stage), **STAGE_RECIPES[stage])
     for layer in _preset_chain(preset):
         cfg = override(cfg, **layer.edits, **layer.stage_edits.get(stage, {}))
@@ -374,16 +376,21 @@ def get_config(preset="paper_gta5", stage="adaptation"):
 # --- validation and (de)serialization ------------------------------------------
 
 def validate(cfg):
-    """Raises ValueError naming the first field whose value breaks its constraint."""
+    """Raises UsageError naming the first field whose value breaks its constraint."""
     if cfg.stage not in STAGES:
-        raise ValueError(f"stage={cfg.stage!r} must be one of {STAGES}")
+        raise UsageError(f"stage={cfg.stage!r} must be one of {STAGES}")
     for name, (section, field) in field_index().items():
         check = field.metadata["check"]
         value = getattr(getattr(cfg, section), name)
         problem = check(value) if check else None
         if problem:
-            raise ValueError(f"{name}={value!r} {problem}")
+            raise UsageError(f"--{name}={value!r} {problem}")
     return cfg
+
+
+def protocol(cfg):
+    """mIoU protocol of a run: 16 or 13 classes for SYNTHIA, else 19."""
+    return cfg.data.synthia_classes if cfg.data.source == "synthia" else 19
 
 
 def flat_values(cfg):

@@ -7,6 +7,7 @@ texts are the fields' own, prefixed by their section.
 """
 import typing
 
+from data_pipelines.base import UsageError
 from udamobile import config as config_lib
 
 
@@ -40,7 +41,7 @@ def define_config_flags(flags):
 def config_overrides(flag_values):
     """{field: value} of the config flags that were set, coerced to the fields' types.
 
-    Raises ValueError naming the flag when a list flag holds a non-integer.
+    Raises UsageError naming the flag when a list flag holds a non-integer.
     """
     overrides = {}
     for name, (_, field) in config_lib.field_index().items():
@@ -52,7 +53,7 @@ def config_overrides(flag_values):
             try:
                 value = tuple(int(v) for v in value)
             except ValueError:
-                raise ValueError(f"--{name} takes comma-separated integers, got "
+                raise UsageError(f"--{name} takes comma-separated integers, got "
                                  f"{','.join(value)!r}") from None
         elif optional and value in (0, ""):
             value = None

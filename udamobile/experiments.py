@@ -32,18 +32,15 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
-
-from data_pipelines import UserError
-from udamobile import (config as config_lib, config_flags, evaluation, files, methods, report,
-                       trainer)
+from data_pipelines.base import UsageError, UserError
+from udamobile import config as config_lib, config_flags, files, methods, paper_tables, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")
 ROW_FILE = "row.json"  # the command that produced a finished row
 RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
 
-# The paper's column title of each row (the columns of evaluation.PAPER_TABLES).
+# The paper's column title of each row (the columns of paper_tables.PAPER_TABLES).
 TITLES = {
     "source_only": "source only", "cyclegan": "CycleGAN", "cycada": "CyCADA",
     "full_no_sem_no_feat": "λsem=λfeat=0", "full_no_sem": "λsem=0", "full_no_feat": "λfeat=0",
@@ -54,7 +51,7 @@ TITLES = {
 class Table:
     caption: str
     preset: str  # the default preset
-    paper: str  # key of evaluation.PAPER_TABLES
+    paper: str  # key of paper_tables.PAPER_TABLES
     source: str  # the source dataset the paper's numbers are for
     rows: tuple
 
@@ -77,7 +74,7 @@ class ExperimentError(UserError):
 
 def get_table(number):
     if number not in TABLES:
-        raise ValueError(f"--table={number} is not one of {', '.join(map(str, TABLES))}")
+        raise UsageError(f"--table={number} is not one of {', '.join(map(str, TABLES))}")
     return TABLES[number]
 
 
@@ -88,7 +85,7 @@ def select_rows(table_number, names=None):
         return table.rows
     unknown = [name for name in names if name not in table.rows]
     if unknown:
-        raise ValueError(f"--rows={','.join(unknown)}: not a row of table {table_number}; its "
+        raise UsageError(f"--rows={','.join(unknown)}: not a row of table {table_number}; its "
                          f"rows are {', '.join(table.rows)}")
     return tuple(row for row in table.rows if row in names)
 
@@ -165,7 +162,7 @@ def _paper_cells(paper, title, classes):
 
 def comparison(table, scores):
     """(text, JSON-ready rows) of our IoU (%) beside the paper's, for the rows in `scores`."""
-    paper = evaluation.PAPER_TABLES[table.paper]
+    paper = paper_tables.PAPER_TABLES[table.paper]
     class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
     columns, rows = {}, {}
     for row, result in scores.items():
@@ -188,9 +185,9 @@ def _caveats(table, cfg, protocol):
     if cfg.data.source != table.source:
         notes.append(f"note: these rows ran on {cfg.data.source} -> {cfg.data.target}; the "
                      f"paper's numbers are for {table.caption}: not comparable")
-    if protocol != evaluation.PAPER_TABLES[table.paper]["protocol"]:
+    if protocol != paper_tables.PAPER_TABLES[table.paper]["protocol"]:
         notes.append(f"note: ours use the {protocol}-class protocol, the paper's "
-                     f"{evaluation.PAPER_TABLES[table.paper]['protocol']} classes")
+                     f"{paper_tables.PAPER_TABLES[table.paper]['protocol']} classes")
     return notes
 
 
@@ -214,7 +211,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     seconds = run_rows(selected, commands, workdir)
     scores = {row: row_scores(workdir, row) for row in selected}
     cfg = list(configs[selected[-1]].values())[-1]  # the last row's last stage
-    protocol = trainer.protocol(cfg)
+    protocol = config_lib.protocol(cfg)
     text, json_rows = comparison(table, scores)
     for row in selected:
         json_rows[row].update(command=commands[row], workdir=row_dir(workdir, row),
@@ -230,33 +227,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     return scores
 
 
-def main():
-
-
-    flags.DEFINE_integer("table", None, "The paper's table: 1, 2 or 3.")
-    flags.DEFINE_enum("preset", None, list(config_lib.PRESETS),
-                      "Preset of every row (default: the table's paper preset).")
-    flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per row.")
-    flags.DEFINE_list("rows", None, "Rows to run (default: all of the table's).")
-    flags.DEFINE_boolean("dry_run", False, "Print each row's command; run nothing.")
-    flags.mark_flags_as_required(["table", "workdir"])
-    config_flags.define_config_flags(flags)
-    FLAGS = flags.FLAGS
-
-    def run(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        try:
-            overrides = config_flags.config_overrides(FLAGS)
-            run_table(FLAGS.table, preset=FLAGS.preset, workdir=FLAGS.workdir,
-                      overrides=overrides, rows=FLAGS.rows, dry_run=FLAGS.dry_run)
-        except ValueError as e:
-            raise app.UsageError(str(e))
-        except UserError as e:
-            sys.exit(f"udamobile.experiments: {e}")
-
-    app.run(run)
-
-
 if __name__ == "__main__":
-    main()
+    from udamobile.commands import table
+
+    table.run()

@@ -12,7 +12,7 @@ Only numpy and OpenCV: images in, uint8 RGB arrays out.
 import cv2
 import numpy as np
 
-from udamobile import classes
+from data_pipelines import classes
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _HEADER = 28

@@ -13,7 +13,7 @@ On one device the share is the whole mean.
 """
 import tensorflow as tf
 
-from udamobile.classes import IGNORE_LABEL
+from data_pipelines.classes import IGNORE_LABEL
 
 
 def _replica_context():

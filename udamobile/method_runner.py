@@ -29,7 +29,7 @@ import data_pipelines
 from data_pipelines.images import to_pixels, to_unit_range
 from export.workdir import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
-                       files, methods, networks, report, trainer)
+                       files, methods, model_adapters, networks, report, trainer)
 from udamobile.stages import get_stage
 
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
@@ -175,8 +175,8 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None):
 def _score_export_draw(workdir, dirs, cfg):
     test_set = target_test_set(cfg)
     scored = [stage for stage in dirs if get_stage(stage).evaluates]
-    models = {stage: evaluation.keras_from_workdir(dirs[stage]) for stage in scored}
-    scores = {stage: evaluation.evaluate(model, test_set, protocol=trainer.protocol(cfg))
+    models = {stage: model_adapters.keras_from_workdir(dirs[stage]) for stage in scored}
+    scores = {stage: evaluation.evaluate(model, test_set, protocol=config_lib.protocol(cfg))
               for stage, model in models.items()}
     files.write_json(os.path.join(workdir, "results.json"), scores)
     height, width = export_size(test_set)

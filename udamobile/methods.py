@@ -18,12 +18,12 @@ stage is initialized by `--init_checkpoint`.
 
 This module holds the table and resolves configs and folders; it imports no
 TensorFlow (train.py defines its flags from it). Like `config`, it raises
-ValueError for a flag value that does not fit: the CLI reports it as a usage
-error.
+UsageError for a flag value that does not fit.
 """
 import dataclasses
 import os
 
+from data_pipelines.base import UsageError
 from udamobile import config as config_lib
 
 
@@ -70,7 +70,7 @@ METHOD_FILE = "method.json"
 
 def get_method(name):
     if name not in METHODS:
-        raise ValueError(f"--method={name!r} is not one of {', '.join(METHODS)}")
+        raise UsageError(f"--method={name!r} is not one of {', '.join(METHODS)}")
     return METHODS[name]
 
 
@@ -91,7 +91,7 @@ def stage_configs(preset, method, overrides, *, only=None):
     """
     stages = get_method(method).stages
     if only is not None and only not in stages:
-        raise ValueError(f"--stage={only} is not a stage of --method={method}; its stages are "
+        raise UsageError(f"--stage={only} is not a stage of --method={method}; its stages are "
                           f"{', '.join(stages)} (or all)")
     configs = {}
     for index, stage in enumerate(stages if only is None else (only,)):

@@ -4,7 +4,7 @@ The protocol of the field (docs/evaluation.md, "One confusion matrix per split" 
 "Per-class IoU and mIoU"): ONE confusion matrix is
 accumulated over the whole split (not a mean of per-image scores), pixels
 labelled 255 are ignored, and the mIoU averages the per-class IoU over the
-19, 16 or 13 classes of `udamobile.classes.PROTOCOL_CLASSES`.
+19, 16 or 13 classes of `data_pipelines.classes.PROTOCOL_CLASSES`.
 
 Confusion matrices are `[C, C]` integer arrays, rows = label (ground truth),
 columns = prediction: `cm[i, j]` counts pixels of class i predicted as j.
@@ -18,7 +18,7 @@ has IoU 0 and counts.
 import numpy as np
 import tensorflow as tf
 
-from udamobile.classes import CLASS_NAMES, IGNORE_LABEL, PROTOCOL_CLASSES
+from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL, PROTOCOL_CLASSES
 
 
 def confusion_counts(labels, predictions, num_classes, ignore_label=IGNORE_LABEL):

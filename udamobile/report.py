@@ -1,11 +1,18 @@
-"""Tables of per-class IoU as text: classes as rows, one column per model.
+"""What evaluation shows: tables of per-class IoU as text, and prediction panels.
 
 One formatter (`text_table`) serves the three tables the package prints:
-`evaluate.py`'s (ours beside the paper's columns), the end of a method run
-(one column per stage) and the table runner (one column per row of a paper
-table).
+`evaluate.py`'s (`evaluation_table`: ours beside the paper's columns), the
+end of a method run (one column per stage) and the table runner (one column
+per row of a paper table). `prediction_panel` draws image | prediction |
+label, colourized.
 """
 import math
+import os
+
+import numpy as np
+
+from data_pipelines.classes import colorize
+from udamobile.paper_tables import PAPER_LABEL_SIZE
 
 
 def percent(fraction):
@@ -45,3 +52,54 @@ def iou_columns(results_by_title):
                        for name in names] + [percent(r["miou"])]
                for title, r in results_by_title.items()}
     return names + ["mIoU"], columns
+
+
+def evaluation_table(results, paper=None):
+    """Per-class IoU (%) as rows, mIoU last, as in the paper's Tables 1 and 2.
+
+    Args:
+      results: the dict `evaluate` returns.
+      paper: an entry of paper_tables.PAPER_TABLES (see `paper_table`) to show beside ours.
+    """
+    dataset = results["dataset"]
+    rows, columns = iou_columns({"ours": results})
+    if paper:
+        for index, title in enumerate(paper["columns"]):
+            cells = [paper["iou"][name][index] for name in rows[:-1]] + [paper["miou"][index]]
+            columns[title] = ["" if v is None else f"{v:.1f}" for v in cells]
+    lines = [
+        f"{dataset['name']}/{dataset['split']}: {dataset['num_images']} images, "
+        f"{results['protocol']}-class protocol, IoU %"
+        + (f"; paper: {paper['caption']}" if paper else ""),
+        text_table(rows, columns),
+        f"pixel accuracy {percent(results['pixel_accuracy'])}%, labels at "
+        + ", ".join(f"{h}x{w}" for h, w in results["label_sizes"]) + " (HxW)"]
+    if results["undefined_classes"]:
+        lines.append("absent from labels and predictions, left out of the mIoU: "
+                     + ", ".join(results["undefined_classes"]))
+    if paper and results["label_sizes"] != [PAPER_LABEL_SIZE]:
+        lines.append("note: the paper scores 1024x2048 Cityscapes labels; scores at "
+                     "another label resolution are not comparable")
+    return "\n".join(lines)
+
+
+def prediction_panel(image, prediction, label):
+    """uint8 [H, 3W, 3]: the image (resized to the label), prediction, label; colourized."""
+    size = label.shape
+    if image.shape[:2] != size:
+        import tensorflow as tf  # here: the tables above need no TensorFlow
+
+        image = tf.image.resize(image, size, antialias=True)
+    image = np.clip(np.round(np.asarray(image, np.float32)), 0, 255).astype(np.uint8)
+    return np.concatenate([image, colorize(prediction), colorize(label)], axis=1)
+
+
+def write_prediction_panel(folder, dataset, index, prediction, label):
+    """Writes prediction_panel(...) of image `index` to `folder` as a PNG; returns its path."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(dataset.describe(index)))[0]
+    path = os.path.join(folder, f"{index:05d}_{stem}.png")
+    Image.fromarray(prediction_panel(dataset.read_image(index), prediction, label)).save(path)
+    return path

@@ -33,6 +33,7 @@ from absl import logging
 import data_pipelines
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, files,
                        pretrained)
+from udamobile.model_adapters import KerasSegmenter, ModelIdentity
 from udamobile.progress import Progress
 from udamobile.stages import get_stage
 from udamobile.state import TrainingState, patch_shape
@@ -68,7 +69,9 @@ def check_training_data(cfg, stage):
                                               synthia_classes=cfg.data.synthia_classes)
         logging.info("%s", report)
         if not report.ok:
-            raise data_pipelines.DatasetError(f"dataset check failed:\n{report}")
+            raise data_pipelines.DatasetError(
+                f"dataset check failed: {report.summary()} (the report above lists them; "
+                f"python -m data_pipelines.check --dataset={name} --all decodes every file)")
 
 
 def make_training_stream(cfg, start_step=0):
@@ -125,11 +128,6 @@ def evaluation_dataset(cfg):
             "Periodic evaluation on %s/val, the target's test split: choosing a "
             "checkpoint by it selects on the test set (as the authors' code did).", name)
     return data_pipelines.open_dataset(name, root, split, synthia_classes=cfg.data.synthia_classes)
-
-
-def protocol(cfg):
-    """mIoU protocol of a run: 16 or 13 classes for SYNTHIA, else 19."""
-    return cfg.data.synthia_classes if cfg.data.source == "synthia" else 19
 
 
 def _prepare_workdir(cfg, workdir, chief=True):
@@ -297,9 +295,10 @@ def train(cfg, workdir, *, sources=None):
         saved_step = int(state.step)
 
     def evaluate(name):
-        model = evaluation.KerasSegmenter(state.networks["segmenter"],
-                                          {"kind": "keras", "workdir": workdir})
-        scores = evaluation.evaluate(model, eval_data, protocol=protocol(cfg),
+        model = KerasSegmenter(state.networks["segmenter"], ModelIdentity(
+            "keras", os.path.abspath(workdir), step=int(state.step), preset=cfg.preset,
+            stage=cfg.stage))
+        scores = evaluation.evaluate(model, eval_data, protocol=config_lib.protocol(cfg),
                                      input_width=cfg.run.eval_input_width,
                                      max_images=cfg.run.eval_max_images)
         scores.update(step=int(state.step))

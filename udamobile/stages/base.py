@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from udamobile import classes
+from data_pipelines import classes
 
 
 @dataclasses.dataclass(frozen=True)

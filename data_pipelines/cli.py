@@ -1,0 +1,94 @@
+"""How every program of the package starts and ends.
+
+    from data_pipelines import cli
+    cli.run("evaluate.py", main)          # main(argv), as for absl's app.run
+
+- TensorFlow's C++ start-up lines (oneDNN, CUDA, CPU features) are hidden
+  unless absl's own --verbosity flag is 1 or more, so the first line a
+  program prints is its own.
+- Every error a user can cause is one line, `<program>: <message>`, on
+  stderr. A flag the program cannot take (absl's flag errors,
+  `app.UsageError`, `UsageError`) exits with status 2, any other `UserError`
+  with status 1. Anything else is a bug and keeps its traceback.
+
+It lives in the bottom package because the programs of every package use
+it, `python -m data_pipelines.check` included.
+"""
+import contextlib
+import os
+import sys
+
+from absl import app, flags
+
+from data_pipelines.base import UsageError, UserError
+
+USAGE_STATUS = 2
+ERROR_STATUS = 1
+
+
+@contextlib.contextmanager
+def _stderr_hidden():
+    """Sends file descriptor 2 to /dev/null, which is where C++ libraries log to."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow without its C++ start-up lines; later C++ logs only on error.
+
+    TF_CPP_MIN_LOG_LEVEL does not reach the lines logged while TensorFlow's
+    libraries load (before absl's C++ logging starts), hence the hidden
+    stderr during the import. A TF_CPP_MIN_LOG_LEVEL set by the user wins.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_hidden():
+        import tensorflow  # noqa: F401
+
+
+def program_name(default):
+    """The name the user typed for a console entry point, else `default` ("train.py")."""
+    typed = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return typed if typed.startswith("udamobile-") else default
+
+
+def fail(program, message, status=ERROR_STATUS):
+    """Prints `<program>: <message>` on stderr and exits with `status`."""
+    print(f"{program}: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def run(program, main):
+    """Runs absl `main(argv)` as `program`, with the conventions of the module docstring."""
+    program = program_name(program)
+
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(program, e, USAGE_STATUS)
+
+    def guarded_main(argv):
+        if flags.FLAGS.verbosity < 1:
+            import_tensorflow_quietly()
+        try:
+            return main(argv)
+        except (app.UsageError, UsageError) as e:
+            fail(program, e, USAGE_STATUS)
+        except UserError as e:
+            fail(program, e, ERROR_STATUS)
+
+    app.run(guarded_main, flags_parser=parse_flags)
+
+
+def reject_arguments(argv):
+    """Raises UsageError if `argv` holds more than the program's name (absl leaves them)."""
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")

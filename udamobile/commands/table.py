@@ -1,0 +1,39 @@
+"""udamobile-table: every row of one of the paper's tables, trained, scored and printed.
+
+    udamobile-table --table=1 --source_root=/data/GTA5 --target_root=/data/cityscapes \
+        --workdir=runs/table1 [--rows=source_only,full] [--dry_run] [--preset=demo]
+
+See udamobile/experiments.py for what it runs. (`python -m
+udamobile.experiments` runs the same program.)
+"""
+from absl import flags
+
+from data_pipelines import cli
+from udamobile import config as config_lib, config_flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("table", None, "The paper's table: 1, 2 or 3.")
+flags.DEFINE_enum("preset", None, list(config_lib.PRESETS),
+                  "Preset of every row (default: the table's paper preset).")
+flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per row.")
+flags.DEFINE_list("rows", None, "Rows to run (default: all of the table's).")
+flags.DEFINE_boolean("dry_run", False, "Print each row's command; run nothing.")
+flags.mark_flags_as_required(["table", "workdir"])
+config_flags.define_config_flags(flags)
+
+
+def main(argv):
+    cli.reject_arguments(argv)
+    from udamobile import experiments
+
+    experiments.run_table(FLAGS.table, preset=FLAGS.preset, workdir=FLAGS.workdir,
+                          overrides=config_flags.config_overrides(FLAGS), rows=FLAGS.rows,
+                          dry_run=FLAGS.dry_run)
+
+
+def run():
+    cli.run("python -m udamobile.experiments", main)
+
+
+if __name__ == "__main__":
+    run()
