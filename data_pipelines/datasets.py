@@ -14,7 +14,7 @@ SPLITS = {
 SYNTHIA_PROTOCOLS = (16, 13)
 
 
-def open_dataset(name, root=None, split="train", *, synthia_classes=16, demo_size=None):
+def open_dataset(name, root=None, split="train", *, synthia_classes=16):
     """Opens one split of a dataset.
 
     Args:
@@ -29,14 +29,12 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16, demo_siz
       synthia_classes: 16 or 13, the SYNTHIA protocol: with 13, SYNTHIA's
         wall, fence and pole read as 255 too. Other datasets keep their
         labels (an evaluation restricts them with PROTOCOL_CLASSES).
-      demo_size: (height, width) of the demo images, default demo.DEMO_SIZE;
-        only for the demo domains.
 
     Returns:
       A `Dataset`.
 
     Raises:
-      DatasetError: bad name, split, protocol, size, folder or files.
+      DatasetError: bad name, split, protocol, folder or files.
     """
     if name not in DATASET_NAMES:
         raise DatasetError(f"dataset name must be one of {DATASET_NAMES}, got {name!r}")
@@ -48,9 +46,7 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16, demo_siz
     if name.startswith("demo_"):
         if root is not None:
             raise DatasetError(f"{name} is generated in memory and takes no root, got {root!r}")
-        return demo.DemoDataset(name, split, demo_size)
-    if demo_size is not None:
-        raise DatasetError(f"demo_size only applies to the demo domains, not {name}")
+        return demo.DemoDataset(name, split)
     if not root:
         raise DatasetError(f"{name} needs root, the folder of the dataset (got {root!r})")
     if name == "gta5":

@@ -94,11 +94,11 @@ def _check_example(dataset, index, report):
 
 
 def check_dataset(name, root=None, split="train", *, check_all=False, sample_size=8,
-                  synthia_classes=16, demo_size=None):
+                  synthia_classes=16):
     """Opens `name`/`split` at `root` and decodes a sample (or all) of its files.
 
     Args:
-      name, root, split, synthia_classes, demo_size: as in `open_dataset`.
+      name, root, split, synthia_classes: as in `open_dataset`.
       check_all: decode every image and label instead of a sample.
       sample_size: how many evenly spread examples to decode otherwise.
 
@@ -107,8 +107,7 @@ def check_dataset(name, root=None, split="train", *, check_all=False, sample_siz
     """
     report = DatasetReport(name=name, root=root, split=split)
     try:
-        dataset = open_dataset(name, root, split, synthia_classes=synthia_classes,
-                               demo_size=demo_size)
+        dataset = open_dataset(name, root, split, synthia_classes=synthia_classes)
     except DatasetError as error:
         report.problems.append(str(error))
         return report

@@ -1,7 +1,8 @@
 """Presets, overrides and the JSON round trip of the one config object."""
 import pytest
 
-from udamobile import config as config_lib
+from data_pipelines.base import UsageError
+from udamobile import config as config_lib, config_flags
 
 
 def test_paper_preset_holds_the_values_stated_in_the_paper():
@@ -61,7 +62,13 @@ def test_every_preset_is_valid_and_survives_json(preset, stage):
 @pytest.mark.parametrize("name, value, message", [
     ("output_stride", 12, "output_stride"), ("steps", 0, "steps"), ("lambda_sem", -1.0, "lambda_sem"),
     ("real_label", 1.5, "real_label"), ("discriminator_strides", (2, 3), "discriminator_strides"),
-    ("on_nonfinite", "ignore", "on_nonfinite"), ("synthia_classes", 19, "synthia_classes")])
+    ("on_nonfinite", "ignore", "on_nonfinite"), ("synthia_classes", 19, "synthia_classes"),
+    # The network builders trust these: the config is their one check.
+    ("width_multiplier", -1.0, "width_multiplier"), ("num_classes", 0, "num_classes"),
+    ("aspp_rates", (), "aspp_rates"), ("aspp_rates", (-6, 12), "aspp_rates"),
+    ("dropout_rate", 1.5, "dropout_rate"), ("batch_norm_momentum", 1.0, "batch_norm_momentum"),
+    ("discriminator_strides", (2,), "discriminator_strides"),
+    ("generator_output", "relu", "generator_output")])
 def test_out_of_range_values_are_named(name, value, message):
     with pytest.raises(ValueError, match=message):
         config_lib.validate(config_lib.override(config_lib.get_config(), **{name: value}))
@@ -93,3 +100,34 @@ def test_methods_list_their_stages_and_give_init_checkpoint_to_the_first_only():
         methods.get_method("pix2pix")
     with pytest.raises(ValueError, match="not a stage of --method=cyclegan"):
         methods.stage_configs("demo", "cyclegan", {}, only="adaptation")
+
+
+# --- every field as a flag -----------------------------------------------------
+
+def _parsed_config_flags(*args):
+    from absl import flags
+
+    flag_values = flags.FlagValues()
+    config_flags.define_config_flags(flag_values)
+    flag_values(["train.py", *args])
+    return flag_values
+
+
+def test_flags_left_unset_keep_the_presets_values_and_set_ones_are_coerced():
+    overrides = config_flags.config_overrides(_parsed_config_flags(
+        "--patch_size=512", "--aspp_rates=6,12", "--noseparable", "--resize_width=0",
+        "--lambda_sem=0"))
+    assert overrides == {"patch_size": 512, "aspp_rates": (6, 12), "separable": False,
+                         "resize_width": None, "lambda_sem": 0.0}
+
+
+def test_a_list_flag_of_non_integers_is_named():
+    with pytest.raises(UsageError, match="--aspp_rates takes comma-separated integers"):
+        config_flags.config_overrides(_parsed_config_flags("--aspp_rates=6,twelve"))
+
+
+def test_overrides_survive_the_round_trip_through_flags():
+    overrides = {"patch_size": 512, "aspp_rates": (6, 12), "separable": False,
+                 "resize_width": None, "init_checkpoint": None, "lambda_sem": 0.5}
+    words = config_flags.as_flags(overrides)
+    assert config_flags.config_overrides(_parsed_config_flags(*words)) == overrides

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 import data_pipelines
-from data_pipelines import testing
+import dataset_files
 
 
 def _labels(count, shape=(6, 8)):
@@ -14,7 +14,7 @@ def _labels(count, shape=(6, 8)):
 
 
 def test_a_good_folder_is_ok(tmp_path):
-    testing.write_gta5(tmp_path, _labels(12))
+    dataset_files.write_gta5(tmp_path, _labels(12))
     report = data_pipelines.check_dataset("gta5", tmp_path, "train")
     assert report.ok, str(report)
     assert (report.num_images, report.num_checked, report.has_labels) == (11, 8, True)
@@ -26,7 +26,7 @@ def test_a_good_folder_is_ok(tmp_path):
 
 
 def test_a_truncated_file_is_a_problem_found_by_the_full_check(tmp_path):
-    testing.write_cityscapes(tmp_path, "val", _labels(12))
+    dataset_files.write_cityscapes(tmp_path, "val", _labels(12))
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
     broken = dataset.describe(1)  # not in the sample of 3
     data = open(broken, "rb").read()
@@ -43,7 +43,7 @@ def test_a_truncated_file_is_a_problem_found_by_the_full_check(tmp_path):
 def test_labels_in_the_wrong_encoding_are_a_problem(tmp_path):
     # Train-id labels (what the authors' code wanted) where label ids are expected:
     # road (train id 0) is label id 0, "unlabeled", so everything reads as ignore.
-    testing.write_cityscapes(tmp_path, "val", [np.zeros((6, 8), np.uint8)] * 2)
+    dataset_files.write_cityscapes(tmp_path, "val", [np.zeros((6, 8), np.uint8)] * 2)
     report = data_pipelines.check_dataset("cityscapes", tmp_path, "val")
     assert not report.ok
     assert "every label pixel reads as 255" in report.problems[0]
@@ -61,7 +61,7 @@ def test_opening_errors_become_problems(tmp_path):
 
 def test_resized_labels_are_noted(tmp_path):
     # GTA5 has such pairs: 7 x 9 images with 6 x 8 labels.
-    testing.write_gta5(tmp_path, _labels(4), images=[np.zeros((7, 9, 3), np.uint8)] * 4)
+    dataset_files.write_gta5(tmp_path, _labels(4), images=[np.zeros((7, 9, 3), np.uint8)] * 4)
     report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
     assert report.ok and report.num_checked == 3
     assert report.image_sizes == {(7, 9): 3}
@@ -75,7 +75,7 @@ def _run_cli(*args):
 
 
 def test_cli_prints_the_report_and_exits_non_zero_on_problems(tmp_path):
-    testing.write_gta5(tmp_path, _labels(4))
+    dataset_files.write_gta5(tmp_path, _labels(4))
     good = _run_cli("--dataset=gta5", f"--root={tmp_path}", "--split=heldout", "--all")
     assert good.returncode == 0, good.stderr
     assert "gta5/heldout" in good.stdout and good.stdout.strip().endswith("OK")

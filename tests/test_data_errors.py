@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import data_pipelines
-from data_pipelines import DatasetError, testing
+import dataset_files
+from data_pipelines import DatasetError, demo
 
 
 def _labels(count):
@@ -28,8 +29,8 @@ def test_missing_root_names_the_folder_and_the_layout(tmp_path):
 
 
 @pytest.mark.parametrize("name, write, removed", [
-    ("gta5", testing.write_gta5, "labels"),
-    ("synthia", testing.write_synthia, os.path.join("GT", "LABELS")),
+    ("gta5", dataset_files.write_gta5, "labels"),
+    ("synthia", dataset_files.write_synthia, os.path.join("GT", "LABELS")),
 ])
 def test_missing_subfolder_is_named(tmp_path, name, write, removed):
     write(tmp_path, _labels(3))
@@ -42,7 +43,7 @@ def test_missing_subfolder_is_named(tmp_path, name, write, removed):
 
 
 def test_images_without_labels_are_listed(tmp_path):
-    pairs = testing.write_gta5(tmp_path, _labels(9))
+    pairs = dataset_files.write_gta5(tmp_path, _labels(9))
     for _, label_path in pairs[:7]:
         os.remove(label_path)
     with pytest.raises(DatasetError) as error:
@@ -54,7 +55,7 @@ def test_images_without_labels_are_listed(tmp_path):
 
 
 def test_labels_without_images_are_listed(tmp_path):
-    pairs = testing.write_cityscapes(tmp_path, "val", _labels(3))
+    pairs = dataset_files.write_cityscapes(tmp_path, "val", _labels(3))
     os.remove(pairs[1][0])
     with pytest.raises(DatasetError,
                        match="1 labels without their image: " + re.escape(pairs[1][1])):
@@ -63,9 +64,9 @@ def test_labels_without_images_are_listed(tmp_path):
 
 @pytest.mark.parametrize("which", [0, 1])  # image, label
 @pytest.mark.parametrize("name, write", [
-    ("gta5", testing.write_gta5),
-    ("synthia", testing.write_synthia),
-    ("cityscapes", lambda root, labels: testing.write_cityscapes(root, "train", labels)),
+    ("gta5", dataset_files.write_gta5),
+    ("synthia", dataset_files.write_synthia),
+    ("cityscapes", lambda root, labels: dataset_files.write_cityscapes(root, "train", labels)),
 ])
 def test_truncated_png_is_an_error_naming_it(tmp_path, name, write, which):
     pairs = write(tmp_path, _labels(2))
@@ -78,7 +79,7 @@ def test_truncated_png_is_an_error_naming_it(tmp_path, name, write, which):
 
 
 def test_unreadable_file_is_an_error_naming_it(tmp_path):
-    pairs = testing.write_gta5(tmp_path, _labels(2))
+    pairs = dataset_files.write_gta5(tmp_path, _labels(2))
     for image_path, _ in pairs:
         with open(image_path, "wb") as file:
             file.write(b"these bytes are no PNG")
@@ -89,9 +90,9 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path):
 
 def test_colour_label_where_gta5_palette_ids_are_expected(tmp_path):
     labels = _labels(2)
-    pairs = testing.write_gta5(tmp_path, labels)
+    pairs = dataset_files.write_gta5(tmp_path, labels)
     for (_, label_path), ids in zip(pairs, labels):
-        testing.write_rgb_png(label_path, testing.CITYSCAPES_ID_COLOURS[ids])
+        dataset_files.write_rgb_png(label_path, dataset_files.CITYSCAPES_ID_COLOURS[ids])
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     label_path = dict(pairs)[dataset.describe(0)]
     with pytest.raises(DatasetError, match=re.escape(label_path) +
@@ -101,17 +102,17 @@ def test_colour_label_where_gta5_palette_ids_are_expected(tmp_path):
 
 def test_grey_label_where_gta5_palette_ids_are_expected(tmp_path):
     # A grey PNG may hold train ids already; reading it as label ids would be wrong.
-    pairs = testing.write_gta5(tmp_path, _labels(2))
+    pairs = dataset_files.write_gta5(tmp_path, _labels(2))
     for _, label_path in pairs:
-        testing.write_grey_png(label_path, np.zeros((6, 8), np.uint8))
+        dataset_files.write_grey_png(label_path, np.zeros((6, 8), np.uint8))
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     with pytest.raises(DatasetError, match="got mode 'L'"):
         dataset.read_label(0)
 
 
 def test_colour_label_where_cityscapes_grey_ids_are_expected(tmp_path):
-    pairs = testing.write_cityscapes(tmp_path, "val", _labels(1))
-    testing.write_rgb_png(pairs[0][1], np.zeros((6, 8, 3), np.uint8))
+    pairs = dataset_files.write_cityscapes(tmp_path, "val", _labels(1))
+    dataset_files.write_rgb_png(pairs[0][1], np.zeros((6, 8, 3), np.uint8))
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
     with pytest.raises(DatasetError, match=re.escape(pairs[0][1]) +
                        ": expected an 8-bit single-channel PNG.*got 8-bit, 3 channel"):
@@ -120,10 +121,10 @@ def test_colour_label_where_cityscapes_grey_ids_are_expected(tmp_path):
 
 def test_synthia_label_stored_as_8_bit_is_an_error(tmp_path):
     labels = _labels(2)
-    pairs = testing.write_synthia(tmp_path, labels)
+    pairs = dataset_files.write_synthia(tmp_path, labels)
     for (_, label_path), ids in zip(pairs, labels):
         # The class ids survive in R, but at 8 bits: a conversion, not the original.
-        testing.write_rgb_png(label_path, np.stack([ids, ids * 0, ids * 0], -1))
+        dataset_files.write_rgb_png(label_path, np.stack([ids, ids * 0, ids * 0], -1))
     dataset = data_pipelines.open_dataset("synthia", tmp_path, "train")
     label_path = dict(pairs)[dataset.describe(0)]
     with pytest.raises(DatasetError, match=re.escape(label_path) +
@@ -137,7 +138,7 @@ def test_empty_split_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match=re.escape(str(tmp_path / "images")) +
                        ": no images found"):
         data_pipelines.open_dataset("gta5", tmp_path)
-    testing.write_gta5(tmp_path, _labels(1))  # a single pair cannot be split
+    dataset_files.write_gta5(tmp_path, _labels(1))  # a single pair cannot be split
     with pytest.raises(DatasetError, match="heldout split of gta5 is empty"):
         data_pipelines.open_dataset("gta5", tmp_path, "heldout")
     (tmp_path / "leftImg8bit" / "val").mkdir(parents=True)
@@ -151,13 +152,16 @@ def test_empty_split_is_an_error(tmp_path):
     (dict(name="cityscapes", split="heldout"), "split of cityscapes must be one of"),
     (dict(name="synthia", synthia_classes=19), "synthia_classes must be one of"),
     (dict(name="demo_source", root="/data/GTA5"), "takes no root"),
-    (dict(name="demo_target", demo_size=(8, 64)), "demo_size must be"),
-    (dict(name="demo_target", demo_size=64), "demo_size must be"),
-    (dict(name="gta5", root="/data/GTA5", demo_size=(64, 64)), "demo_size only applies"),
 ])
 def test_bad_arguments_of_open_dataset(kwargs, message):
     with pytest.raises(DatasetError, match=message):
         data_pipelines.open_dataset(**kwargs)
+
+
+@pytest.mark.parametrize("size", [(8, 64), 64])
+def test_bad_demo_size(size):
+    with pytest.raises(DatasetError, match="demo_size must be"):
+        demo.DemoDataset("demo_target", "train", size)
 
 
 def test_index_out_of_range():
@@ -173,13 +177,13 @@ def test_index_out_of_range():
     (dict(patch_size=4, resize_width=-1), "resize_width must be"),
 ])
 def test_bad_arguments_of_the_pipelines(kwargs, message):
-    dataset = data_pipelines.open_dataset("demo_source", demo_size=(16, 16))
+    dataset = demo.DemoDataset("demo_source", "train", (16, 16))
     with pytest.raises(DatasetError, match=message):
         data_pipelines.supervised_patches(dataset, **kwargs)
 
 
 def test_pipelines_that_need_labels_refuse_an_unlabelled_dataset(tmp_path):
-    testing.write_cityscapes(tmp_path, "train", _labels(2))
+    dataset_files.write_cityscapes(tmp_path, "train", _labels(2))
     os.rename(tmp_path / "gtFine", tmp_path / "gtFine_elsewhere")
     unlabelled = data_pipelines.open_dataset("cityscapes", tmp_path, "train")
     with pytest.raises(DatasetError, match="cityscapes/train has no labels"):

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import file_datasets, testing
+import dataset_files
+from data_pipelines import demo, file_datasets
 
 # docs/datasets.md, "Cityscapes label ids to train ids", written out: label id 0..33 -> train id.
 TRAIN_ID_OF_LABEL_ID = [
@@ -40,10 +41,10 @@ def _id_grid(num_ids, shape=(6, 8), shift=0):
 
 def test_gta5_palette_labels_read_as_train_ids(tmp_path):
     labels = [_id_grid(34, shift=s) for s in range(3)]
-    pairs = testing.write_gta5(tmp_path, labels)
+    pairs = dataset_files.write_gta5(tmp_path, labels)
     # The files are real palette PNGs: decoders that expand the palette see colours.
     colours = tf.io.decode_png(tf.io.read_file(pairs[0][1]), channels=3).numpy()
-    np.testing.assert_array_equal(colours, testing.CITYSCAPES_ID_COLOURS[labels[0]])
+    np.testing.assert_array_equal(colours, dataset_files.CITYSCAPES_ID_COLOURS[labels[0]])
 
     train, heldout = (data_pipelines.open_dataset("gta5", tmp_path, split)
                       for split in ("train", "heldout"))
@@ -58,14 +59,14 @@ def test_gta5_palette_labels_read_as_train_ids(tmp_path):
             np.testing.assert_array_equal(label, expected)
             np.testing.assert_array_equal(dataset.read_label(index), expected)
             np.testing.assert_array_equal(from_pipeline[index], expected)
-            np.testing.assert_array_equal(image, testing.grey_image_of(labels[number - 1]))
+            np.testing.assert_array_equal(image, dataset_files.grey_image_of(labels[number - 1]))
 
 
 def test_gta5_label_of_another_size_is_resized_to_its_image_and_counted(tmp_path):
     labels = np.full((6, 8), 7, np.uint8)
     labels[3:] = 26  # road above, car below
-    testing.write_gta5(tmp_path, [labels, labels])
-    testing.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((9, 10, 3), np.uint8))
+    dataset_files.write_gta5(tmp_path, [labels, labels])
+    dataset_files.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((9, 10, 3), np.uint8))
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
 
     label = dataset.read_label(0)
@@ -78,7 +79,7 @@ def test_gta5_label_of_another_size_is_resized_to_its_image_and_counted(tmp_path
 def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):
     labels = [_id_grid(23, shift=s) for s in range(4)]
     instances = [np.full((6, 8), 300 + s, np.uint16) for s in range(4)]
-    pairs = testing.write_synthia(tmp_path, labels, instances=instances)
+    pairs = dataset_files.write_synthia(tmp_path, labels, instances=instances)
     stored = tf.io.decode_png(tf.io.read_file(pairs[0][1]), dtype=tf.uint16).numpy()
     assert stored.dtype == np.uint16 and stored.shape == (6, 8, 3)
     np.testing.assert_array_equal(stored[..., 0], labels[0])   # R: class id
@@ -100,7 +101,7 @@ def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):
 
 
 def test_synthia_13_class_protocol_ignores_wall_fence_pole(tmp_path):
-    testing.write_synthia(tmp_path, [np.array([[21, 5, 7, 3]] * 2), np.array([[21, 5, 7, 3]] * 2)])
+    dataset_files.write_synthia(tmp_path, [np.array([[21, 5, 7, 3]] * 2), np.array([[21, 5, 7, 3]] * 2)])
     for num_classes, expected in ((16, [3, 4, 5, 0]), (13, [255, 255, 255, 0])):
         dataset = data_pipelines.open_dataset("synthia", tmp_path, synthia_classes=num_classes)
         np.testing.assert_array_equal(dataset.read_label(0), [expected] * 2)
@@ -110,10 +111,10 @@ def test_cityscapes_tree_reads_in_sorted_order_as_train_ids(tmp_path):
     labels = {city: [_id_grid(34, shift=s + 7 * c) for s in range(2)]
               for c, city in enumerate(("zurich", "aachen"))}
     for city, city_labels in labels.items():
-        pairs = testing.write_cityscapes(tmp_path, "val", city_labels, city=city)
+        pairs = dataset_files.write_cityscapes(tmp_path, "val", city_labels, city=city)
         # Other gtFine files sit beside the label ids and must be ignored.
         stem = pairs[0][1].replace("_labelIds.png", "")
-        testing.write_rgb_png(stem + "_color.png", np.zeros((6, 8, 3), np.uint8))
+        dataset_files.write_rgb_png(stem + "_color.png", np.zeros((6, 8, 3), np.uint8))
         cv2.imwrite(stem + "_instanceIds.png", np.zeros((6, 8), np.uint16))
 
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
@@ -129,7 +130,7 @@ def test_cityscapes_tree_reads_in_sorted_order_as_train_ids(tmp_path):
 
 
 def test_cityscapes_train_without_gtfine_is_unlabelled(tmp_path):
-    testing.write_cityscapes(tmp_path, "train", [_id_grid(34)] * 2)
+    dataset_files.write_cityscapes(tmp_path, "train", [_id_grid(34)] * 2)
     labelled = data_pipelines.open_dataset("cityscapes", tmp_path, "train")
     assert labelled.has_labels  # train labels stay readable, for the oracle
     for name in os.listdir(tmp_path / "gtFine" / "train" / "aachen"):
@@ -165,7 +166,7 @@ def test_heldout_split_depends_on_names_only():
 
 
 def test_train_and_heldout_partition_the_pairs(tmp_path):
-    testing.write_gta5(tmp_path, [_id_grid(34, shift=s) for s in range(60)])
+    dataset_files.write_gta5(tmp_path, [_id_grid(34, shift=s) for s in range(60)])
     train, heldout = (data_pipelines.open_dataset("gta5", tmp_path, split)
                       for split in ("train", "heldout"))
     train_paths = {train.describe(i) for i in range(len(train))}
@@ -182,7 +183,7 @@ def test_demo_domains_have_the_documented_splits():
              for split in data_pipelines.SPLITS[name]}
     assert sizes == {("demo_source", "train"): 2000, ("demo_source", "heldout"): 200,
                      ("demo_target", "train"): 2000, ("demo_target", "val"): 200}
-    dataset = data_pipelines.open_dataset("demo_target", split="val", demo_size=(32, 48))
+    dataset = demo.DemoDataset("demo_target", "val", (32, 48))
     image, label = dataset.read_pair(17)
     assert image.shape == (32, 48, 3) and label.shape == (32, 48)
     assert dataset.describe(17) == "demo_target/val/17"

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import classes, demo, testing
+import dataset_files
+from data_pipelines import classes, demo
 from udamobile import config as config_lib
 from udamobile.state import patch_shape
 
@@ -23,7 +24,7 @@ def _mosaic(shape, seed):
 @pytest.fixture
 def gta5(tmp_path):
     """GTA5 files of 12 x 16 whose grey image value is the pixel's label id."""
-    testing.write_gta5(tmp_path, [_mosaic((12, 16), seed) for seed in range(6)])
+    dataset_files.write_gta5(tmp_path, [_mosaic((12, 16), seed) for seed in range(6)])
     return data_pipelines.open_dataset("gta5", tmp_path, "train")
 
 
@@ -223,7 +224,7 @@ def test_supervised_patches_are_deterministic_for_a_seed(gta5):
 
 def test_supervised_patches_are_endless_and_reshuffled_every_epoch(tmp_path):
     # Five uniform images (one id each): train holds four of them.
-    testing.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in (7, 8, 11, 21, 26)])
+    dataset_files.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in (7, 8, 11, 21, 26)])
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     stream = data_pipelines.supervised_patches(dataset, patch_size=4, batch_size=1, flip=False)
     order = [int(_decoded_ids(batch["image"])[0, 0, 0]) for batch in _batches(stream, 32)]
@@ -235,7 +236,7 @@ def test_supervised_patches_are_endless_and_reshuffled_every_epoch(tmp_path):
 def test_unpaired_patches_pair_labelled_source_with_unlabelled_target(gta5, tmp_path):
     # The target has no gtFine folder: its labels are never read.
     target_ids = [np.full((20, 30), 200 + n, np.uint8) for n in range(3)]
-    testing.write_cityscapes(tmp_path / "cs", "train", target_ids)
+    dataset_files.write_cityscapes(tmp_path / "cs", "train", target_ids)
     (tmp_path / "cs" / "gtFine").rename(tmp_path / "cs" / "no_labels_here")
     target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
     assert not target.has_labels
@@ -252,7 +253,7 @@ def test_unpaired_patches_pair_labelled_source_with_unlabelled_target(gta5, tmp_
 
 
 def test_unpaired_streams_are_shuffled_independently(tmp_path):
-    testing.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in range(7, 16)])
+    dataset_files.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in range(7, 16)])
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     batches = _batches(data_pipelines.unpaired_patches(dataset, dataset, patch_size=4,
                                                        flip=False), 16)
@@ -275,8 +276,8 @@ def test_evaluation_images_in_order_at_full_label_resolution(gta5):
 
 
 def test_demo_domains_feed_the_pipelines():
-    source = data_pipelines.open_dataset("demo_source", demo_size=(32, 48))
-    target = data_pipelines.open_dataset("demo_target", demo_size=(32, 48))
+    source = demo.DemoDataset("demo_source", "train", (32, 48))
+    target = demo.DemoDataset("demo_target", "train", (32, 48))
     batch, = _batches(data_pipelines.unpaired_patches(source, target, patch_size=16,
                                                       batch_size=2), 1)
     assert batch["source_image"].shape == (2, 16, 16, 3)

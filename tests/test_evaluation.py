@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import data_pipelines
-from data_pipelines import testing as data_testing
+import dataset_files
 from data_pipelines.classes import CLASS_NAMES, PROTOCOL_CLASSES
 from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, report
 from udamobile.paper_tables import PAPER_TABLES, paper_table
@@ -134,7 +134,7 @@ def test_a_work_directory_without_checkpoints_is_named(tmp_path):
 
 def test_a_dataset_root_without_val_labels_is_named_before_loading_the_model(tmp_path):
     root = tmp_path / "cityscapes"
-    data_testing.write_cityscapes(str(root), "val", [np.full((8, 16), 7, np.uint8)])
+    dataset_files.write_cityscapes(str(root), "val", [np.full((8, 16), 7, np.uint8)])
     shutil.rmtree(root / "gtFine")
     not_loadable = tmp_path / "not-a-model-either"  # exists, so only loading would fail
     not_loadable.mkdir()

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from data_pipelines import testing
+import dataset_files
 from udamobile import experiments
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,9 +32,9 @@ def _labels(count, shape, seed):
 def real_format_roots(tmp_path):
     """Small GTA5 and Cityscapes (train, val) folders in their on-disk formats."""
     gta5, cityscapes = tmp_path / "GTA5", tmp_path / "cityscapes"
-    testing.write_gta5(gta5, _labels(6, (64, 112), 0))
-    testing.write_cityscapes(cityscapes, "train", _labels(3, (64, 128), 1))
-    testing.write_cityscapes(cityscapes, "val", _labels(2, (64, 128), 2))
+    dataset_files.write_gta5(gta5, _labels(6, (64, 112), 0))
+    dataset_files.write_cityscapes(cityscapes, "train", _labels(3, (64, 128), 1))
+    dataset_files.write_cityscapes(cityscapes, "val", _labels(2, (64, 128), 2))
     return [f"--source_root={gta5}", f"--target_root={cityscapes}"]
 
 

@@ -5,7 +5,7 @@
     <workdir>/checkpoints/        tf.train.CheckpointManager files: the latest few
     <workdir>/checkpoints/best/   the segmenter of the best periodic evaluation
     <workdir>/logs/               TensorBoard summaries
-    <workdir>/eval/               JSON results of evaluations; best.json
+    <workdir>/eval/               JSON results of evaluations; best.json (BestCheckpoint)
 
 Checkpoints hold named sub-objects (`segmenter`, `g_st`, `g_ts`, `d_s`, ...,
 optimizers, image pools, `step`), so one network can be read back from a
@@ -16,6 +16,8 @@ TF writes a checkpoint's files first and then, atomically, the `checkpoint`
 state file that names the latest one: a run killed mid-save still resumes
 from the previous complete checkpoint.
 """
+import json
+import math
 import os
 
 import tensorflow as tf
@@ -130,3 +132,28 @@ def restore_segmenter(workdir, checkpoint=None):
     segmenter = networks.build_segmenter_from_config(cfg.model)
     restore_into(path, segmenter=segmenter)
     return segmenter, {"checkpoint": path, "step": checkpoint_step(path), "config": cfg}
+
+
+class BestCheckpoint:
+    """Keeps the segmenter of the best evaluation in checkpoints/best/, its score in eval/best.json."""
+
+    def __init__(self, state, workdir):
+        self.path = os.path.join(workdir, "eval", "best.json")
+        checkpoint = tf.train.Checkpoint(step=state.step, segmenter=state.networks["segmenter"])
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, best_checkpoint_dir(workdir), max_to_keep=1,
+            step_counter=state.step)
+        self.best = None
+        if os.path.isfile(self.path) and self.manager.latest_checkpoint:
+            with open(self.path, encoding="utf-8") as f:
+                self.best = json.load(f)["miou"]
+
+    def offer(self, scores):
+        miou = scores["miou"]
+        if not math.isfinite(miou) or (self.best is not None and miou <= self.best):
+            return False
+        path = self.manager.save(checkpoint_number=scores["step"])
+        self.best = miou
+        files.write_json(self.path, {"step": scores["step"], "miou": miou, "checkpoint": path,
+                                     "dataset": scores["dataset"]})
+        return True

@@ -1,4 +1,4 @@
-"""Every setting of one training stage, in one frozen config, and the presets.
+"""Every setting of one training stage, in one frozen config, checked field by field.
 
 A `Config` describes ONE stage of a method (see `udamobile.methods`): the
 stage (`source_only`, `translation`, `adaptation`, ...), the networks, data,
@@ -9,11 +9,13 @@ optimizers, loss weights and bookkeeping. It is written to
 
 1. the field defaults below: the paper's adaptation stage (Sec. 4);
 2. `STAGE_RECIPES[stage]`: what every other stage changes (steps, batch, ...);
-3. the preset (`PRESETS`): its edits to every stage, then to single stages;
+3. the preset (`PRESETS`, udamobile/presets.py): its edits to every stage,
+   then to single stages;
 4. (in `udamobile.methods`) the method's edits, then the user's flags.
 
 Each field carries its help text and its constraint, so `validate` needs no
-list of names, and each field name is unique across sections, so each is a
+list of names. It is the one owner of these checks: the network builders
+trust the values they are given, and each field name is unique across sections, so each is a
 flag of `train.py` (`--lambda_sem=0`, `--patch_size=512`, ...).
 """
 import dataclasses
@@ -22,6 +24,8 @@ import math
 import typing
 
 from data_pipelines.base import UsageError
+from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
+from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS, STAGE_RECIPES
 
 STAGES = ("source_only", "oracle", "translation", "semantic_translation", "translated_source",
           "feature_alignment", "adaptation")
@@ -102,7 +106,7 @@ class ModelConfig:
     discriminator_filters: int = _field(64, "Filters of the first conv of every discriminator.",
                                         _positive)
     discriminator_strides: tuple[int, ...] = _field(
-        (2, 2, 2, 2, 2),
+        IMAGE_DISCRIMINATOR_STRIDES["paper"],
         "Strides of the image discriminators D_S, D_T: the paper's '5 stride-2 convs'; "
         "authors' code 2,2,2,2,1; 70x70 PatchGAN 2,2,2,1,1.", _strides)
 
@@ -111,11 +115,11 @@ class ModelConfig:
 class DataConfig:
     """Which datasets, and how patches are cut from them."""
     source: str = _field("gta5", "Labelled source dataset: gta5, synthia, cityscapes, demo_source.",
-                         _one_of("gta5", "synthia", "cityscapes", "demo_source", "demo_target"))
+                         _one_of(*DATASET_NAMES))
     source_root: typing.Optional[str] = _field(None, "Folder of the source dataset.")
     target: str = _field("cityscapes", "Target dataset (its train images are used unlabelled, "
                          "except by the oracle): cityscapes, demo_target.",
-                         _one_of("gta5", "synthia", "cityscapes", "demo_source", "demo_target"))
+                         _one_of(*DATASET_NAMES))
     target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.")
     patch_size: int = _field(600, "Side of the square random training patches.", _positive)
     resize_width: typing.Optional[int] = _field(
@@ -126,7 +130,7 @@ class DataConfig:
         False, "Train on whole images rescaled to patch_size x 2 patch_size instead of random "
         "patches (the paper's CycleGAN baseline).")
     flip: bool = _field(False, "Random horizontal flips (neither the paper nor the authors flip).")
-    synthia_classes: int = _field(16, "SYNTHIA label protocol: 16 or 13 classes.", _one_of(16, 13))
+    synthia_classes: int = _field(16, "SYNTHIA label protocol: 16 or 13 classes.", _one_of(*SYNTHIA_PROTOCOLS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,97 +264,6 @@ def override(cfg, **values):
         by_section.setdefault(index[name][0], {})[name] = value
     replaced = {s: dataclasses.replace(getattr(cfg, s), **v) for s, v in by_section.items()}
     return dataclasses.replace(cfg, **replaced)
-
-
-# --- stages and presets: the paper's values, then a few edits each ------------
-
-_SUPERVISED = dict(
-    # Paper: 90K steps at batch 5; its LR is not stated, the authors' train_S.py uses 1e-4.
-    steps=90_000, batch_size=5, segmenter_lr=1e-4)
-_TRANSLATION = dict(
-    # CycleGAN (Zhu et al. 2017): lambda 10 per direction, constant LR for the first
-    # half, then linear decay to 0; the step budget is the paper's adaptation stage's.
-    steps=80_000, batch_size=1, lambda_cycle=10.0, gan_lr_decay_start=40_000)
-
-STAGE_RECIPES = {
-    "source_only": _SUPERVISED,
-    "oracle": _SUPERVISED,
-    # The segmenter trained on G_ST(x_S) with the source-only recipe (as CyCADA
-    # trains its task model on translated images like on source images).
-    "translated_source": _SUPERVISED,
-    "translation": _TRANSLATION,
-    # CyCADA's semantic-consistency weight is 1 (Hoffman et al. 2018).
-    "semantic_translation": {**_TRANSLATION, "lambda_sem": 1.0},
-    # CyCADA's feature stage: batch 1, generator-side weight 0.1, the paper's
-    # adaptation LRs; the step budget is the paper's adaptation stage's.
-    "feature_alignment": dict(steps=80_000, batch_size=1, lambda_feat=0.1),
-    "adaptation": {},
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """A starting point: edits to every stage, then to single stages, over a base preset."""
-    doc: str
-    base: typing.Optional[str] = None
-    edits: dict = dataclasses.field(default_factory=dict)
-    stage_edits: dict = dataclasses.field(default_factory=dict)
-
-
-_AUTHORS_CODE = dict(
-    patch_size=800, lambda_cycle=10.0, real_label=0.9, generator_output="linear",
-    discriminator_strides=(2, 2, 2, 2, 1))
-_AUTHORS_CODE_STAGES = {
-    "adaptation": dict(feature_adaptation_start=20_000),
-    "source_only": dict(last_layers_gradient_multiplier=10.0),
-}
-_DEMO_SUPERVISED = dict(steps=1500, batch_size=8, segmenter_lr=1e-3)
-_DEMO_TRANSLATION = dict(steps=1500, batch_size=2, gan_lr_decay_start=750)
-
-PRESETS = {
-    "paper_gta5": Preset(
-        "GTA5 -> Cityscapes with the values the paper states (Sec. 4); the authors' code "
-        "fills in where it is silent. `python -m udamobile.experiments --table=1 "
-        "--preset=paper_gta5 ...`; paper: 41.1 mIoU (full), 17.5 source only. Needs a GPU: "
-        "about 43 s per adaptation step on a 2-core CPU."),
-    "paper_synthia": Preset(
-        "SYNTHIA -> Cityscapes, paper values; 16-class mIoU. Paper: 32.6 (full), 18.2 "
-        "source only.",
-        base="paper_gta5", edits=dict(source="synthia", resize_width=1280),
-        stage_edits={"adaptation": dict(segmenter_lr=5e-6),
-                     "feature_alignment": dict(segmenter_lr=5e-6)}),
-    "authors_code_gta5": Preset(
-        "GTA5 -> Cityscapes with the defaults of the authors' TF1 train_S.py / train_DA.py "
-        "where they differ from the paper (README: Presets).",
-        base="paper_gta5", edits=_AUTHORS_CODE,
-        stage_edits={**_AUTHORS_CODE_STAGES,
-                     "source_only": {**_AUTHORS_CODE_STAGES["source_only"],
-                                     "resize_width": 1914}}),  # train_S.py keeps GTA5's width
-    "authors_code_synthia": Preset(
-        "SYNTHIA -> Cityscapes with the authors' code defaults.",
-        base="paper_synthia", edits=_AUTHORS_CODE, stage_edits=_AUTHORS_CODE_STAGES),
-    "demo": Preset(
-        "The built-in demo domains with narrow networks and 64x64 patches, 1500 steps per "
-        "stage: `python train.py --preset=demo --workdir=runs/demo` (method full) takes about "
-        "8 min on a 2-core CPU; measured 10.2 -> 25.7 mIoU (seed 0) before the stage "
-        "refactor, see README for the current numbers.",
-        base="paper_gta5",
-        edits=dict(
-            source="demo_source", target="demo_target", resize_width=None, patch_size=64,
-            batch_norm_momentum=0.9,
-            width_multiplier=0.35, aspp_filters=32, low_level_filters=16, decoder_filters=32,
-            generator_filters=16, generator_blocks=3, discriminator_filters=16,
-            discriminator_strides=(2, 2, 1, 1, 1),
-            checkpoint_every=250, log_every=25, image_every=250, eval_every=0,
-            eval_max_images=100),
-        stage_edits={
-            "source_only": _DEMO_SUPERVISED, "oracle": _DEMO_SUPERVISED,
-            "translated_source": _DEMO_SUPERVISED,
-            "translation": _DEMO_TRANSLATION, "semantic_translation": _DEMO_TRANSLATION,
-            "feature_alignment": dict(steps=1500, batch_size=2, segmenter_lr=1e-4),
-            "adaptation": dict(steps=1500, batch_size=2, segmenter_lr=1e-4,
-                               segmenter_frozen_steps=300, feature_adaptation_start=0)}),
-}
 
 
 def _preset_chain(preset):

@@ -7,6 +7,8 @@ texts are the fields' own, prefixed by their section.
 """
 import typing
 
+from absl import flags
+
 from data_pipelines.base import UsageError
 from udamobile import config as config_lib
 
@@ -19,23 +21,24 @@ def _value_type(field):
     return kind, False
 
 
-def define_config_flags(flags):
-    """Defines one flag per config field on the absl `flags` module."""
+def define_config_flags(flag_values=flags.FLAGS):
+    """Defines one flag per config field on `flag_values` (absl's global flags by default)."""
     for name, (section, field) in config_lib.field_index().items():
         help_text = f"[{section}] {field.metadata['help']}"
         kind, optional = _value_type(field)
         if optional:
             help_text += " 0 or empty: none."
         if kind is bool:
-            flags.DEFINE_boolean(name, None, help_text)
+            flags.DEFINE_boolean(name, None, help_text, flag_values=flag_values)
         elif kind is int:
-            flags.DEFINE_integer(name, None, help_text)
+            flags.DEFINE_integer(name, None, help_text, flag_values=flag_values)
         elif kind is float:
-            flags.DEFINE_float(name, None, help_text)
+            flags.DEFINE_float(name, None, help_text, flag_values=flag_values)
         elif kind is str:
-            flags.DEFINE_string(name, None, help_text)
+            flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
         else:  # tuple[int, ...]
-            flags.DEFINE_list(name, None, help_text + " Comma-separated integers.")
+            flags.DEFINE_list(name, None, help_text + " Comma-separated integers.",
+                              flag_values=flag_values)
 
 
 def config_overrides(flag_values):

@@ -8,7 +8,8 @@ Names used throughout the code, and the paper's names for them:
     d_s, d_t   D_S, D_T                PatchGAN image discriminators
     fd_s, fd_t D'_S, D'_T              feature discriminators on Me(x)
 """
-from udamobile.discriminators import FEATURE_DISCRIMINATOR_STRIDES, build_patch_discriminator
+from udamobile.discriminators import build_patch_discriminator
+from udamobile.presets import FEATURE_DISCRIMINATOR_STRIDES
 from udamobile.segmenter import build_segmenter, encoder_channels
 from udamobile.translator import build_generator
 

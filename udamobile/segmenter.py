@@ -37,7 +37,6 @@ MOBILENET_V2_BLOCKS = (
 )
 FIRST_CONV_FILTERS = 32
 FIRST_CONV_STRIDE = 2
-OUTPUT_STRIDES = (8, 16, 32)
 
 # TF-DeepLab's decoder tap point for mobilenet_v2, `layer_4/depthwise_output`:
 # the output of the depthwise conv (after BN and ReLU6) of the third inverted
@@ -222,28 +221,6 @@ def _batch_norms(model):
     return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-def _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
-                     batch_norm_momentum, dropout_rate):
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"build_segmenter: output_stride must be one of "
-                         f"{OUTPUT_STRIDES}, got {output_stride!r}")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(
-            f"build_segmenter: num_classes must be a positive int, got {num_classes!r}")
-    if not width_multiplier > 0:
-        raise ValueError(
-            f"build_segmenter: width_multiplier must be > 0, got {width_multiplier!r}")
-    if not all(isinstance(rate, int) and rate >= 1 for rate in aspp_rates):
-        raise ValueError(
-            f"build_segmenter: aspp_rates must be positive ints, got {aspp_rates!r}")
-    if batch_norm_momentum is not None and not 0 <= batch_norm_momentum < 1:
-        raise ValueError(f"build_segmenter: batch_norm_momentum must be in [0, 1), "
-                         f"got {batch_norm_momentum!r}")
-    if not 0 <= dropout_rate < 1:
-        raise ValueError(
-            f"build_segmenter: dropout_rate must be in [0, 1), got {dropout_rate!r}")
-
-
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
                     decoder_filters=256, separable=True, freeze_batch_norm=False,
@@ -285,9 +262,9 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
         statistics of the global batch rather than each replica's part.
       dropout_rate: dropout after the ASPP projection (training only).
       name: the model's name.
+
+    Like every builder, it trusts its arguments: `config.validate` checks them.
     """
-    _check_arguments(num_classes, width_multiplier, output_stride, aspp_rates,
-                     batch_norm_momentum, dropout_rate)
     encoder = _build_encoder(width_multiplier=width_multiplier,
                              output_stride=output_stride)
     image = keras.Input((None, None, 3), name="image")

@@ -20,7 +20,6 @@ Under `--strategy=multi_worker_mirrored` the work directory must be on a
 filesystem every worker sees: all of them resume from its checkpoints, only
 the chief writes there; the others save to a local scratch folder.
 """
-import json
 import math
 import os
 import signal
@@ -215,31 +214,6 @@ class _SignalFlag:
             signal.signal(s, handler)
 
 
-class _BestCheckpoint:
-    """Keeps the segmenter of the best evaluation in checkpoints/best/, its score in eval/best.json."""
-
-    def __init__(self, state, workdir):
-        self.path = os.path.join(workdir, "eval", "best.json")
-        checkpoint = tf.train.Checkpoint(step=state.step, segmenter=state.networks["segmenter"])
-        self.manager = tf.train.CheckpointManager(
-            checkpoint, checkpointing.best_checkpoint_dir(workdir), max_to_keep=1,
-            step_counter=state.step)
-        self.best = None
-        if os.path.isfile(self.path) and self.manager.latest_checkpoint:
-            with open(self.path, encoding="utf-8") as f:
-                self.best = json.load(f)["miou"]
-
-    def offer(self, scores):
-        miou = scores["miou"]
-        if not math.isfinite(miou) or (self.best is not None and miou <= self.best):
-            return False
-        path = self.manager.save(checkpoint_number=scores["step"])
-        self.best = miou
-        files.write_json(self.path, {"step": scores["step"], "miou": miou, "checkpoint": path,
-                                     "dataset": scores["dataset"]})
-        return True
-
-
 def train(cfg, workdir, *, sources=None):
     """Runs (or resumes) the stage described by `cfg` in `workdir`.
 
@@ -273,7 +247,7 @@ def train(cfg, workdir, *, sources=None):
         max_to_keep=cfg.run.keep_checkpoints if chief else 1, step_counter=state.step)
     start = int(state.step)
     eval_data = evaluation_dataset(cfg) if stage.evaluates else None
-    best = _BestCheckpoint(state, workdir) if stage.evaluates and chief else None
+    best = checkpointing.BestCheckpoint(state, workdir) if stage.evaluates and chief else None
     stream = iter(distribute_stream(make_training_stream(cfg, start), strategy))
     writer = (tf.summary.create_file_writer(os.path.join(workdir, "logs")) if chief
               else tf.summary.create_noop_writer())

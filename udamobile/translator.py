@@ -30,7 +30,6 @@ GENERATOR_SPEC = (
     ("u", 2),
     ("u", 1),
 )
-OUTPUT_ACTIVATIONS = ("tanh", None)
 # Two stride-2 downsamplings followed by two stride-2 upsamplings give back
 # the input size only when H and W are multiples of 4.
 SIZE_MULTIPLE = 4
@@ -113,17 +112,9 @@ def build_generator(*, filters=64, num_blocks=9, output_activation="tanh",
       output_activation: "tanh" (CycleGAN, output in [-1, 1]) or None (the
         authors' code: linear output).
       name: the model's name.
-    """
-    if output_activation not in OUTPUT_ACTIVATIONS:
-        raise ValueError(f"build_generator: output_activation must be one of "
-                         f"{OUTPUT_ACTIVATIONS}, got {output_activation!r}")
-    if not isinstance(filters, int) or filters < 1:
-        raise ValueError(
-            f"build_generator: filters must be a positive int, got {filters!r}")
-    if not isinstance(num_blocks, int) or num_blocks < 0:
-        raise ValueError(
-            f"build_generator: num_blocks must be an int >= 0, got {num_blocks!r}")
 
+    Like every builder, it trusts its arguments: `config.validate` checks them.
+    """
     image = keras.Input((None, None, 3), name="image")
     x = ReflectToMultiple(SIZE_MULTIPLE, name="pad_to_multiple")(image)
     for kind, width, stage_name in _stages(filters, num_blocks):

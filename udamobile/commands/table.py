@@ -19,7 +19,7 @@ flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per
 flags.DEFINE_list("rows", None, "Rows to run (default: all of the table's).")
 flags.DEFINE_boolean("dry_run", False, "Print each row's command; run nothing.")
 flags.mark_flags_as_required(["table", "workdir"])
-config_flags.define_config_flags(flags)
+config_flags.define_config_flags()
 
 
 def main(argv):

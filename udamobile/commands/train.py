@@ -29,7 +29,7 @@ flags.DEFINE_string("reuse_stages_from", None, "With --stage=all: take each stag
                     "finished twin (same config) in this method work directory from there "
                     "instead of training it again.")
 flags.mark_flag_as_required("workdir")
-config_flags.define_config_flags(flags)
+config_flags.define_config_flags()
 
 
 def main(argv):

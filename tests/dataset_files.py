@@ -1,6 +1,6 @@
 """Tiny datasets in the exact file formats of GTA5, SYNTHIA and Cityscapes.
 
-For tests (this package's and the training CLI's): each writer takes label
+For the tests and the benchmarks (not part of the library): each writer takes label
 arrays in the dataset's own ids and writes image and label files under
 `root` in the dataset's layout. By default each image is grey with value =
 the label id of its pixel, so a test can check that a pipeline keeps images

@@ -1,0 +1,111 @@
+"""The starting points of every config: each stage's recipe, the presets, the strides table.
+
+`config.get_config(preset, stage)` applies, over the field defaults (the
+paper's adaptation stage), `STAGE_RECIPES[stage]`, then the preset's edits
+(its base preset's first). Each preset's docstring says the command that
+runs it, its cost on a named machine and its expected or measured result.
+"""
+import dataclasses
+import typing
+
+# Strides of the image discriminators D_S, D_T, hidden convs then the output
+# conv; the feature discriminators D'_S, D'_T run at stride 1 throughout.
+IMAGE_DISCRIMINATOR_STRIDES = {
+    # The paper's "5 stride-2 conv layers", output conv included (Sec. 4).
+    "paper": (2, 2, 2, 2, 2),
+    # Four stride-2 convs and a stride-1 output conv, as the authors' code has it.
+    "authors_code": (2, 2, 2, 2, 1),
+    # CycleGAN's 70x70 PatchGAN.
+    "patchgan70": (2, 2, 2, 1, 1),
+    # The demo's 64x64 patches: two stride-2 convs leave 16x16 patch scores.
+    "demo": (2, 2, 1, 1, 1),
+}
+FEATURE_DISCRIMINATOR_STRIDES = (1, 1, 1, 1, 1)
+
+_SUPERVISED = dict(
+    # Paper: 90K steps at batch 5; its LR is not stated, the authors' train_S.py uses 1e-4.
+    steps=90_000, batch_size=5, segmenter_lr=1e-4)
+_TRANSLATION = dict(
+    # CycleGAN (Zhu et al. 2017): lambda 10 per direction, constant LR for the first
+    # half, then linear decay to 0; the step budget is the paper's adaptation stage's.
+    steps=80_000, batch_size=1, lambda_cycle=10.0, gan_lr_decay_start=40_000)
+
+STAGE_RECIPES = {
+    "source_only": _SUPERVISED,
+    "oracle": _SUPERVISED,
+    # The segmenter trained on G_ST(x_S) with the source-only recipe (as CyCADA
+    # trains its task model on translated images like on source images).
+    "translated_source": _SUPERVISED,
+    "translation": _TRANSLATION,
+    # CyCADA's semantic-consistency weight is 1 (Hoffman et al. 2018).
+    "semantic_translation": {**_TRANSLATION, "lambda_sem": 1.0},
+    # CyCADA's feature stage: batch 1, generator-side weight 0.1, the paper's
+    # adaptation LRs; the step budget is the paper's adaptation stage's.
+    "feature_alignment": dict(steps=80_000, batch_size=1, lambda_feat=0.1),
+    "adaptation": {},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A starting point: edits to every stage, then to single stages, over a base preset."""
+    doc: str
+    base: typing.Optional[str] = None
+    edits: dict = dataclasses.field(default_factory=dict)
+    stage_edits: dict = dataclasses.field(default_factory=dict)
+
+
+_AUTHORS_CODE = dict(
+    patch_size=800, lambda_cycle=10.0, real_label=0.9, generator_output="linear",
+    discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["authors_code"])
+_AUTHORS_CODE_STAGES = {
+    "adaptation": dict(feature_adaptation_start=20_000),
+    "source_only": dict(last_layers_gradient_multiplier=10.0),
+}
+_DEMO_SUPERVISED = dict(steps=1500, batch_size=8, segmenter_lr=1e-3)
+_DEMO_TRANSLATION = dict(steps=1500, batch_size=2, gan_lr_decay_start=750)
+
+PRESETS = {
+    "paper_gta5": Preset(
+        "GTA5 -> Cityscapes with the values the paper states (Sec. 4); the authors' code "
+        "fills in where it is silent. `python -m udamobile.experiments --table=1 "
+        "--preset=paper_gta5 ...`; paper: 41.1 mIoU (full), 17.5 source only. Needs a GPU: "
+        "about 43 s per adaptation step on a 2-core CPU."),
+    "paper_synthia": Preset(
+        "SYNTHIA -> Cityscapes, paper values; 16-class mIoU. Paper: 32.6 (full), 18.2 "
+        "source only.",
+        base="paper_gta5", edits=dict(source="synthia", resize_width=1280),
+        stage_edits={"adaptation": dict(segmenter_lr=5e-6),
+                     "feature_alignment": dict(segmenter_lr=5e-6)}),
+    "authors_code_gta5": Preset(
+        "GTA5 -> Cityscapes with the defaults of the authors' TF1 train_S.py / train_DA.py "
+        "where they differ from the paper (README: Presets).",
+        base="paper_gta5", edits=_AUTHORS_CODE,
+        stage_edits={**_AUTHORS_CODE_STAGES,
+                     "source_only": {**_AUTHORS_CODE_STAGES["source_only"],
+                                     "resize_width": 1914}}),  # train_S.py keeps GTA5's width
+    "authors_code_synthia": Preset(
+        "SYNTHIA -> Cityscapes with the authors' code defaults.",
+        base="paper_synthia", edits=_AUTHORS_CODE, stage_edits=_AUTHORS_CODE_STAGES),
+    "demo": Preset(
+        "The built-in demo domains with narrow networks and 64x64 patches, 1500 steps per "
+        "stage: `python train.py --preset=demo --workdir=runs/demo` (method full) takes about "
+        "8 min on a 2-core CPU; measured 10.2 -> 25.7 mIoU (seed 0) before the stage "
+        "refactor, see README for the current numbers.",
+        base="paper_gta5",
+        edits=dict(
+            source="demo_source", target="demo_target", resize_width=None, patch_size=64,
+            batch_norm_momentum=0.9,
+            width_multiplier=0.35, aspp_filters=32, low_level_filters=16, decoder_filters=32,
+            generator_filters=16, generator_blocks=3, discriminator_filters=16,
+            discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["demo"],
+            checkpoint_every=250, log_every=25, image_every=250, eval_every=0,
+            eval_max_images=100),
+        stage_edits={
+            "source_only": _DEMO_SUPERVISED, "oracle": _DEMO_SUPERVISED,
+            "translated_source": _DEMO_SUPERVISED,
+            "translation": _DEMO_TRANSLATION, "semantic_translation": _DEMO_TRANSLATION,
+            "feature_alignment": dict(steps=1500, batch_size=2, segmenter_lr=1e-4),
+            "adaptation": dict(steps=1500, batch_size=2, segmenter_lr=1e-4,
+                               segmenter_frozen_steps=300, feature_adaptation_start=0)}),
+}
