@@ -5,7 +5,7 @@
         --height=512 --width=1024 --representative_dataset=cityscapes \
         --representative_root=/data/cityscapes --num_calibration_images=100
 
-See export/workdir.py for the files written and export/saved_model.py,
+See export/artifacts.py for the files written and export/saved_model.py,
 export/tflite.py for their interfaces.
 """
 from absl import flags
@@ -32,7 +32,7 @@ flags.mark_flags_as_required(["workdir", "output_dir"])
 
 def main(argv):
     cli.reject_arguments(argv)
-    from export.workdir import export_workdir  # after flag parsing: importing TF is slow
+    from export.artifacts import export_workdir  # after flag parsing: importing TF is slow
 
     paths = export_workdir(
         FLAGS.workdir, FLAGS.output_dir, formats=FLAGS.formats, checkpoint=FLAGS.checkpoint,

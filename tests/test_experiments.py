@@ -51,6 +51,7 @@ def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path
     assert [line.split("--method=")[1].split()[0] for line in lines] == list(
         experiments.TABLES[1].rows)
     for line in lines:
+        assert line.startswith("udamobile-train --preset=paper_gta5 ")
         assert "--preset=paper_gta5" in line and "--source_root=/d/GTA5 --steps=2 --flip" in line
     reuse = f"--reuse_stages_from={tmp_path / 'source_only'}"
     assert reuse not in lines[0] and reuse not in lines[-1]  # source only, oracle

@@ -19,7 +19,7 @@ from PIL import Image
 
 import data_pipelines
 from export import saved_model, tflite
-from export.workdir import ExportError, export_workdir
+from export.artifacts import ExportError, export_workdir
 from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, networks
 from data_pipelines.classes import IGNORE_LABEL, PALETTE
 

@@ -41,3 +41,21 @@ def test_json_writes_undefined_scores_as_null_and_numpy_as_numbers(tmp_path):
     assert json.loads(path.read_text()) == {"miou": None, "iou": {"road": None, "sky": 0.25},
                                             "matrix": [[1, 0], [0, 1]], "worst": None}
     assert "NaN" not in path.read_text()
+
+
+def test_every_json_the_package_writes_goes_through_write_json():
+    """Results, evaluations, manifests: files.write_json is the one JSON writer
+    (config.json is the config's own text, which holds no non-finite value)."""
+    library = os.path.dirname(os.path.dirname(os.path.abspath(files.__file__)))
+    writers = set()
+    for package in ("udamobile", "data_pipelines", "export"):
+        for folder, _, names in os.walk(os.path.join(library, package)):
+            for name in names:
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    with open(path, encoding="utf-8") as f:
+                        source = f.read()
+                    if "json.dump(" in source or "json.dumps(" in source:
+                        writers.add(os.path.relpath(path, library))
+    assert writers == {os.path.join("udamobile", "files.py"),
+                       os.path.join("udamobile", "config.py")}

@@ -313,7 +313,8 @@ def flat_values(cfg):
 
 
 def to_json(cfg):
-    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
+    # allow_nan=False: validation rejects non-finite values, so none can be written.
+    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
 
 
 def from_json(text):

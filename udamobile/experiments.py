@@ -35,8 +35,8 @@ import time
 from data_pipelines.base import UsageError, UserError
 from udamobile import config as config_lib, config_flags, files, methods, paper_tables, report
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(REPO, "train.py")
+# Each row runs the training program with this interpreter, in a checkout or an install.
+TRAIN = ("-m", "udamobile.commands.train")
 ROW_FILE = "row.json"  # the command that produced a finished row
 RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
 
@@ -97,7 +97,7 @@ def row_dir(workdir, row):
 def row_command(row, *, preset, workdir, flags, shared):
     """The train.py argv of `row` (`flags`: the --name=value config flags passed on);
     with `shared`, its source-only stage comes from the source_only row."""
-    command = [sys.executable, TRAIN, f"--preset={preset}", f"--method={row}",
+    command = [sys.executable, *TRAIN, f"--preset={preset}", f"--method={row}",
                f"--workdir={row_dir(workdir, row)}", *flags]
     if shared and row != SHARED_ROW and methods.get_method(row).stages[0] == SHARED_ROW:
         command.append(f"--reuse_stages_from={row_dir(workdir, SHARED_ROW)}")
@@ -105,10 +105,8 @@ def row_command(row, *, preset, workdir, flags, shared):
 
 
 def printable(command):
-    """The command as a shell line, `python train.py ...` when run from the repository."""
-    words = ["python", os.path.relpath(command[1]) if os.getcwd() == REPO else command[1],
-             *command[2:]]
-    return shlex.join(words)
+    """The command as a shell line: `udamobile-train ...`, the program it runs."""
+    return shlex.join(["udamobile-train", *command[1 + len(TRAIN):]])
 
 
 def finished_row(workdir, row, command):

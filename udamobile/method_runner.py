@@ -27,7 +27,7 @@ import cv2
 
 import data_pipelines
 from data_pipelines.images import to_pixels, to_unit_range
-from export.workdir import export_workdir
+from export.artifacts import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
                        files, methods, model_adapters, networks, report, trainer)
 from udamobile.stages import get_stage
