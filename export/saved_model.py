@@ -35,10 +35,14 @@ def checked_images(images):
     """`images` with its shape set to [B, H, W, 3], after a run-time check of it.
 
     Fails the call with InvalidArgumentError naming the expected input and
-    the shape received.
+    the shape received: a wrong rank (a scalar too), a channel count other
+    than 3, an empty batch or an image of zero height or width.
     """
     shape = tf.shape(images)
-    is_rgb_batch = tf.logical_and(tf.equal(tf.size(shape), 4), tf.equal(shape[-1], 3))
+    # Padded, so that indexing works whatever the rank (a scalar has shape []).
+    dims = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
+    is_rgb_batch = tf.reduce_all([tf.equal(tf.size(shape), 4), tf.equal(dims[3], 3),
+                                  tf.reduce_all(dims[:3] > 0)])
     check = tf.debugging.Assert(
         is_rgb_batch, [f"serving_default expects {EXPECTED_IMAGES}; got shape", shape],
         summarize=8)

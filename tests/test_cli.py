@@ -49,6 +49,8 @@ CASES = [
     ("evaluate.py", ["--model={missing}", "--dataset=demo_target"], 1, "{missing}"),
     ("evaluate.py", ["--model={tmp}", "--protocol=20"], 2, "--protocol"),
     ("evaluate.py", ["--model={file}", "--dataset=demo_target"], 1, "{file}"),
+    ("evaluate.py", ["--model={tmp}", "--dataset=demo_target", "--max_images=-1"], 2,
+     "--max_images"),
     ("python -m export", ["--workdir={missing}", "--output_dir={tmp}/out"], 1, "{missing}"),
     ("python -m export", ["--workdir={tmp}", "--output_dir={tmp}/out", "--formats=onnx"], 2,
      "--formats"),

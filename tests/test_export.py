@@ -218,11 +218,11 @@ def test_saved_model_serves_uint8_images_of_any_size(exports):
 
 
 @pytest.mark.slow
-def test_saved_model_rejects_float_and_wrong_rank_input(exports):
+def test_saved_model_rejects_float_wrong_rank_empty_and_scalar_input(exports):
     serve = tf.saved_model.load(exports["saved_model"]).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor"):
         serve(images=tf.zeros([1, 32, 32, 3], tf.float32))
-    for shape in ([32, 32, 3], [1, 32, 32, 4]):
+    for shape in ([32, 32, 3], [1, 32, 32, 4], [], [0, 32, 32, 3], [1, 0, 32, 3]):
         with pytest.raises(tf.errors.InvalidArgumentError,
                            match=r"expects uint8 RGB images \[batch, height, width, 3\]"):
             serve(images=tf.zeros(shape, tf.uint8))

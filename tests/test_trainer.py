@@ -6,6 +6,7 @@ the stop on a non-finite loss.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -164,9 +165,67 @@ def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(tiny_c
         trainer.train(tiny_config("adaptation"), str(tmp_path / "refused"))
     assert not (tmp_path / "refused" / "checkpoints").exists() or not os.listdir(
         tmp_path / "refused" / "checkpoints")
-    meant = tiny_config("adaptation", allow_random_start=True, steps=1, eval_max_images=1)
-    trainer.train(meant, str(tmp_path / "meant"))
-    assert "random" in json.loads((tmp_path / "meant" / "sources.json").read_text())["segmenter"]
+    # The refused run saved no checkpoint, so its config.json does not block
+    # the corrected command, even with other networks.
+    meant = tiny_config("adaptation", allow_random_start=True, steps=1, eval_max_images=1,
+                        aspp_filters=16)
+    trainer.train(meant, str(tmp_path / "refused"))
+    assert "random" in json.loads((tmp_path / "refused" / "sources.json").read_text())["segmenter"]
+    assert checkpointing.read_config(str(tmp_path / "refused")).model.aspp_filters == 16
+
+
+def test_resuming_with_other_settings_is_refused_and_keeps_the_config(tiny_config, tmp_path):
+    workdir = str(tmp_path)
+    trainer.train(tiny_config("source_only", steps=2, checkpoint_every=2), workdir)
+    for changed, named in ((dict(steps=1), "--steps: 2 -> 1"),
+                           (dict(steps=2, segmenter_lr=0.5), "--segmenter_lr: ")):
+        with pytest.raises(checkpointing.WorkdirError, match=named):
+            trainer.train(tiny_config("source_only", checkpoint_every=2, **changed), workdir)
+        assert checkpointing.read_config(workdir).optim.steps == 2
+    # What is logged and kept may change.
+    trainer.train(tiny_config("source_only", steps=2, checkpoint_every=2, log_every=1), workdir)
+    assert checkpointing.read_config(workdir).run.log_every == 1
+
+
+def _truncate_data_of(prefix):
+    data = next(f for f in os.listdir(os.path.dirname(prefix))
+                if f.startswith(os.path.basename(prefix) + ".data"))
+    path = os.path.join(os.path.dirname(prefix), data)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    return path
+
+
+def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(tiny_config, tmp_path):
+    workdir = str(tmp_path)
+    cfg = tiny_config("source_only", steps=4, checkpoint_every=2, eval_max_images=1)
+    trainer.train(cfg, workdir)
+    latest = checkpointing.resolve_checkpoint(workdir)
+    damaged = _truncate_data_of(latest)
+    with pytest.raises(checkpointing.WorkdirError, match=f"{latest} is damaged"):
+        model_adapters.keras_from_workdir(workdir)
+    result = subprocess.run([sys.executable, "evaluate.py", f"--model={workdir}",
+                             "--dataset=demo_target"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and f"evaluate.py: checkpoint {latest} is damaged" in result.stderr
+    assert os.path.getsize(damaged) > 0
+    # Resume takes the newest intact checkpoint (step 2) and trains steps 3-4 again.
+    assert checkpointing.latest_intact_checkpoint(workdir).endswith("ckpt-2")
+    trainer.train(cfg, workdir)
+    assert checkpointing.damage(checkpointing.resolve_checkpoint(workdir)) is None
+    assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(workdir)) == 4
+
+
+def test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start(tiny_config, tmp_path):
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid now names no process
+    (tmp_path / ".lock").write_text(f"{ended.pid} {socket.gethostname()}\n")
+    leftovers = [tmp_path / "checkpoints" / "ckpt-9_temp", tmp_path / ".config.json.partial-x1"]
+    for folder in leftovers:
+        folder.mkdir(parents=True)
+        (folder / "part-00000").write_bytes(b"half a save")
+    trainer.train(tiny_config("source_only", steps=1, eval_max_images=1), str(tmp_path))
+    assert not (tmp_path / ".lock").exists()
+    assert not any(folder.exists() for folder in leftovers)
 
 
 def _cli(*args):
@@ -184,6 +243,16 @@ def test_cli_names_the_flag_of_a_bad_method_or_stage(tmp_path, args, message):
     result = _cli(f"--workdir={tmp_path}", "--preset=demo", *args)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_refuses_a_work_directory_in_use_naming_the_pid(tmp_path):
+    stage_dir = tmp_path / "source_only"
+    stage_dir.mkdir()
+    (stage_dir / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    result = _cli(f"--workdir={tmp_path}", *TINY_FLAGS, "--steps=1")
+    assert result.returncode == 1, result.stderr
+    assert f"in use by another run (pid {os.getpid()}" in result.stderr
+    assert (stage_dir / ".lock").read_text().split()[0] == str(os.getpid())
 
 
 def test_cli_refuses_a_workdir_that_holds_another_method(tmp_path):

@@ -6,6 +6,7 @@
     <workdir>/checkpoints/best/   the segmenter of the best periodic evaluation
     <workdir>/logs/               TensorBoard summaries
     <workdir>/eval/               JSON results of evaluations; best.json (BestCheckpoint)
+    <workdir>/.lock               pid and host of the run training in it (workdir_lock)
 
 Checkpoints hold named sub-objects (`segmenter`, `g_st`, `g_ts`, `d_s`, ...,
 optimizers, image pools, `step`), so one network can be read back from a
@@ -16,11 +17,14 @@ TF writes a checkpoint's files first and then, atomically, the `checkpoint`
 state file that names the latest one: a run killed mid-save still resumes
 from the previous complete checkpoint.
 """
+import contextlib
 import json
 import math
 import os
+import socket
 
 import tensorflow as tf
+from absl import logging
 
 from data_pipelines import UserError
 from udamobile import config as config_lib, files
@@ -43,6 +47,115 @@ def checkpoint_dir(workdir):
 
 def best_checkpoint_dir(workdir):
     return os.path.join(checkpoint_dir(workdir), BEST)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _read_lock(path):
+    """(pid, host) written in a lock file, or None if it is unreadable or half-written."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            pid, host = f.read().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Holds <workdir>/.lock while a run trains there; a second run is refused.
+
+    The lock names the pid and host of its run. A lock whose process is gone
+    (on this host) is stale and taken over; one held on another host is
+    refused, since its process cannot be checked from here.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, ".lock")
+    here = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder and (holder[1] != here or _process_alive(holder[0])):
+                raise WorkdirError(
+                    f"{workdir} is in use by another run (pid {holder[0]} on {holder[1]}, "
+                    f"see {path}); wait for it to end or use another --workdir") from None
+            logging.warning("Taking over the stale lock %s (%s)", path,
+                            f"pid {holder[0]} has ended" if holder else "unreadable")
+            os.remove(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {here}\n")
+        break
+    try:
+        yield
+    finally:
+        if _read_lock(path) == (os.getpid(), here):
+            os.remove(path)
+
+
+# Fields a resumed run may change: they decide what is logged and kept, not
+# what is trained. Any other difference would train the rest of the run with
+# settings its checkpoint was not trained with.
+RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "log_every", "image_every",
+                     "on_nonfinite")
+
+
+def _config_changes(previous, cfg):
+    """["--name: old -> new", ...] of the fields where `cfg` differs from `previous`."""
+    old, new = config_lib.flat_values(previous), config_lib.flat_values(cfg)
+    changes = [f"--stage: {previous.stage} -> {cfg.stage}"] if previous.stage != cfg.stage else []
+    return changes + [f"--{name}: {old[name]!r} -> {new[name]!r}" for name in old
+                      if old[name] != new[name] and name not in RESUMABLE_CHANGES]
+
+
+def remove_failed_saves(workdir):
+    """Removes what saves that never finished left (a full disk, kill -9); returns the paths.
+
+    TensorFlow writes a checkpoint into `<prefix>_temp/` and renames it when
+    complete; files.atomic_output stages into `.<name>.partial-*`.
+    """
+    folders = (checkpoint_dir(workdir), best_checkpoint_dir(workdir), workdir,
+               os.path.join(workdir, "eval"))
+    leftovers = sorted({os.path.join(folder, name) for folder in folders if os.path.isdir(folder)
+                        for name in os.listdir(folder)
+                        if name.endswith("_temp") or ".partial-" in name})
+    for path in leftovers:
+        logging.warning("Removing %s, left by a save that did not finish", path)
+        files.remove(path)
+    return leftovers
+
+
+def prepare_workdir(cfg, workdir, chief=True):
+    """Writes config.json; a resumed run must keep the settings it was trained with.
+
+    A config.json without a checkpoint is what a run that failed before its
+    first save leaves behind: it is replaced, so the corrected command runs.
+    The leftovers of unfinished saves are removed first.
+    """
+    if chief:
+        remove_failed_saves(workdir)
+    resuming = tf.train.latest_checkpoint(checkpoint_dir(workdir))
+    if resuming and os.path.exists(config_path(workdir)):
+        changes = _config_changes(read_config(workdir), cfg)
+        if changes:
+            raise WorkdirError(
+                f"{workdir} holds a run trained with other settings ({'; '.join(changes)}); "
+                "resume it with its own flags (see its config.json), or use a new --workdir")
+    if not chief:
+        return
+    for sub in ("checkpoints", "logs", "eval"):
+        os.makedirs(os.path.join(workdir, sub), exist_ok=True)
+    write_config(workdir, cfg)
 
 
 def write_config(workdir, cfg):
@@ -94,13 +207,50 @@ def checkpoint_step(path):
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
+def damage(path):
+    """Why the checkpoint at `path` cannot be read whole (truncated, corrupt), or None.
+
+    Reads every tensor: a truncated data file passes TensorFlow's own
+    checks until the variable that lies past the cut is restored.
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (IndexError, ValueError, tf.errors.OpError) as e:
+        return str(e).splitlines()[0][:300]
+    return None
+
+
+def latest_intact_checkpoint(workdir):
+    """The newest checkpoint of `workdir` that reads whole, or None if it has none.
+
+    A damaged newer one is skipped with a warning naming it; raises
+    WorkdirError when every checkpoint is damaged.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
+    candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+    for path in candidates:
+        problem = damage(path)
+        if problem is None:
+            return path
+        logging.warning("Checkpoint %s is damaged (%s); trying the one before it", path, problem)
+    if candidates:
+        raise WorkdirError(f"every checkpoint in {checkpoint_dir(workdir)} is damaged, the "
+                           f"newest, {candidates[0]}, by: {damage(candidates[0])}")
+    return None
+
+
 def restore_into(path, **objects):
     """Restores the named sub-objects of a checkpoint, checking nothing is missing.
 
     Every variable of `objects` must be found in the checkpoint with its
     shape; otherwise a WorkdirError names what did not match (a checkpoint
-    of another architecture or width).
+    of another architecture or width). A damaged checkpoint is named too.
     """
+    problem = damage(path)
+    if problem:
+        raise WorkdirError(f"checkpoint {path} is damaged and cannot be read: {problem}")
     try:
         status = tf.train.Checkpoint(**objects).read(path)
         status.assert_existing_objects_matched()

@@ -24,6 +24,7 @@ import math
 import typing
 
 from data_pipelines.base import UsageError
+from data_pipelines.classes import NUM_CLASSES
 from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
 from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS, STAGE_RECIPES
 
@@ -84,7 +85,10 @@ def _field(default, help_text, check=None):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Widths and depths of the six networks."""
-    num_classes: int = _field(19, "Classes predicted by the segmenter.", _positive)
+    num_classes: int = _field(
+        NUM_CLASSES, "Classes predicted by the segmenter: the 19 Cityscapes train ids, which "
+        "every dataset is read as (SYNTHIA's 16 and 13 are subsets of them).",
+        _one_of(NUM_CLASSES))
     width_multiplier: float = _field(1.0, "MobileNetV2 width multiplier (alpha).", _positive)
     output_stride: int = _field(16, "Segmenter output stride: 8, 16 or 32.", _one_of(8, 16, 32))
     aspp_rates: tuple[int, ...] = _field((6, 12, 18), "ASPP atrous rates.", _positive_ints)

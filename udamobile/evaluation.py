@@ -122,6 +122,10 @@ def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=No
     """
     check_model_path(model_path)
     check_protocol(protocol)
+    if max_images < 0:
+        raise UsageError(f"--max_images must be >= 0 (0: all), got {max_images}")
+    if input_width is not None and input_width <= 0:
+        raise UsageError(f"--input_width must be a positive width, got {input_width}")
     paper = paper_table(compare_paper, protocol) if compare_paper else None
     data = data_pipelines.open_dataset(dataset, root, split,
                                        synthia_classes=13 if protocol == 13 else 16)

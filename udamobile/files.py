@@ -21,7 +21,8 @@ import tempfile
 import numpy as np
 
 
-def _remove(path):
+def remove(path):
+    """Removes a file, link or directory tree at `path`, if there is one."""
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
@@ -61,7 +62,7 @@ def atomic_output(path):
             raise FileNotFoundError(f"nothing was written for {path}")
         _move_into_place(temporary, path)
     finally:
-        _remove(staging)
+        remove(staging)
 
 
 def write_bytes(path, data):

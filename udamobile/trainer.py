@@ -20,6 +20,7 @@ Under `--strategy=multi_worker_mirrored` the work directory must be on a
 filesystem every worker sees: all of them resume from its checkpoints, only
 the chief writes there; the others save to a local scratch folder.
 """
+import contextlib
 import math
 import os
 import signal
@@ -129,21 +130,6 @@ def evaluation_dataset(cfg):
     return data_pipelines.open_dataset(name, root, split, synthia_classes=cfg.data.synthia_classes)
 
 
-def _prepare_workdir(cfg, workdir, chief=True):
-    """Writes config.json; a resumed run must keep its stage and networks."""
-    if os.path.exists(checkpointing.config_path(workdir)):
-        previous = checkpointing.read_config(workdir)
-        if (previous.stage, previous.model) != (cfg.stage, cfg.model):
-            raise checkpointing.WorkdirError(
-                f"{workdir} holds a {previous.stage} run with other networks; "
-                "use a new --workdir (or the same flags) to resume")
-    if not chief:
-        return
-    for sub in ("checkpoints", "logs", "eval"):
-        os.makedirs(os.path.join(workdir, sub), exist_ok=True)
-    checkpointing.write_config(workdir, cfg)
-
-
 def _start(state, cfg, workdir, sources, chief):
     """Restores `sources`, then `--init_checkpoint`; checks nothing needed starts at random.
 
@@ -182,7 +168,7 @@ def _start(state, cfg, workdir, sources, chief):
 
 def _initialize(state, cfg, workdir, sources, chief):
     """Resumes from the work directory (returns True), else starts (see `_start`)."""
-    latest = tf.train.latest_checkpoint(checkpointing.checkpoint_dir(workdir))
+    latest = checkpointing.latest_intact_checkpoint(workdir)
     if latest:
         state.checkpoint().read(latest).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d", latest, int(state.step))
@@ -236,7 +222,13 @@ def train(cfg, workdir, *, sources=None):
     if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
     check_training_data(cfg, stage)
-    _prepare_workdir(cfg, workdir, chief)
+    with checkpointing.workdir_lock(workdir) if chief else contextlib.nullcontext():
+        return _train(cfg, stage, strategy, chief, workdir, sources)
+
+
+def _train(cfg, stage, strategy, chief, workdir, sources):
+    """`train` from the work directory's preparation on, with the lock held."""
+    checkpointing.prepare_workdir(cfg, workdir, chief)
     state = TrainingState(cfg, stage, strategy)
     resumed = _initialize(state, cfg, workdir, sources or {}, chief)
     # Every worker takes part in saving; only the chief's checkpoints are
