@@ -9,7 +9,9 @@
 - Every error a user can cause is one line, `<program>: <message>`, on
   stderr. A flag the program cannot take (absl's flag errors,
   `app.UsageError`, `UsageError`) exits with status 2, any other `UserError`
-  with status 1. Anything else is a bug and keeps its traceback.
+  with status 1, and so does a filesystem error (`OSError`: read-only, not a
+  directory, no space left), shown as the path and the cause. Anything else
+  is a bug and keeps its traceback.
 
 It lives in the bottom package because the programs of every package use
 it, `python -m data_pipelines.check` included.
@@ -59,6 +61,13 @@ def program_name(default):
     return typed if typed.startswith("udamobile-") else default
 
 
+def describe_os_error(error):
+    """'<path>: <cause>' of a filesystem error (both paths of a failed rename)."""
+    paths = [p for p in (error.filename, error.filename2) if p is not None]
+    cause = error.strerror or str(error)
+    return f"{' -> '.join(map(str, paths))}: {cause}" if paths else cause
+
+
 def fail(program, message, status=ERROR_STATUS):
     """Prints `<program>: <message>` on stderr and exits with `status`."""
     print(f"{program}: {message}", file=sys.stderr, flush=True)
@@ -84,6 +93,8 @@ def run(program, main):
             fail(program, e, USAGE_STATUS)
         except UserError as e:
             fail(program, e, ERROR_STATUS)
+        except OSError as e:
+            fail(program, describe_os_error(e), ERROR_STATUS)
 
     app.run(guarded_main, flags_parser=parse_flags)
 

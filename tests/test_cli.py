@@ -55,6 +55,9 @@ CASES = [
     ("python -m export", ["--workdir={tmp}", "--output_dir={tmp}/out", "--formats=onnx"], 2,
      "--formats"),
     ("python -m export", ["--workdir={file}", "--output_dir={tmp}/out"], 1, "{file}"),
+    # A filesystem error: a folder asked for under a file.
+    ("train.py", ["--workdir={file}/run", "--preset=demo", "--method=source_only",
+                  "--steps=1"], 1, "{file}/run: Not a directory"),
     ("python -m data_pipelines.check", ["--dataset=gta5", "--root={missing}"], 1, "{missing}"),
     ("python -m data_pipelines.check", ["--dataset=kitti"], 2, "--dataset"),
     ("python -m udamobile.experiments", ["--table=1", "--workdir={tmp}/table",
