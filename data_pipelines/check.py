@@ -32,7 +32,7 @@ def main(argv):
 
 
 def run():
-    cli.run("python -m data_pipelines.check", main)
+    cli.run("python -m data_pipelines.check", main, uses_tensorflow=False)
 
 
 if __name__ == "__main__":

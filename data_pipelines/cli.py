@@ -3,9 +3,10 @@
     from data_pipelines import cli
     cli.run("evaluate.py", main)          # main(argv), as for absl's app.run
 
-- TensorFlow's C++ start-up lines (oneDNN, CUDA, CPU features) are hidden
-  unless absl's own --verbosity flag is 1 or more, so the first line a
-  program prints is its own.
+- For a program that uses TensorFlow, its C++ start-up lines (oneDNN, CUDA,
+  CPU features) are hidden unless absl's own --verbosity flag is 1 or more,
+  so the first line a program prints is its own. A program that does not
+  (the dataset check, the table runner) does not pay for the import.
 - Every error a user can cause is one line, `<program>: <message>`, on
   stderr. A flag the program cannot take (absl's flag errors,
   `app.UsageError`, `UsageError`) exits with status 2, any other `UserError`
@@ -74,7 +75,7 @@ def fail(program, message, status=ERROR_STATUS):
     sys.exit(status)
 
 
-def run(program, main):
+def run(program, main, *, uses_tensorflow=True):
     """Runs absl `main(argv)` as `program`, with the conventions of the module docstring."""
     program = program_name(program)
 
@@ -85,7 +86,7 @@ def run(program, main):
             fail(program, e, USAGE_STATUS)
 
     def guarded_main(argv):
-        if flags.FLAGS.verbosity < 1:
+        if uses_tensorflow and flags.FLAGS.verbosity < 1:
             import_tensorflow_quietly()
         try:
             return main(argv)

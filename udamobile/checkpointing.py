@@ -211,7 +211,8 @@ def damage(path):
     """Why the checkpoint at `path` cannot be read whole (truncated, corrupt), or None.
 
     Reads every tensor: a truncated data file passes TensorFlow's own
-    checks until the variable that lies past the cut is restored.
+    checks until the variable that lies past the cut is restored, and a
+    resumed state restores its optimizer slots only at its first step.
     """
     try:
         reader = tf.train.load_checkpoint(path)
@@ -246,14 +247,16 @@ def restore_into(path, **objects):
 
     Every variable of `objects` must be found in the checkpoint with its
     shape; otherwise a WorkdirError names what did not match (a checkpoint
-    of another architecture or width). A damaged checkpoint is named too.
+    of another architecture or width). A damaged checkpoint is named too:
+    the objects are built, so reading restores (and checks) their tensors
+    at once, and only theirs.
     """
-    problem = damage(path)
-    if problem:
-        raise WorkdirError(f"checkpoint {path} is damaged and cannot be read: {problem}")
     try:
         status = tf.train.Checkpoint(**objects).read(path)
         status.assert_existing_objects_matched()
+    except (IndexError, tf.errors.OpError) as e:
+        raise WorkdirError(f"checkpoint {path} is damaged and cannot be read: "
+                           f"{str(e).splitlines()[0][:300]}") from e
     except (AssertionError, ValueError) as e:
         raise WorkdirError(
             f"checkpoint {path} does not match the model built from its config "

@@ -32,7 +32,7 @@ def main(argv):
 
 
 def run():
-    cli.run("python -m udamobile.experiments", main)
+    cli.run("python -m udamobile.experiments", main, uses_tensorflow=False)
 
 
 if __name__ == "__main__":
