@@ -212,7 +212,8 @@ def damage(path):
 
     Reads every tensor: a truncated data file passes TensorFlow's own
     checks until the variable that lies past the cut is restored, and a
-    resumed state restores its optimizer slots only at its first step.
+    variable created after the restore (an optimizer slot can be) would only
+    meet it at the first step.
     """
     try:
         reader = tf.train.load_checkpoint(path)
