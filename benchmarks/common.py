@@ -1,30 +1,16 @@
 """Helpers shared by the benchmarks: the machine's description, full-size test files."""
 import os
-import platform
 import sys
 
 import numpy as np
+
+from udamobile.machine import describe as machine  # noqa: F401 (re-exported)
 
 # The writers of the real dataset formats are test fixtures (tests/dataset_files.py).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 
 GTA5_SIZE = (1052, 1914)  # height, width
-
-
-def machine():
-    """'AMD EPYC, 2 CPUs, Linux 6.1, Python 3.11, TF 2.21.0'-like line."""
-    import tensorflow as tf
-
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{model}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, TF {tf.__version__}")
 
 
 def write_full_size_gta5(root, count):

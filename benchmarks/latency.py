@@ -1,101 +1,103 @@
-"""Latency of the segmenter in each deployable form, on this machine.
+"""Latency of the segmenter in each deployable form, beside the TF Model Garden's, on this machine.
 
-    python benchmarks/latency.py                      # 512x1024 and 1024x2048, 2 threads
-    python benchmarks/latency.py --sizes=512x1024 --runs=5
+    python benchmarks/latency.py --peer_dir=../shared/peer   # 512x1024, 2 threads, 31 runs
+    python benchmarks/latency.py --sizes=512x1024,1024x2048 --runs=11
 
 For each input size it builds the full-width default segmenter (DeepLabV3+
 MobileNetV2, 19 classes) with random weights (latency does not depend on the
-weights; nothing is downloaded), exports it (SavedModel; TFLite float32,
-float16 and int8 calibrated on demo_target images) and reports per artifact:
+weights; nothing is downloaded) and exports it: SavedModel, and TFLite
+float32, float16 and int8 (calibrated on demo_target images) returning
+labels, the export's default, plus float32 and int8 returning probabilities.
 
-- the median latency of one image over `--runs` runs (after `--warmup`),
-  with `--num_threads` threads everywhere (TF intra-op threads, TFLite
-  interpreter threads; inter-op parallelism 1),
-- the artifact's size on disk (Keras: the `.keras` file),
-- the model's FLOPs, counted by the TF profiler on the fixed-shape graph
-  (multiply and add counted separately, so 2 per MAC),
-- the achieved FLOP/s and its fraction of this machine's float32 matmul
-  peak, measured in the same run with numpy and TF on `--num_threads` threads.
-  int8 runs integer kernels, so its fraction can exceed what float allows.
+With `--peer_dir`, the folder's `peer_fp32.tflite` and `peer_int8.tflite`
+(the TF Model Garden's DeepLabV3+ MobileNetV2 at 512x1024, see its README)
+are timed in the same run, at their own input size, and every TFLite file of
+ours at that size is given as a ratio to the peer file of its precision.
 
-Keras and SavedModel take the whole TF runtime; TFLite files are run by
-ai-edge-litert with its default XNNPACK delegate. Not part of the test suite:
-a full run takes several minutes.
+All artifacts are timed interleaved: each of `--runs` rounds runs every one
+once, so a slow phase of the machine is shared, not charged to one of them.
+Each row gives the median and the fastest run, the size on disk, and what the
+graph holds (input and output, softmax, argmax, resizes). TFLite files run in
+ai-edge-litert with its default XNNPACK delegate, `--num_threads` threads,
+as a board's application would; Keras and SavedModel use the TF runtime with
+as many intra-op threads. Run it on a quiet machine: anything else running
+makes the figures meaningless. Not part of the test suite.
 """
 import os
 import statistics
 import tempfile
-import time
 
 import numpy as np
 from absl import app, flags
 
+from data_pipelines import cli
+
+import tflite_graphs
 from common import machine
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["512x1024", "1024x2048"], "Input sizes, HxW.")
-flags.DEFINE_integer("runs", 10, "Timed runs per artifact and size.")
-flags.DEFINE_integer("warmup", 2, "Untimed runs first (graph building, allocation).")
+flags.DEFINE_list("sizes", ["512x1024"], "Input sizes, HxW.")
+flags.DEFINE_integer("runs", 31, "Timed rounds; each runs every artifact once.")
+flags.DEFINE_integer("warmup", 2, "Untimed runs of each artifact first.")
 flags.DEFINE_integer("num_threads", 2, "Threads of TF and of the TFLite interpreter.")
 flags.DEFINE_integer("num_calibration_images", 8, "demo_target images calibrating int8.")
-flags.DEFINE_integer("matmul_size", 2048, "Side of the square matrices of the peak test.")
+flags.DEFINE_string("peer_dir", None, "Folder holding peer_fp32.tflite and peer_int8.tflite, "
+                    "timed beside ours.")
+flags.DEFINE_boolean("xnnpack_latest_features", False, "Also time every int8 file with "
+                     "LiteRT's latest XNNPACK features on (rows ending in '+latest').")
 
-ARTIFACTS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
-
-
-def median_seconds(run, *, runs, warmup):
-    """Median wall time of `run()` over `runs` calls, after `warmup` calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+PEER_FILES = {"peer_float32": "peer_fp32.tflite", "peer_int8": "peer_int8.tflite"}
+# (quantization, output) of each TFLite file of ours, the export's default first.
+OUR_TFLITE = (("float32", "labels"), ("float16", "labels"), ("int8", "labels"),
+              ("float32", "probabilities"), ("int8", "probabilities"))
 
 
-def matmul_peak(size, *, runs):
-    """{"numpy": FLOP/s, "tensorflow": FLOP/s} of a float32 size x size matmul."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
-    flops = 2 * size ** 3
-    a_tf, b_tf = tf.constant(a), tf.constant(b)
-    tf_matmul = tf.function(tf.linalg.matmul)
-    return {
-        "numpy": flops / median_seconds(lambda: a @ b, runs=runs, warmup=1),
-        "tensorflow": flops / median_seconds(lambda: tf_matmul(a_tf, b_tf).numpy(),
-                                             runs=runs, warmup=1),
-    }
+def peer_paths(folder):
+    """{name: path} of the peer's files in `folder`; UsageError naming what is missing."""
+    if not os.path.isdir(folder):
+        raise app.UsageError(f"--peer_dir {folder} is not a folder")
+    missing = [name for name in PEER_FILES.values()
+               if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise app.UsageError(f"--peer_dir {folder} lacks {', '.join(missing)}; expected "
+                             f"{' and '.join(PEER_FILES.values())} (../shared/peer)")
+    return {name: os.path.join(folder, file) for name, file in PEER_FILES.items()}
 
 
-def model_flops(segmenter, height, width):
-    """Floating-point operations of one [1, height, width, 3] forward pass."""
-    import tensorflow as tf
+def tflite_input_size(path):
+    from ai_edge_litert.interpreter import Interpreter
 
-    forward = tf.function(lambda image: segmenter(image, training=False)["logits"])
-    graph = forward.get_concrete_function(
-        tf.TensorSpec([1, height, width, 3], tf.float32)).graph
-    profiler = tf.compat.v1.profiler
-    options = profiler.ProfileOptionBuilder(
-        profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-    return profiler.profile(graph=graph, options=options).total_float_ops
+    try:
+        shape = Interpreter(model_path=path).get_input_details()[0]["shape"]
+    except (ValueError, RuntimeError) as e:
+        raise app.UsageError(f"{path} is not a TFLite file LiteRT can load: {e}")
+    return int(shape[1]), int(shape[2])
 
 
-def disk_bytes(path):
-    """Size of a file, or of every file under a directory."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(folder, name))
-               for folder, _, names in os.walk(path) for name in names)
+def artifact_name(quantization, output):
+    return f"tflite_{quantization}" + ("" if output == "labels" else "_probabilities")
+
+
+def write_artifacts(segmenter, folder, height, width, calibration):
+    """{artifact: path} of every form of `segmenter` in `folder`."""
+    from export.saved_model import export_saved_model
+    from export.tflite import export_tflite
+
+    paths = {"saved_model": export_saved_model(segmenter, os.path.join(folder, "saved_model"))}
+    for quantization, output in OUR_TFLITE:
+        name = artifact_name(quantization, output)
+        paths[name] = export_tflite(
+            segmenter, os.path.join(folder, f"{name}.tflite"), height=height, width=width,
+            quantization=quantization, output=output,
+            representative_images=calibration if quantization == "int8" else None)
+    return paths
 
 
 def _keras_runner(segmenter, pixels):
     import tensorflow as tf
 
-    forward = tf.function(lambda image: segmenter(image, training=False)["logits"])
+    forward = tf.function(lambda image: tf.argmax(
+        segmenter(image, training=False)["logits"], axis=-1))
     image = tf.constant(pixels, tf.float32) / 127.5 - 1.0
     return lambda: forward(image).numpy()
 
@@ -108,62 +110,64 @@ def _saved_model_runner(path, pixels):
     return lambda: serve(images=images)["labels"].numpy()
 
 
-def _tflite_runner(path, pixels, num_threads):
-    from ai_edge_litert.interpreter import Interpreter
-
-    runner = Interpreter(model_path=path, num_threads=num_threads).get_signature_runner()
-    return lambda: runner(images=pixels)
-
-
-def write_artifacts(segmenter, folder, height, width, calibration):
-    """{artifact: path} of every form of `segmenter` in `folder`."""
-    from export.saved_model import export_saved_model
-    from export.tflite import export_tflite
-
-    paths = {"keras": os.path.join(folder, "segmenter.keras"),
-             "saved_model": export_saved_model(segmenter, os.path.join(folder, "saved_model"))}
-    segmenter.save(paths["keras"])
-    for quantization in ("float32", "float16", "int8"):
-        paths[f"tflite_{quantization}"] = export_tflite(
-            segmenter, os.path.join(folder, f"segmenter_{quantization}.tflite"),
-            height=height, width=width, quantization=quantization,
-            representative_images=calibration if quantization == "int8" else None)
-    return paths
+def _graph_text(name, paths):
+    if name == "keras":
+        return "float32 [1,H,W,3] in [-1, 1] -> argmax of the upsampled logits (tf.function)"
+    if name == "saved_model":
+        return "uint8 [B,H,W,3] -> int32 labels and float32 probabilities"
+    return tflite_graphs.describe(paths[name])
 
 
-def benchmark_size(segmenter, height, width, peak_flops):
-    """Prints one table row per artifact at input size height x width."""
+def print_size(segmenter, height, width, peers):
+    """Times every artifact at height x width (and the peer's files if they take it)."""
     import data_pipelines
+    from export.report import disk_megabytes
     from export.tflite import calibration_images
 
-    flops = model_flops(segmenter, height, width)
     calibration = calibration_images(
         data_pipelines.open_dataset("demo_target", split="train"),
         count=FLAGS.num_calibration_images, height=height, width=width)
     pixels = calibration[0][np.newaxis]
     with tempfile.TemporaryDirectory() as folder:
         paths = write_artifacts(segmenter, folder, height, width, calibration)
+        if peers and tflite_input_size(next(iter(peers.values()))) == (height, width):
+            paths.update(peers)
         runners = {"keras": _keras_runner(segmenter, pixels),
                    "saved_model": _saved_model_runner(paths["saved_model"], pixels)}
-        for artifact in ARTIFACTS:
-            run = runners.get(artifact) or _tflite_runner(paths[artifact], pixels,
-                                                          FLAGS.num_threads)
-            seconds = median_seconds(run, runs=FLAGS.runs, warmup=FLAGS.warmup)
-            print(_format_row({
-                "size": f"{height}x{width}", "artifact": artifact, "median_ms": 1000 * seconds,
-                "megabytes": disk_bytes(paths[artifact]) / 1e6, "gflops": flops / 1e9,
-                "gflop_per_s": flops / seconds / 1e9,
-                "fraction_of_peak": flops / seconds / peak_flops}), flush=True)
+        for name, path in list(paths.items()):
+            if name.startswith(("tflite_", "peer_")):
+                with open(path, "rb") as f:
+                    model_bytes = f.read()
+                runners[name] = tflite_graphs.timed_runner(model_bytes, FLAGS.num_threads)
+                if FLAGS.xnnpack_latest_features and "int8" in name:
+                    paths[f"{name}+latest"] = path
+                    runners[f"{name}+latest"] = tflite_graphs.timed_runner(
+                        model_bytes, FLAGS.num_threads, latest_features=True)
+        times = tflite_graphs.interleaved_seconds(runners, runs=FLAGS.runs, warmup=FLAGS.warmup)
+        medians = {name: 1000 * statistics.median(t) for name, t in times.items()}
+        fastest = {name: 1000 * min(t) for name, t in times.items()}
+        print(f"\n{height}x{width}, {FLAGS.runs} interleaved rounds, {FLAGS.num_threads} threads\n"
+              "| artifact | median ms | min ms | size MB | graph |\n|---|---|---|---|---|")
+        for name in runners:
+            size = "-" if name == "keras" else f"{disk_megabytes(paths[name]):.1f}"
+            print(f"| {name} | {medians[name]:.1f} | {fastest[name]:.1f} | {size} | "
+                  f"{_graph_text(name, paths)} |")
+        if "peer_int8" in runners:
+            print_ratios(medians, fastest)
+            if FLAGS.xnnpack_latest_features:
+                print(f"| tflite_int8+latest / peer_int8+latest | "
+                      f"{medians['tflite_int8+latest'] / medians['peer_int8+latest']:.2f}x | "
+                      f"{fastest['tflite_int8+latest'] / fastest['peer_int8+latest']:.2f}x |")
 
 
-HEADER = ("| size (HxW) | artifact | median latency (ms) | size (MB) | GFLOPs | GFLOP/s "
-          "| of matmul peak |\n|---|---|---|---|---|---|---|")
-
-
-def _format_row(row):
-    return (f"| {row['size']} | {row['artifact']} | {row['median_ms']:.0f} | "
-            f"{row['megabytes']:.1f} | {row['gflops']:.1f} | {row['gflop_per_s']:.1f} | "
-            f"{100 * row['fraction_of_peak']:.0f}% |")
+def print_ratios(medians, fastest):
+    """Each TFLite file of ours over the peer file of its precision (float16 runs in float32)."""
+    print("\n| ours / peer | median | min |\n|---|---|---|")
+    for quantization, output in OUR_TFLITE:
+        ours = artifact_name(quantization, output)
+        peer = "peer_int8" if quantization == "int8" else "peer_float32"
+        print(f"| {ours} / {peer} | {medians[ours] / medians[peer]:.2f}x | "
+              f"{fastest[ours] / fastest[peer]:.2f}x |")
 
 
 def _parse_size(text):
@@ -178,25 +182,27 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     sizes = [_parse_size(s) for s in FLAGS.sizes]
+    peers = peer_paths(FLAGS.peer_dir) if FLAGS.peer_dir else {}
+    if peers and tflite_input_size(peers["peer_int8"]) not in sizes:
+        height, width = tflite_input_size(peers["peer_int8"])
+        raise app.UsageError(f"the peer's files take {height}x{width}: add it to --sizes")
     import tensorflow as tf
 
+    cli.hide_tensorflow_info_logs(os.path.dirname(tf.__file__))  # they would bury the tables
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from udamobile.segmenter import build_segmenter
 
     print(machine())
-    peak = matmul_peak(FLAGS.matmul_size, runs=FLAGS.runs)
-    peak_flops = max(peak.values())
-    print(f"float32 matmul peak ({FLAGS.matmul_size}^3, {FLAGS.num_threads} threads): "
-          + ", ".join(f"{name} {value / 1e9:.1f} GFLOP/s" for name, value in peak.items()))
     segmenter = build_segmenter()
-    print(f"segmenter: DeepLabV3+ MobileNetV2 (width 1.0, OS16, separable), "
-          f"{segmenter.count_params():,} parameters, random weights; "
-          f"{FLAGS.runs} runs, median; {FLAGS.num_threads} threads")
-    print(HEADER, flush=True)
+    print(f"ours: DeepLabV3+ MobileNetV2 (width 1.0, OS16, separable ASPP and decoder), "
+          f"{segmenter.count_params():,} parameters, random weights")
+    if peers:
+        print("peer: TF Model Garden mnv2_deeplabv3plus_cityscapes (plain 3x3 ASPP, separable "
+              f"decoder), random weights, {FLAGS.peer_dir}")
     for height, width in sizes:
-        benchmark_size(segmenter, height, width, peak_flops)
+        print_size(segmenter, height, width, peers)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run("benchmarks/latency.py", main)

@@ -45,7 +45,7 @@ def _stderr_hidden():
 
 
 def import_tensorflow_quietly():
-    """Imports TensorFlow without its C++ start-up lines; later C++ logs only on error.
+    """Imports TensorFlow without its start-up lines; later logs only from warnings up.
 
     TF_CPP_MIN_LOG_LEVEL does not reach the lines logged while TensorFlow's
     libraries load (before absl's C++ logging starts), hence the hidden
@@ -53,7 +53,24 @@ def import_tensorflow_quietly():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_hidden():
-        import tensorflow  # noqa: F401
+        import tensorflow
+    hide_tensorflow_info_logs(os.path.dirname(tensorflow.__file__))
+
+
+def hide_tensorflow_info_logs(tensorflow_dir):
+    """Drops the INFO lines TensorFlow's Python code logs through absl; its warnings stay.
+
+    Those lines (SavedModel writing, the TFLite converter) would bury a
+    program's own output. They share absl's logger with ours, hence a filter
+    on where a record comes from rather than a verbosity.
+    """
+    import logging as std_logging
+
+    from absl import logging
+
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.WARNING
+        or not record.pathname.startswith(tensorflow_dir))
 
 
 def program_name(default):

@@ -5,18 +5,22 @@
     <output_dir>/segmenter_<H>x<W>_float16.tflite      format tflite_float16
     <output_dir>/segmenter_<H>x<W>_int8.tflite         format tflite_int8
     <output_dir>/export.json                           what was exported from where
+    <output_dir>/export_report.{txt,json}              with a report split (export/report.py)
 
-With `argmax_output` the TFLite names end in `_argmax` and the files return
-uint8 labels. Each artifact is written atomically, one after the other.
+The TFLite files return uint8 labels; with tflite_output="probabilities"
+their names end in `_probabilities` and they return probabilities. Each
+artifact is written atomically, one after the other.
 """
 import os
 
 import data_pipelines
 from data_pipelines.base import UsageError
 from data_pipelines.classes import CLASS_NAMES
+from export import report
 from export.saved_model import export_saved_model
-from export.tflite import calibration_images, export_tflite
-from udamobile import checkpointing, files
+from export.tflite import OUTPUTS, calibration_images, export_tflite
+from udamobile import checkpointing, files, model_adapters
+from udamobile.machine import describe as describe_machine
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
 
@@ -25,16 +29,21 @@ class ExportError(UsageError):
     """Export options that cannot work; the message names the option."""
 
 
-def artifact_path(output_dir, fmt, *, height, width, argmax_output):
+# The smallest TFLite input: the encoder's output stride, below which its
+# features are a single pixel and the atrous rates look at padding only.
+MIN_INPUT_SIZE = 16
+
+
+def artifact_path(output_dir, fmt, *, height, width, tflite_output="labels"):
     """Where format `fmt` is written in `output_dir`."""
     if fmt == "saved_model":
         return os.path.join(output_dir, "saved_model")
     quantization = fmt[len("tflite_"):]
-    suffix = "_argmax" if argmax_output else ""
+    suffix = "" if tflite_output == "labels" else f"_{tflite_output}"
     return os.path.join(output_dir, f"segmenter_{height}x{width}_{quantization}{suffix}.tflite")
 
 
-def _check_options(formats, height, width, num_calibration_images):
+def _check_options(formats, height, width, num_calibration_images, tflite_output, report_images):
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"--formats must be a non-empty list of {', '.join(FORMATS)}; "
@@ -43,6 +52,16 @@ def _check_options(formats, height, width, num_calibration_images):
                         ("num_calibration_images", num_calibration_images)):
         if not isinstance(value, int) or value <= 0:
             raise ExportError(f"--{name} must be a positive integer, got {value!r}")
+    for name, value in (("height", height), ("width", width)):
+        if value < MIN_INPUT_SIZE:
+            raise ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
+                              "output stride: its features would be a single pixel")
+    if tflite_output not in OUTPUTS:
+        raise ExportError(f"--tflite_output must be one of {', '.join(OUTPUTS)}, "
+                          f"got {tflite_output!r}")
+    if not isinstance(report_images, int) or report_images < 0:
+        raise ExportError(f"--report_images must be 0 (all) or a positive count, "
+                          f"got {report_images!r}")
 
 
 def _representative_dataset(cfg, name, root):
@@ -50,12 +69,24 @@ def _representative_dataset(cfg, name, root):
     by default the run's own target domain (its train split, labels never read)."""
     if name is None:
         name, root = cfg.data.target, root or cfg.data.target_root
-    return data_pipelines.open_dataset(name, root, "train")
+    dataset = data_pipelines.open_dataset(name, root, "train")
+    if len(dataset) == 0:
+        raise ExportError(f"--representative_dataset {name} (root {root}) has no train images "
+                          "to calibrate int8 with")
+    return dataset
+
+
+def _report_dataset(dataset):
+    if not dataset.has_labels:
+        raise ExportError(f"the export report needs labels; {dataset.name}/{dataset.split} "
+                          "has none")
+    return dataset
 
 
 def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, height=512,
-                   width=1024, argmax_output=False, representative_dataset=None,
-                   representative_root=None, num_calibration_images=100):
+                   width=1024, tflite_output="labels", representative_dataset=None,
+                   representative_root=None, num_calibration_images=100, report_set=None,
+                   report_images=0):
     """Exports the segmenter of `workdir` (latest or named checkpoint).
 
     Args:
@@ -65,50 +96,76 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
       checkpoint: a checkpoint name of the work directory (default: latest).
       height, width: the fixed input size of the TFLite files (the SavedModel
         takes any size).
-      argmax_output: TFLite files return uint8 labels instead of probabilities.
+      tflite_output: "labels" (uint8 train ids) or "probabilities", what the
+        TFLite files return.
       representative_dataset, representative_root: the dataset whose train
         split (unlabelled target-domain images) calibrates int8; default the
         run's target dataset and root.
       num_calibration_images: images of it used for calibration.
+      report_set: a labelled data_pipelines Dataset of the target; if set,
+        every artifact is scored on it and the report written and printed
+        (export/report.py).
+      report_images: score the first `report_images` images only (0: all).
 
     Returns:
-      {format: path} of the artifacts written.
+      {format: path} of the artifacts written, and "report": the report's
+      text file if there is one.
     """
     formats = tuple(formats)
-    _check_options(formats, height, width, num_calibration_images)
-    segmenter, info = checkpointing.restore_segmenter(workdir, checkpoint)
+    _check_options(formats, height, width, num_calibration_images, tflite_output, report_images)
+    if report_set is not None:
+        _report_dataset(report_set)
     calibration = None
+    if "tflite_int8" in formats:  # its folder is checked before the checkpoint is read
+        dataset = _representative_dataset(checkpointing.read_config(workdir),
+                                          representative_dataset, representative_root)
+    segmenter, info = checkpointing.restore_segmenter(workdir, checkpoint)
     if "tflite_int8" in formats:
-        dataset = _representative_dataset(info["config"], representative_dataset,
-                                           representative_root)
         calibration = calibration_images(dataset, count=num_calibration_images,
                                          height=height, width=width)
     paths = {}
     for fmt in formats:
         path = artifact_path(output_dir, fmt, height=height, width=width,
-                             argmax_output=argmax_output)
+                             tflite_output=tflite_output)
         if fmt == "saved_model":
             paths[fmt] = export_saved_model(segmenter, path)
         else:
             quantization = fmt[len("tflite_"):]
             paths[fmt] = export_tflite(
                 segmenter, path, height=height, width=width, quantization=quantization,
-                argmax_output=argmax_output,
+                output=tflite_output,
                 representative_images=calibration if quantization == "int8" else None)
     _write_manifest(output_dir, paths, workdir, info, height=height, width=width,
-                    argmax_output=argmax_output)
+                    tflite_output=tflite_output)
+    if report_set is not None:
+        paths["report"] = _report(output_dir, paths, segmenter, workdir, info, report_set,
+                                  report_images=report_images, height=height, width=width)
     return paths
 
 
-def _write_manifest(output_dir, paths, workdir, info, *, height, width, argmax_output):
+def _report(output_dir, artifacts, segmenter, workdir, info, dataset, *, report_images,
+            height, width):
+    """Scores `artifacts` against `segmenter`, prints and writes the report; returns its path."""
+    reference = model_adapters.KerasSegmenter(segmenter, model_adapters.ModelIdentity(
+        "keras", os.path.abspath(workdir), checkpoint=info["checkpoint"], step=info["step"]))
+    rows = report.score_artifacts(reference, artifacts, dataset, height=height, width=width,
+                                  max_images=report_images)
+    scope = (f"{dataset.name}/{dataset.split} ({report.scored_count(dataset, report_images)} "
+             f"images, resized to {height}x{width})")
+    text = report.report_text(rows, scope, describe_machine())
+    print(text, end="")
+    return report.write_report(output_dir, rows, text)[0]
+
+
+def _write_manifest(output_dir, paths, workdir, info, *, height, width, tflite_output):
     manifest = {
         "workdir": os.path.abspath(workdir),
         "checkpoint": info["checkpoint"],
         "step": info["step"],
         "class_names": list(CLASS_NAMES),
         "tflite_input": f"uint8 RGB [1, {height}, {width}, 3]",
-        "tflite_output": (f"uint8 labels [1, {height}, {width}]" if argmax_output else
-                          f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
+        "tflite_output": (f"uint8 labels [1, {height}, {width}]" if tflite_output == "labels"
+                          else f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
         "artifacts": {fmt: os.path.basename(path) for fmt, path in paths.items()},
     }
     files.write_json(os.path.join(output_dir, "export.json"), manifest)

@@ -1,12 +1,18 @@
-"""TFLite for boards: a fixed input size, uint8 RGB in, probabilities or labels out.
+"""TFLite for boards: a fixed input size, uint8 RGB in, labels (or probabilities) out.
 
 Every file has one signature, `serving_default`:
 
     images         uint8 [1, height, width, 3] RGB pixels (normalized inside)
-    -> probabilities  [1, height, width, num_classes]: float32, or uint8 with
+    -> labels         uint8 [1, height, width] train ids (data_pipelines.classes),
+                      the default: what a board consumes
+    or, with output="probabilities":
+       probabilities  [1, height, width, num_classes]: float32, or uint8 with
                       scale 1/256 in the int8 file (dequantize: q / 256)
-    or, with `argmax_output`:
-       labels         uint8 [1, height, width] train ids (data_pipelines.classes)
+
+The labels are the argmax of the logits bilinearly upsampled to the input,
+exactly the Keras model's prediction. The probabilities output adds a softmax
+over every pixel and class, which a board that wants labels never uses
+(README, "Benchmarks", for its cost).
 
 Quantizations:
 
@@ -27,6 +33,7 @@ file; docs/deployment.md, "TFLite conversion path").
 """
 import contextlib
 import io
+import warnings
 
 import keras
 import numpy as np
@@ -37,22 +44,29 @@ from export.graph import ArgmaxLabels, probabilities
 from udamobile import files
 
 QUANTIZATIONS = ("float32", "float16", "int8")
+OUTPUTS = ("labels", "probabilities")
 
 
-def deployment_model(segmenter, *, height, width, argmax_output, input_dtype="uint8"):
+def check_output(output):
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
+def deployment_model(segmenter, *, height, width, output="labels", input_dtype="uint8"):
     """The graph converted to TFLite: pixels [1, height, width, 3] -> one output.
 
     Args:
       segmenter: Keras model, image in [-1, 1] -> {"logits": [B, H, W, C], ...}.
       height, width: the fixed input size.
-      argmax_output: end with the argmax ({"labels": uint8 [1, H, W]})
-        instead of {"probabilities": float32 [1, H, W, C]}.
+      output: "labels" ({"labels": uint8 [1, H, W]}) or "probabilities"
+        ({"probabilities": float32 [1, H, W, C]}).
       input_dtype: "uint8", or "float32" for the int8 conversion, whose
         converter quantizes a float input to uint8 itself.
     """
+    check_output(output)
     pixels = keras.Input((height, width, 3), batch_size=1, dtype=input_dtype, name="images")
     logits = segmenter(normalize_image(pixels), training=False)["logits"]
-    if argmax_output:
+    if output == "labels":
         outputs = {"labels": ArgmaxLabels("uint8", name="labels")(logits)}
     else:
         outputs = {"probabilities": probabilities(logits)}
@@ -103,7 +117,7 @@ def _converter(model, quantization, representative_images):
     return converter
 
 
-def convert(segmenter, *, height, width, quantization="float32", argmax_output=False,
+def convert(segmenter, *, height, width, quantization="float32", output="labels",
             representative_images=None):
     """The segmenter as TFLite flatbuffer bytes (see the module docstring).
 
@@ -111,7 +125,7 @@ def convert(segmenter, *, height, width, quantization="float32", argmax_output=F
       segmenter: Keras model, image in [-1, 1] -> {"logits": [B, H, W, C], ...}.
       height, width: the fixed input size of the file.
       quantization: one of QUANTIZATIONS.
-      argmax_output: output uint8 labels instead of probabilities.
+      output: one of OUTPUTS (see the module docstring).
       representative_images: for "int8" only, a sequence of uint8
         [height, width, 3] unlabelled target-domain images (calibration_images).
     """
@@ -124,12 +138,15 @@ def convert(segmenter, *, height, width, quantization="float32", argmax_output=F
         if image.shape != (height, width, 3) or image.dtype != np.uint8:
             raise ValueError(f"representative images must be uint8 [{height}, {width}, 3], "
                              f"got {image.dtype} {list(image.shape)}")
-    model = deployment_model(segmenter, height=height, width=width, argmax_output=argmax_output,
+    model = deployment_model(segmenter, height=height, width=width, output=output,
                              input_dtype="float32" if quantization == "int8" else "uint8")
     converter = _converter(model, quantization, representative_images)
     # The converter's intermediate Keras export prints every captured
-    # variable handle to stdout: noise in the output of our CLIs.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # variable handle to stdout: noise in the output of our CLIs. Its warning
+    # that the int8 input has no statistics is expected: the calibration
+    # images pin the input's range (module docstring).
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected")
         return converter.convert()
 
 

@@ -181,7 +181,8 @@ def _score_export_draw(workdir, dirs, cfg):
     files.write_json(os.path.join(workdir, "results.json"), scores)
     height, width = export_size(test_set)
     exported = export_workdir(dirs[scored[-1]], os.path.join(workdir, "export"),
-                              formats=EXPORT_FORMATS, height=height, width=width)
+                              formats=EXPORT_FORMATS, height=height, width=width,
+                              report_set=test_set)
     pictures = _write_figures(os.path.join(workdir, "figures"), cfg, dirs, models, test_set)
     print(f"\nScores on {test_set.name}/{test_set.split} ({len(test_set)} images), IoU %:\n"
           f"{results_table(scores)}\n\nWritten to {workdir}:\n"

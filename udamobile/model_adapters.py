@@ -7,6 +7,8 @@
     model.predict(image, label_size) -> int32 [H, W] train ids
         image: [1, h, w, 3], float32 in [-1, 1] or uint8 RGB
         label_size: (H, W), the label resolution predictions are scored at
+    model.run(pixels)   one bare forward pass of uint8 [1, h, w, 3] pixels, its
+                        outputs as the form gives them: what latency is timed on
     model.num_classes   channels it predicts (None for a labels-only .tflite)
     model.identity      a ModelIdentity: where it came from
 
@@ -93,6 +95,9 @@ class KerasSegmenter:
         """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
         return self._labels(to_unit_range(image), tf.constant(label_size, tf.int32)).numpy()
 
+    def run(self, pixels):
+        return self._labels(to_unit_range(pixels), tf.constant(pixels.shape[1:3], tf.int32))
+
 
 def keras_from_workdir(workdir, checkpoint=None):
     """The segmenter of a training work directory (its latest or named checkpoint)."""
@@ -129,6 +134,9 @@ class SavedModelSegmenter:
         """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
         probabilities = self._serve(images=tf.constant(to_pixels(image)))["probabilities"]
         return labels_from_scores(probabilities, label_size).numpy()
+
+    def run(self, pixels):
+        return self._serve(images=tf.constant(pixels))
 
 
 class TFLiteSegmenter:
@@ -187,6 +195,9 @@ class TFLiteSegmenter:
         if self._scale:
             output = (output.astype(np.float32) - self._zero_point) * self._scale
         return labels_from_scores(output, label_size).numpy()
+
+    def run(self, pixels):
+        return self._runner(images=pixels)
 
 
 def _describe_tensors(details):

@@ -1,0 +1,192 @@
+"""Where a TFLite graph spends its time, op by op, beside the bound of this CPU.
+
+    python benchmarks/tflite_profile.py --peer_dir=../shared/peer
+    python benchmarks/tflite_profile.py --files=a.tflite,b.tflite --precisions=int8,float32
+
+Builds the default segmenter with random weights and exports it at the
+peer's 512x1024 (int8 by default; labels and probabilities outputs), then
+times the graph cut after each of its convolutions and additions
+(tflite_graphs.truncated; CUT_AFTER says why not after every op), with the
+interpreter and threads a board uses: a segment's share is the time of the
+cut after it minus that of the cut before (fastest of `--runs` runs each, so
+noise can make a small share negative). Each segment row gives its MACs and
+the bytes of activations its ops read and write; a summary gives the time by
+the kinds of ops segments hold.
+
+The bound: the graph's MACs at the rate XNNPACK reaches on one large int8
+(or float32) 1x1 convolution on this machine, and its activation bytes at
+the memory bandwidth numpy's copy reaches. A graph cannot run faster than
+the larger of the two. Run it on a quiet machine; not part of the test suite.
+"""
+import contextlib
+import io
+import os
+import tempfile
+import time
+
+import numpy as np
+from absl import app, flags
+
+from data_pipelines import cli
+
+import tflite_graphs
+from common import machine
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("files", [], ".tflite files to profile instead of exporting ours.")
+flags.DEFINE_string("peer_dir", None, "Folder of peer_fp32.tflite and peer_int8.tflite, "
+                    "profiled too.")
+flags.DEFINE_list("precisions", ["int8"], "Precisions of ours (and the peer's) profiled: "
+                  "int8, float32.")
+flags.DEFINE_integer("runs", 7, "Timed runs of every cut graph (the fastest counts).")
+flags.DEFINE_integer("num_threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_integer("height", 512, "Input height of our exports.")
+flags.DEFINE_integer("width", 1024, "Input width of our exports.")
+flags.DEFINE_integer("top", 25, "Segments printed per graph: the most expensive ones.")
+
+
+def fastest_ms(model_bytes, runs):
+    run = tflite_graphs.timed_runner(model_bytes, FLAGS.num_threads)
+    return 1000 * min(tflite_graphs.interleaved_seconds({"graph": run}, runs=runs,
+                                                        warmup=1)["graph"])
+
+
+# Cuts are made only after these ops, so each share covers the ops since the
+# previous cut: a concatenation or a resize is timed with the convolution
+# that reads it, whose kernel XNNPACK may fuse it into.
+CUT_AFTER = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN")
+
+
+def cut_points(ops):
+    """Op indices a graph is cut after: every op in CUT_AFTER, and the last."""
+    last = len(ops) - 1
+    return [k for k, (name, _, _) in enumerate(ops) if name in CUT_AFTER or k == last]
+
+
+def segment_shares(model_bytes, cuts):
+    """([ms of the ops up to each cut since the previous one], ms of the whole graph)."""
+    cumulative = [fastest_ms(tflite_graphs.truncated(model_bytes, k), FLAGS.runs) for k in cuts]
+    return [t - (cumulative[i - 1] if i else 0.0) for i, t in enumerate(cumulative)], cumulative[-1]
+
+
+def _conv_probe(quantization):
+    """A large 1x1 convolution (128x256x512 -> 512: 8.6 GMAC), as TFLite bytes."""
+    import keras
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((128, 256, 512), batch_size=1),
+                              keras.layers.Conv2D(512, 1)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization == "int8":
+        rng = np.random.default_rng(0)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [rng.uniform(-1, 1, (1, 128, 256, 512)).astype(np.float32)] for _ in range(2))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert(), 128 * 256 * 512 * 512
+
+
+def mac_rate(quantization):
+    """MACs per second XNNPACK reaches on a large 1x1 convolution here."""
+    probe, macs = _conv_probe(quantization)
+    return macs / (fastest_ms(probe, FLAGS.runs) / 1000)
+
+
+def memory_bandwidth():
+    """Bytes per second (read + write) of numpy copying 256 MB."""
+    source = np.ones(256 * 2 ** 20, np.uint8)
+    target = np.empty_like(source)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.nbytes / best
+
+
+def profile(name, path, rates, bandwidth):
+    with open(path, "rb") as f:
+        model_bytes = f.read()
+    ops = tflite_graphs.operators(model_bytes)
+    macs = tflite_graphs.multiply_accumulates(model_bytes)
+    traffic = tflite_graphs.activation_bytes(model_bytes)
+    cuts = cut_points(ops)
+    shares, total = segment_shares(model_bytes, cuts)
+    precision = "int8" if any(dtype == "int8" for _, _, dtype in ops) else "float32"
+    bound = max(sum(macs) / rates[precision], sum(traffic) / bandwidth) * 1000
+    print(f"\n## {name}: {tflite_graphs.describe(path)}\n"
+          f"{total:.1f} ms for the whole graph; {sum(macs) / 1e9:.2f} GMAC, "
+          f"{sum(traffic) / 1e6:.0f} MB of activations read and written; bound "
+          f"{bound:.1f} ms (MACs at {rates[precision] / 1e9:.0f} GMAC/s, traffic at "
+          f"{bandwidth / 1e9:.1f} GB/s): {total / bound:.1f}x the bound\n")
+    print("| ops | types | output of the last | ms | GMAC | MB |\n|---|---|---|---|---|---|")
+    segments = [range(cuts[i - 1] + 1 if i else 0, k + 1) for i, k in enumerate(cuts)]
+    shown = sorted(sorted(range(len(cuts)), key=lambda i: -shares[i])[:FLAGS.top])
+    for i in shown:
+        ops_in = segments[i]
+        types = " ".join(ops[k][0] for k in ops_in)
+        _, shape, dtype = ops[ops_in[-1]]
+        print(f"| {ops_in[0]}-{ops_in[-1]} | {types} | {dtype} {shape} | {shares[i]:.1f} | "
+              f"{sum(macs[k] for k in ops_in) / 1e9:.2f} | "
+              f"{sum(traffic[k] for k in ops_in) / 1e6:.1f} |")
+    by_type = {}
+    for segment, share in zip(segments, shares):
+        key = ops[segment[-1]][0] if len(segment) == 1 else "+".join(
+            sorted({ops[k][0] for k in segment}))
+        by_type[key] = by_type.get(key, 0.0) + share
+    print("\n| ops of a segment | ms | share |\n|---|---|---|")
+    for key, share in sorted(by_type.items(), key=lambda item: -item[1]):
+        print(f"| {key} | {share:.1f} | {100 * share / total:.0f}% |")
+
+
+def our_files(folder):
+    """{name: path} of our exports at --height x --width in `folder`."""
+    import data_pipelines
+    from export.tflite import calibration_images, export_tflite
+    from udamobile.segmenter import build_segmenter
+
+    segmenter = build_segmenter()
+    calibration = calibration_images(data_pipelines.open_dataset("demo_target", split="train"),
+                                     count=8, height=FLAGS.height, width=FLAGS.width)
+    files = {}
+    for quantization in FLAGS.precisions:
+        for output in ("labels", "probabilities"):
+            name = f"ours_{quantization}_{output}"
+            files[name] = export_tflite(
+                segmenter, os.path.join(folder, f"{name}.tflite"), height=FLAGS.height,
+                width=FLAGS.width, quantization=quantization, output=output,
+                representative_images=calibration if quantization == "int8" else None)
+    return files
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    unknown = set(FLAGS.precisions) - {"int8", "float32"}
+    if unknown:
+        raise app.UsageError(f"--precisions takes int8 and float32, got {', '.join(unknown)}")
+    for path in FLAGS.files:
+        if not os.path.isfile(path):
+            raise app.UsageError(f"--files: {path} does not exist")
+    peers = {}
+    if FLAGS.peer_dir:
+        from latency import peer_paths
+
+        peers = {name: path for name, path in peer_paths(FLAGS.peer_dir).items()
+                 if name.endswith(tuple(FLAGS.precisions))}
+    import tensorflow as tf
+
+    cli.hide_tensorflow_info_logs(os.path.dirname(tf.__file__))  # they would bury the tables
+    print(machine(), f"{FLAGS.num_threads} threads")
+    rates = {precision: mac_rate(precision) for precision in ("int8", "float32")}
+    bandwidth = memory_bandwidth()
+    with tempfile.TemporaryDirectory() as folder:
+        files = {os.path.basename(p): p for p in FLAGS.files} or our_files(folder)
+        for name, path in {**files, **peers}.items():
+            profile(name, path, rates, bandwidth)
+
+
+if __name__ == "__main__":
+    cli.run("benchmarks/tflite_profile.py", main)
