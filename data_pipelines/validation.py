@@ -20,6 +20,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
+import shlex
 import time
 
 import numpy as np
@@ -97,6 +98,15 @@ class DatasetReport:
             lines.append(f"  ... and {len(self.problems) - _PROBLEMS_SHOWN} more problems")
         lines.append("OK" if self.ok else f"{len(self.problems)} problem(s)")
         return "\n".join(lines)
+
+
+def full_check_command(name, root=None, split="train", synthia_classes=16):
+    """The command that decodes every file of `name`/`split` at `root`."""
+    words = ["python -m data_pipelines.check", f"--dataset={name}"]
+    words += [shlex.quote(f"--root={root}")] if root else []
+    words += [f"--split={split}"]
+    words += [f"--synthia_classes={synthia_classes}"] if name == "synthia" else []
+    return " ".join(words + ["--all"])
 
 
 def sample_indices(length, count):

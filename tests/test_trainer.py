@@ -123,7 +123,7 @@ def test_sigterm_and_kill_9_resume_exactly_where_the_run_stopped(tmp_path):
 def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch):
     cfg = tiny_config("source_only")
 
-    def nan_stream(cfg, start_step=0):
+    def nan_stream(cfg, start_step=0, bad_files=None):
         image = np.full((2, 32, 32, 3), np.nan, np.float32)
         label = np.zeros((2, 32, 32), np.int32)
         return tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat()
