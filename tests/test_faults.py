@@ -20,7 +20,7 @@ Each case of issue 15's "Why" list, and the test that pins it (here unless named
 | 5. resuming with a smaller --steps             | test_trainer.py::test_resuming_with_other_settings_is_refused_and_keeps_the_config |
 | 6. --aspp_rates=-6,12, =(empty), --dropout_rate=1.5, --num_classes=5 | test_config.py::test_out_of_range_values_are_named |
 | 6. a failed run leaves config.json; --segmenter_lr=nan | test_a_bad_flag_is_named_and_leaves_no_config |
-| 6. --patch_size larger than the image          | test_data_patches.py::test_no_preset_crops_a_padded_row_of_any_dataset (the resize widens: no padding) |
+| 6. --patch_size larger than the image          | test_trainer.py::test_a_patch_larger_than_the_resized_image_is_named_with_the_upscaling; test_data_patches.py::test_no_preset_crops_a_padded_row_of_any_dataset (the resize widens: no padding) |
 | 6. evaluate.py --max_images=-1                 | test_cli.py (case "--max_images") |
 | 7. two runs on one work directory              | test_trainer.py::test_cli_refuses_a_work_directory_in_use_naming_the_pid, ::test_a_stale_lock_* |
 | 8. SavedModel: empty batch, scalar             | test_export.py::test_saved_model_rejects_float_wrong_rank_empty_and_scalar_input |

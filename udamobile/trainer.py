@@ -71,7 +71,9 @@ def check_data(cfg, datasets):
     """Decodes a sample of each of `datasets` ([(name, root, split)]); raises on any problem.
 
     Catches a wrong folder or label format at start-up rather than hours in.
+    Returns {(name, root, split): DatasetReport}.
     """
+    reports = {}
     for name, root, split in datasets:
         report = data_pipelines.check_dataset(name, root, split,
                                               synthia_classes=cfg.data.synthia_classes)
@@ -81,6 +83,38 @@ def check_data(cfg, datasets):
             raise data_pipelines.DatasetError(
                 f"dataset check failed: {report.summary()} (the report above lists them; "
                 f"{command} decodes every file)")
+        reports[name, root, split] = report
+    return reports
+
+
+def upscaling_note(image_size, resize_width, patch_size):
+    """What a patch larger than the image resized to `resize_width` costs, or None.
+
+    Such a patch would be mostly padding; the pipelines widen the resize
+    instead (`data_pipelines.crop_fitting_size`), so the images are
+    upscaled: a patch then holds no padding but less of the scene.
+    """
+    height, width = image_size
+    wanted = width if resize_width is None else resize_width
+    fitted = [int(v) for v in data_pipelines.crop_fitting_size(
+        tf.constant([height, width]), resize_width, patch_size)]
+    if fitted[1] <= wanted:
+        return None
+    return (f"a {patch_size[1]}x{patch_size[0]} patch does not fit a {width}x{height} image "
+            f"resized to width {wanted}: it is resized to {fitted[1]}x{fitted[0]} instead, "
+            f"{fitted[1] / wanted:.1f}x wider, so that patches hold no padding")
+
+
+def warn_of_upscaling(cfg, stage, reports):
+    """Logs `upscaling_note` for the most common image size of each training split."""
+    if cfg.data.whole_images:
+        return  # whole images are rescaled to the patch size, as meant
+    for name, root, split in _datasets_read(cfg, stage):
+        sizes = reports[name, root, split].image_sizes
+        note = sizes and upscaling_note(sizes.most_common(1)[0][0], cfg.data.resize_width,
+                                        patch_shape(cfg))
+        if note:
+            logging.warning("%s/%s: --patch_size=%d: %s", name, split, cfg.data.patch_size, note)
 
 
 def make_training_stream(cfg, start_step=0, bad_files=None):
@@ -236,7 +270,7 @@ def train(cfg, workdir, *, sources=None):
     tf.keras.utils.set_random_seed(cfg.run.seed)
     if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
-    check_data(cfg, datasets_used(cfg))
+    warn_of_upscaling(cfg, stage, check_data(cfg, datasets_used(cfg)))
     with checkpointing.workdir_lock(workdir) if chief else contextlib.nullcontext():
         return _train(cfg, stage, strategy, chief, workdir, sources)
 
