@@ -174,8 +174,9 @@ def _reader(dataset, with_label, bad_files):
     outputs = (tf.uint8, tf.uint8, tf.bool, tf.bool) if with_label else (tf.uint8, tf.bool, tf.bool)
 
     def read(index):
-        # stateful=False: the example is a pure function of the index; the
-        # registry records each bad file once, however often it is read.
+        # stateful=False: the example is a function of the index (the registry
+        # records each bad file once, however often it is read); only "stop"
+        # depends on what was read before, and it only ends the stream.
         values = tf.numpy_function(
             lambda i: _read_or_skip(dataset, int(i), with_label, bad_files), [index], outputs,
             stateful=False)
