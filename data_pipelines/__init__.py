@@ -4,7 +4,8 @@
     image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
     batches = supervised_patches(dataset, patch_size=600, resize_width=1024)
 
-Modules: `base` (Dataset and the error types), `classes` (the label space),
+Modules: `base` (Dataset and the error types), `bad_files` (files skipped
+while a pipeline runs), `classes` (the label space),
 `readers` (file decoders), `file_datasets` (folder layouts, held-out splits),
 `demo` (generated demo domains), `datasets` (open_dataset), `pipelines`
 (tf.data), `validation` (check_dataset), `check` (its program), `images` (the
@@ -17,7 +18,8 @@ and prints its start-up lines).
 import importlib
 
 _HOMES = {
-    "base": ("Dataset", "DatasetError", "UsageError", "UserError"),
+    "bad_files": ("BadFiles",),
+    "base": ("BadFilesError", "Dataset", "DatasetError", "UsageError", "UserError"),
     "datasets": ("DATASET_NAMES", "SPLITS", "open_dataset"),
     "images": ("normalize_image", "to_pixels", "to_unit_range"),
     "pipelines": ("crop_fitting_size", "evaluation_images", "pad_to_size", "random_crop",

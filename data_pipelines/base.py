@@ -23,6 +23,10 @@ class DatasetError(UserError):
     """Bad dataset input; the message names the path or argument and what was expected."""
 
 
+class BadFilesError(DatasetError):
+    """More files than allowed could not be read while a pipeline ran (`bad_files.BadFiles`)."""
+
+
 class Dataset(abc.ABC):
     """One split of one dataset: `len(dataset)` images, read by index.
 
@@ -53,6 +57,15 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def describe(self, index):
         """Where image `index` comes from (a path, or "demo_target/val/17")."""
+
+    def read_label_ids(self, index):
+        """The label of image `index` as stored (ids of `label_format`), at its own size.
+
+        The default: a dataset that stores train ids (the demo domains)."""
+        return self.read_label(index)
+
+    # What `read_label_ids` returns (file_datasets.LabelFormat); None: train ids.
+    label_format = None
 
     def read_pair(self, index):
         """(read_image(index), read_label(index)); subclasses may share work."""

@@ -20,14 +20,23 @@ within [1, n - 1], for the n pairs found. So the full datasets split into
 the choice depends on names only (not on file order, platform or library
 versions).
 
-A label whose size differs from its image's (GTA5 has a few such pairs, off
-by some pixels) is resized to the image with nearest neighbour when read; a
-warning logs each resized file once with the running count
-(`Dataset.num_resized_labels`), so training never stops on them.
+A label whose size differs a little from its image's (GTA5 has a few such
+pairs, off by some pixels) is resized to the image with nearest neighbour
+when read; a warning logs each resized file once with the running count
+(`Dataset.num_resized_labels`), so training never stops on them. A label of
+another aspect or scale (more than `SIZE_TOLERANCE` or a pixel off on a
+side: a 3x2 label, a transposed one) belongs to no image of this size and
+is a DatasetError, and so is a label with more than `MAX_UNKNOWN_FRACTION`
+of its pixels outside its format's ids (`LabelFormat`): such files would
+otherwise train as "ignore" without a word.
 """
+import dataclasses
 import hashlib
 import os
 import threading
+import typing
+
+import numpy as np
 
 from absl import logging
 
@@ -38,8 +47,68 @@ from data_pipelines import classes
 # (frames in the full dataset, frames the paper holds out)
 HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100)}
 
-_LABEL_ID_TABLE = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
 _UNMATCHED_SHOWN = 5
+# A label side may differ from its image's by this fraction (or one pixel).
+SIZE_TOLERANCE = 0.05
+# Pixels outside the format's ids a label may hold: a few stray values (an
+# edited file) pass; a wrong encoding puts far more there.
+MAX_UNKNOWN_FRACTION = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelFormat:
+    """How one dataset stores its labels (docs/datasets.md).
+
+    Attributes:
+      description: what the files hold, e.g. "Cityscapes label ids 0..33".
+      read_ids: label path -> [H, W] integer ids as stored in the file.
+      table: uint8 lookup table, stored id -> train id (255: ignore).
+      num_ids: the format's ids are 0..num_ids - 1; any other value is unknown.
+      label_ids: whether the ids are Cityscapes label ids, where train ids
+        saved by mistake are recognizable (`validation`).
+    """
+    description: str
+    read_ids: typing.Callable
+    table: np.ndarray
+    num_ids: int
+    label_ids: bool = False
+
+
+def label_size_problem(label_shape, image_shape):
+    """Why a label of `label_shape` (H, W) cannot be its image's, or None.
+
+    Each side may differ by SIZE_TOLERANCE of the image's, or by one pixel.
+    """
+    if all(abs(a - b) <= max(1, SIZE_TOLERANCE * b) for a, b in zip(label_shape, image_shape)):
+        return None
+    (lh, lw), (ih, iw) = label_shape, image_shape
+    return (f"label is {lw}x{lh} (width x height) but its image is {iw}x{ih}: another aspect "
+            f"or scale, not a small mismatch (up to {SIZE_TOLERANCE:.0%} or 1 pixel per side "
+            "is resized); is it another image's label, or transposed?")
+
+
+# "Most" of the pixels of a train-id file read as label ids map to ignore.
+TRAIN_IDS_IGNORED_FRACTION = 0.5
+TRAIN_IDS_HINT = ("looks like train ids (0-18) saved as label ids: such files need no mapping "
+                  "and are read as ignore here")
+
+
+def looks_like_train_ids(counts, table):
+    """Whether `counts` (pixels per stored Cityscapes label id) look like train ids
+    saved as label ids: every pixel, 255 aside, on ids 0-18, and most of them
+    on ids that map to ignore (road, train id 0, is label id 0 "unlabeled")."""
+    counts = np.array(counts, dtype=np.int64)
+    counts[classes.IGNORE_LABEL:classes.IGNORE_LABEL + 1] = 0
+    total = counts.sum()
+    if total == 0 or counts[classes.NUM_CLASSES:].any():
+        return False
+    ignored = counts[:classes.NUM_CLASSES][table[:classes.NUM_CLASSES] == classes.IGNORE_LABEL]
+    return ignored.sum() > TRAIN_IDS_IGNORED_FRACTION * total
+
+
+def unknown_id_fraction(ids, num_ids):
+    """The fraction of `ids` outside 0..num_ids - 1."""
+    return float(np.count_nonzero(ids >= num_ids)) / max(ids.size, 1)
 
 
 class FileDataset(Dataset):
@@ -49,14 +118,14 @@ class FileDataset(Dataset):
       name, split: as in `Dataset`.
       image_paths: sequence of image paths.
       label_paths: sequence of label paths (same order), or None if unlabelled.
-      read_train_ids: label path -> uint8 [h, w] train ids.
+      label_format: a LabelFormat.
     """
 
-    def __init__(self, name, split, image_paths, label_paths, read_train_ids):
+    def __init__(self, name, split, image_paths, label_paths, label_format):
         super().__init__(name, split, has_labels=label_paths is not None)
         self.image_paths = tuple(image_paths)
         self.label_paths = None if label_paths is None else tuple(label_paths)
-        self._read_train_ids = read_train_ids
+        self.label_format = label_format
         self._resized_labels = set()
         self._lock = threading.Lock()  # tf.data reads from several threads.
 
@@ -68,17 +137,39 @@ class FileDataset(Dataset):
         return readers.read_rgb_image(self.image_paths[index])
 
     def read_label(self, index):
+        ids, image_shape = self._read_checked_ids(index)
+        label = self.label_format.table[ids]
+        if label.shape != image_shape:
+            self._log_resized(self.label_paths[index], label.shape, image_shape)
+            label = readers.fit_label_to_size(label, *image_shape)
+        return label
+
+    def read_label_ids(self, index):
+        return self._read_checked_ids(index)[0]
+
+    def _read_checked_ids(self, index):
+        """(the stored ids of label `index`, its image's (H, W)); raises DatasetError
+        for a label of another size or encoding (module docstring)."""
         self.check_index(index)
         if not self.has_labels:
             raise DatasetError(f"{self.name}/{self.split} has no labels "
                                f"(cannot read the label of {self.describe(index)})")
         label_path = self.label_paths[index]
-        label = self._read_train_ids(label_path)
-        height, width = readers.image_size(self.image_paths[index])
-        if label.shape != (height, width):
-            self._log_resized(label_path, label.shape, (height, width))
-            label = readers.fit_label_to_size(label, height, width)
-        return label
+        ids = self.label_format.read_ids(label_path)
+        image_shape = readers.image_size(self.image_paths[index])
+        problem = label_size_problem(ids.shape, image_shape)
+        if problem:
+            raise DatasetError(f"{label_path}: {problem}")
+        label_format = self.label_format
+        unknown = unknown_id_fraction(ids, label_format.num_ids)
+        if unknown > MAX_UNKNOWN_FRACTION:
+            hint = (f"; {TRAIN_IDS_HINT}" if label_format.label_ids and looks_like_train_ids(
+                np.bincount(ids.ravel(), minlength=256), label_format.table) else "")
+            raise DatasetError(
+                f"{label_path}: {unknown:.1%} of the pixels hold values outside "
+                f"{label_format.description} (largest {int(ids.max())}); at most "
+                f"{MAX_UNKNOWN_FRACTION:.0%} may, or they would all train as ignore{hint}")
+        return ids, image_shape
 
     def describe(self, index):
         self.check_index(index)
@@ -186,12 +277,15 @@ def open_gta5(root, split):
     labels = _files_by_key(os.path.join(root, "labels"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
     image_paths, label_paths = _split_heldout("gta5", root, split, keys, image_paths, label_paths)
-    return FileDataset("gta5", split, image_paths, label_paths, read_gta5_label)
+    return FileDataset("gta5", split, image_paths, label_paths, GTA5_LABELS)
 
 
-def read_gta5_label(path):
-    """GTA5 palette label -> uint8 [H, W] train ids."""
-    return _LABEL_ID_TABLE[readers.read_palette_indices(path)]
+# Cityscapes label ids are 0..33 (docs/datasets.md, "Label space").
+_LABEL_ID_TABLE = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
+GTA5_LABELS = LabelFormat("Cityscapes label ids 0..33 (GTA5 palette indices)",
+                          readers.read_palette_indices, _LABEL_ID_TABLE, 34, label_ids=True)
+CITYSCAPES_LABELS = LabelFormat("Cityscapes label ids 0..33 (*_gtFine_labelIds.png)",
+                                readers.read_grey_ids, _LABEL_ID_TABLE, 34, label_ids=True)
 
 
 def synthia_id_table(num_classes):
@@ -203,14 +297,10 @@ def synthia_id_table(num_classes):
     return classes.lookup_table(mapping, size=2 ** 16)
 
 
-class _SynthiaLabelReader:
-    """SYNTHIA GT/LABELS path -> uint8 [H, W] train ids, in one protocol."""
-
-    def __init__(self, num_classes):
-        self._table = synthia_id_table(num_classes)
-
-    def __call__(self, path):
-        return self._table[readers.read_synthia_class_ids(path)]
+def synthia_labels(num_classes):
+    """The LabelFormat of SYNTHIA's class ids 0..22, mapped in the `num_classes` protocol."""
+    return LabelFormat("SYNTHIA class ids 0..22", readers.read_synthia_class_ids,
+                       synthia_id_table(num_classes), 23)
 
 
 def open_synthia(root, split, num_classes):
@@ -225,13 +315,7 @@ def open_synthia(root, split, num_classes):
     keys, image_paths, label_paths = pair_files(images, labels, root)
     image_paths, label_paths = _split_heldout("synthia", root, split, keys, image_paths,
                                               label_paths)
-    return FileDataset("synthia", split, image_paths, label_paths,
-                       _SynthiaLabelReader(num_classes))
-
-
-def read_cityscapes_label(path):
-    """Cityscapes `*_gtFine_labelIds.png` -> uint8 [H, W] train ids."""
-    return _LABEL_ID_TABLE[readers.read_grey_ids(path)]
+    return FileDataset("synthia", split, image_paths, label_paths, synthia_labels(num_classes))
 
 
 def open_cityscapes(root, split):
@@ -252,7 +336,7 @@ def open_cityscapes(root, split):
         logging.info("%s not found: Cityscapes train opens without labels", label_folder)
         keys = sorted(images)
         return FileDataset("cityscapes", split, [images[key] for key in keys], None,
-                           read_cityscapes_label)
+                           CITYSCAPES_LABELS)
     labels = _files_by_key(label_folder, "_gtFine_labelIds.png", layout, recursive=True)
     _, image_paths, label_paths = pair_files(images, labels, root)
-    return FileDataset("cityscapes", split, image_paths, label_paths, read_cityscapes_label)
+    return FileDataset("cityscapes", split, image_paths, label_paths, CITYSCAPES_LABELS)

@@ -19,13 +19,18 @@ flip are functions of (seed, stream, epoch, position), so a pipeline yields
 the same batches for the same seed, whatever the thread timing.
 
 Files are decoded in Python (`tf.numpy_function`: PIL reads GTA5's palette
-indices, which no TensorFlow op returns) on tf.data's threads. So let
+indices, which no TensorFlow op returns) on tf.data's threads. A file that
+cannot be read is skipped and recorded (`data_pipelines.bad_files`), never
+raised there: an error in a Python op of tf.data ends the program with a
+trace, or aborts or hangs it. And let
 iterators end before the interpreter does (iterate inside a function, as
 usual): an iterator still alive at interpreter shutdown can abort or hang
 the process, a TensorFlow limitation of Python ops in tf.data.
 """
+import numpy as np
 import tensorflow as tf
 
+from data_pipelines.bad_files import BadFiles
 from data_pipelines.base import DatasetError
 from data_pipelines.images import normalize_image
 from data_pipelines.classes import IGNORE_LABEL
@@ -139,22 +144,61 @@ def _require_labels(dataset, purpose):
         raise DatasetError(f"{dataset.name}/{dataset.split} is empty")
 
 
-def _reader(dataset, with_label):
-    """int64 index -> (uint8 image [H, W, 3], int32 label [H, W] or None), via numpy."""
-    # stateful=False below: reading is a pure function of the index.
-    if with_label:
-        def read(index):
-            image, label = tf.numpy_function(
-                lambda i: dataset.read_pair(int(i)), [index], (tf.uint8, tf.uint8),
-                stateful=False)
-            return tf.ensure_shape(image, [None, None, 3]), tf.cast(
-                tf.ensure_shape(label, [None, None]), tf.int32)
-    else:
-        def read(index):
-            image = tf.numpy_function(lambda i: dataset.read_image(int(i)), [index], tf.uint8,
-                                      stateful=False)
-            return tf.ensure_shape(image, [None, None, 3]), None
+_EMPTY_IMAGE = np.zeros((0, 0, 3), np.uint8)
+_EMPTY_LABEL = np.zeros((0, 0), np.uint8)
+
+
+def _read_or_skip(dataset, index, with_label, bad_files):
+    """(image, label, True), or (image, True) without the label; for a bad file
+    (DatasetError) empty arrays and False, after recording it in `bad_files`,
+    since raising on a tf.data thread would end the program with a trace.
+    The last value says whether the registry went past its limit."""
+    try:
+        read = dataset.read_pair(index) if with_label else (dataset.read_image(index),)
+        ok = True
+    except DatasetError as error:
+        bad_files.record((dataset.name, dataset.split, index), str(error))
+        read = (_EMPTY_IMAGE, _EMPTY_LABEL) if with_label else (_EMPTY_IMAGE,)
+        ok = False
+    return (*read, ok, bad_files.over_limit)
+
+
+def _registry(bad_files):
+    """`bad_files`, or for None a registry of limit 0 (the first bad file ends the stream)."""
+    return BadFiles() if bad_files is None else bad_files
+
+
+def _reader(dataset, with_label, bad_files):
+    """int64 index -> {"image": uint8 [H, W, 3], "label": int32 [H, W] (with_label),
+    "ok": whether the file was read, "stop": whether bad files are past the limit}."""
+    outputs = (tf.uint8, tf.uint8, tf.bool, tf.bool) if with_label else (tf.uint8, tf.bool, tf.bool)
+
+    def read(index):
+        # stateful=False: the example is a function of the index (the registry
+        # records each bad file once, however often it is read); only "stop"
+        # depends on what was read before, and it only ends the stream.
+        values = tf.numpy_function(
+            lambda i: _read_or_skip(dataset, int(i), with_label, bad_files), [index], outputs,
+            stateful=False)
+        example = {"image": tf.ensure_shape(values[0], [None, None, 3]),
+                   "ok": tf.ensure_shape(values[-2], []), "stop": tf.ensure_shape(values[-1], [])}
+        if with_label:
+            example["label"] = tf.cast(tf.ensure_shape(values[1], [None, None]), tf.int32)
+        return example
     return read
+
+
+def _within_limit(example):
+    return tf.logical_not(example["stop"])
+
+
+def _was_read(example):
+    return example["ok"]
+
+
+def _good_examples(examples):
+    """`examples` without the bad files, ended where bad files went past their limit."""
+    return examples.take_while(_within_limit).filter(_was_read)
 
 
 def _shuffled_indices(length, seed):
@@ -168,16 +212,21 @@ def _shuffled_indices(length, seed):
 
 
 def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip, seed, stream,
-                  start=0):
+                  bad_files, start=0):
     """Endless (image [*size, 3] float32, label [*size] int32 or None) patches,
     from position `start` of the stream (skipped before decoding: cheap).
-    With `whole_images` each image is resized to `size` instead of cropped."""
+    With `whole_images` each image is resized to `size` instead of cropped.
+    A bad file is skipped (`bad_files`); the patches of the others keep the
+    crops and flips of their positions."""
     order_seed, augment_seed = tf.unstack(
         tf.random.experimental.stateless_split(tf.constant([seed, stream], tf.int64), 2))
-    read = _reader(dataset, with_label)
+    read = _reader(dataset, with_label, bad_files)
 
-    def make_patch(position, index):
-        image, label = read(index)
+    def read_example(position, index):
+        return {**read(index), "position": position}
+
+    def make_patch(example):
+        position, image, label = example["position"], example["image"], example.get("label")
         image = normalize_image(image)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(augment_seed, position), 2))
@@ -194,12 +243,14 @@ def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip
 
     positions = tf.data.Dataset.counter()
     indices = _shuffled_indices(len(dataset), order_seed)
-    return tf.data.Dataset.zip((positions, indices)).skip(start).map(
-        make_patch, num_parallel_calls=AUTOTUNE, deterministic=True)
+    examples = tf.data.Dataset.zip((positions, indices)).skip(start).map(
+        read_example, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _good_examples(examples).map(make_patch, num_parallel_calls=AUTOTUNE,
+                                        deterministic=True)
 
 
 def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_images=False,
-                       batch_size=5, flip=False, seed=0, start_batch=0):
+                       batch_size=5, flip=False, seed=0, start_batch=0, bad_files=None):
     """Endless batches of labelled random patches, reshuffled every epoch.
 
     Args:
@@ -214,7 +265,12 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_imag
       flip: mirror half of the patches (image and label together).
       seed: int; the same seed gives the same batches.
       start_batch: begin with this batch of the stream (a resumed run
-        continues exactly where it stopped).
+        continues exactly where it stopped; after skipped files, a resumed
+        run re-reads as many examples as were skipped before it stopped).
+      bad_files: a `bad_files.BadFiles` registry: files that cannot be read
+        are recorded there and skipped, and the stream ends once they are
+        more than its limit (the caller's `check()` says why). None: a
+        registry of limit 0, so the first bad file ends the stream.
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, P, P, 3] in [-1, 1],
@@ -226,19 +282,20 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_imag
     _require_labels(dataset, "supervised_patches")
     patches = _patch_stream(dataset, with_label=True, size=size, resize_width=resize_width,
                             whole_images=whole_images, flip=flip, seed=seed, stream=_SOURCE_STREAM,
-                            start=start_batch * batch_size)
+                            bad_files=_registry(bad_files), start=start_batch * batch_size)
     return patches.map(lambda image, label: {"image": image, "label": label}).batch(
         batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
 def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
                      resize_width_target=None, whole_images=False, batch_size=1, flip=False,
-                     seed=0, start_batch=0):
+                     seed=0, start_batch=0, bad_files=None):
     """Endless batches of a labelled source patch beside an unrelated target patch.
 
     The two streams are shuffled and augmented independently; target labels
-    are never read (the target may be unlabelled). `whole_images` and
-    `start_batch` as in `supervised_patches`.
+    are never read (the target may be unlabelled). `whole_images`,
+    `start_batch` and `bad_files` (shared by both streams) as in
+    `supervised_patches`.
 
     Returns:
       tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
@@ -251,14 +308,17 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
     _require_labels(source, "the source stream of unpaired_patches")
     if len(target) == 0:
         raise DatasetError(f"{target.name}/{target.split} (target) is empty")
+    bad_files = _registry(bad_files)
     source_patches = _patch_stream(source, with_label=True, size=size,
                                    resize_width=resize_width_source,
                                    whole_images=whole_images, flip=flip, seed=seed,
-                                   stream=_SOURCE_STREAM, start=start_batch * batch_size)
+                                   stream=_SOURCE_STREAM, bad_files=bad_files,
+                                   start=start_batch * batch_size)
     target_patches = _patch_stream(target, with_label=False, size=size,
                                    resize_width=resize_width_target,
                                    whole_images=whole_images, flip=flip, seed=seed,
-                                   stream=_TARGET_STREAM, start=start_batch * batch_size)
+                                   stream=_TARGET_STREAM, bad_files=bad_files,
+                                   start=start_batch * batch_size)
     pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(
         lambda source_pair, target_image: {"source_image": source_pair[0],
                                            "source_label": source_pair[1],
@@ -266,7 +326,7 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
     return pairs.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def evaluation_images(dataset, *, input_width=None):
+def evaluation_images(dataset, *, input_width=None, bad_files=None):
     """Every labelled image once, in index order, as batches of one.
 
     Args:
@@ -274,6 +334,8 @@ def evaluation_images(dataset, *, input_width=None):
       input_width: width the image is downscaled to (aspect kept, bilinear);
         None keeps it. The label always keeps its full resolution, where the
         field compares predictions.
+      bad_files: as in `supervised_patches`: a bad file is skipped (its index
+        is missing from the stream) up to the registry's limit.
 
     Returns:
       tf.data.Dataset of {"image": float32 [1, h, w, 3] in [-1, 1],
@@ -281,14 +343,17 @@ def evaluation_images(dataset, *, input_width=None):
     """
     _check_positive("input_width", input_width, allow_none=True)
     _require_labels(dataset, "evaluation_images")
-    read = _reader(dataset, with_label=True)
+    read = _reader(dataset, with_label=True, bad_files=_registry(bad_files))
 
-    def make_example(index):
-        image, label = read(index)
-        image = normalize_image(image)
+    def read_example(index):
+        return {**read(index), "index": index}
+
+    def make_example(example):
+        image = normalize_image(example["image"])
         if input_width is not None:
             image, _ = resize_to_width(image, width=input_width)
-        return {"image": image[None], "label": label[None], "index": index}
+        return {"image": image[None], "label": example["label"][None], "index": example["index"]}
 
-    return tf.data.Dataset.range(len(dataset)).map(
-        make_example, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    examples = tf.data.Dataset.range(len(dataset)).map(
+        read_example, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _good_examples(examples).map(make_example).prefetch(AUTOTUNE)

@@ -124,3 +124,11 @@ def write_cityscapes(root, split, labels, images=None, city="aachen"):
         write_grey_png(pair[1], ids)
         pairs.append(pair)
     return pairs
+
+
+def truncate(path, keep=40):
+    """Cuts the file at `path` to its first `keep` bytes, as an interrupted copy leaves it."""
+    with open(path, "rb") as file:
+        data = file.read(keep)
+    with open(path, "wb") as file:
+        file.write(data)

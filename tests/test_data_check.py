@@ -3,7 +3,10 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
+import pytest
+from PIL import Image
 
 import data_pipelines
 import dataset_files
@@ -29,9 +32,7 @@ def test_a_truncated_file_is_a_problem_found_by_the_full_check(tmp_path):
     dataset_files.write_cityscapes(tmp_path, "val", _labels(12))
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
     broken = dataset.describe(1)  # not in the sample of 3
-    data = open(broken, "rb").read()
-    with open(broken, "wb") as file:
-        file.write(data[:40])
+    dataset_files.truncate(broken)
     assert data_pipelines.check_dataset("cityscapes", tmp_path, "val", sample_size=3).ok
     report = data_pipelines.check_dataset("cityscapes", tmp_path, "val", check_all=True)
     assert not report.ok and report.num_checked == 12
@@ -83,3 +84,78 @@ def test_cli_prints_the_report_and_exits_non_zero_on_problems(tmp_path):
     bad = _run_cli("--dataset=gta5", f"--root={tmp_path}")
     assert bad.returncode == 1
     assert "PROBLEM" in bad.stdout and "00002.png" in bad.stdout
+
+
+# --- label sanity, per format: each written the wrong way -----------------------
+
+def _write(name, root, labels, images=None):
+    """Writes `labels` in the format of `name`; returns the split to check."""
+    if name == "gta5":
+        dataset_files.write_gta5(root, labels, images)
+    elif name == "synthia":
+        dataset_files.write_synthia(root, labels, images)
+    else:
+        dataset_files.write_cityscapes(root, "val", labels, images)
+    return "val" if name == "cityscapes" else "train"
+
+
+@pytest.mark.parametrize("name, known", [("gta5", "Cityscapes label ids 0..33"),
+                                         ("cityscapes", "Cityscapes label ids 0..33"),
+                                         ("synthia", "SYNTHIA class ids 0..22")])
+def test_values_outside_the_formats_ids_are_a_problem_with_their_fraction(tmp_path, name, known):
+    good = np.full((6, 8), 11, np.uint8)  # building in both id spaces
+    bad = good.copy()
+    bad[:3, :3] = 200  # 9 of 48 pixels
+    split = _write(name, tmp_path, [good, bad, good, good, good])
+    dataset = data_pipelines.open_dataset(name, tmp_path, split)
+    bad_label = next(path for path in dataset.label_paths
+                     if (cv2.imread(path, cv2.IMREAD_UNCHANGED) == 200).any()
+                     or (np.asarray(Image.open(path)) == 200).any())
+    report = data_pipelines.check_dataset(name, tmp_path, split, check_all=True)
+    assert report.problems == [
+        f"{bad_label}: 18.8% of the pixels hold values outside {known}" + (
+            " (GTA5 palette indices)" if name == "gta5" else
+            " (*_gtFine_labelIds.png)" if name == "cityscapes" else "")
+        + " (largest 200); at most 1% may, or they would all train as ignore"]
+
+
+def test_a_label_of_another_aspect_is_a_problem_naming_it(tmp_path):
+    dataset_files.write_gta5(tmp_path, [np.full((6, 8), 7, np.uint8)] * 5)
+    bad_label = data_pipelines.open_dataset("gta5", tmp_path, "train").label_paths[2]
+    dataset_files.write_palette_png(bad_label, np.full((2, 3), 7, np.uint8))
+    report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
+    assert len(report.problems) == 1
+    assert report.problems[0].startswith(f"{bad_label}: label is 3x2 (width x height) but its "
+                                         "image is 8x6")
+
+
+@pytest.mark.parametrize("name", ["gta5", "cityscapes"])
+def test_train_ids_saved_as_label_ids_are_named_as_such(tmp_path, name):
+    # Road (train id 0) over building (2), sky (10) and car (13): as label ids
+    # 0, 2 and 10 are ignored, 13 is "fence".
+    train_ids = np.zeros((8, 8), np.uint8)
+    train_ids[:2], train_ids[2:4], train_ids[4:5] = 10, 2, 13
+    split = _write(name, tmp_path, [train_ids] * 4)
+    report = data_pipelines.check_dataset(name, tmp_path, split)
+    assert report.problems == [
+        f"{name}/{split}: every label pixel of the {report.num_checked} files checked holds an "
+        "id in 0-18, most of them ids that map to ignore; this looks like train ids (0-18) "
+        "saved as label ids: such files need no mapping and are read as ignore here (expected "
+        f"Cityscapes label ids 0..33 ({'GTA5 palette indices' if name == 'gta5' else '*_gtFine_labelIds.png'}))"]
+
+
+def test_train_ids_with_their_ignore_value_name_the_likely_cause_per_file(tmp_path):
+    train_ids = np.zeros((6, 8), np.uint8)
+    train_ids[:2] = 255  # train-id files mark ignore with 255, no label id
+    dataset_files.write_cityscapes(tmp_path, "val", [train_ids] * 2)
+    report = data_pipelines.check_dataset("cityscapes", tmp_path, "val")
+    assert all("33.3% of the pixels" in p and "looks like train ids (0-18) saved as label ids"
+               in p for p in report.problems) and len(report.problems) == 2
+
+
+def test_real_label_ids_with_few_classes_are_not_taken_for_train_ids(tmp_path):
+    # Road, sidewalk and building only (label ids 7, 8, 11, all <= 18): none ignored.
+    label_ids = np.full((6, 8), 7, np.uint8)
+    label_ids[:2], label_ids[2:3] = 11, 8
+    dataset_files.write_gta5(tmp_path, [label_ids] * 4)
+    assert data_pipelines.check_dataset("gta5", tmp_path, "train").ok

@@ -1,5 +1,6 @@
 """GTA5, SYNTHIA and Cityscapes files in their real formats read as the right train ids."""
 import os
+import re
 import random
 
 import cv2
@@ -62,18 +63,33 @@ def test_gta5_palette_labels_read_as_train_ids(tmp_path):
             np.testing.assert_array_equal(image, dataset_files.grey_image_of(labels[number - 1]))
 
 
-def test_gta5_label_of_another_size_is_resized_to_its_image_and_counted(tmp_path):
+def test_gta5_label_a_pixel_off_its_image_is_resized_to_it_and_counted(tmp_path):
     labels = np.full((6, 8), 7, np.uint8)
     labels[3:] = 26  # road above, car below
     dataset_files.write_gta5(tmp_path, [labels, labels])
-    dataset_files.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((9, 10, 3), np.uint8))
+    dataset_files.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((7, 9, 3), np.uint8))
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
 
     label = dataset.read_label(0)
-    assert label.shape == (9, 10)
-    assert set(np.unique(label[:4])) == {0} and set(np.unique(label[5:])) == {13}
+    assert label.shape == (7, 9)
+    assert set(np.unique(label[:3])) == {0} and set(np.unique(label[4:])) == {13}
     dataset.read_label(0)
     assert dataset.num_resized_labels == 1  # each file is counted once
+
+
+@pytest.mark.parametrize("label_shape", [(2, 3), (8, 6), (3, 4)],
+                         ids=["3x2", "transposed", "half-size"])
+def test_a_label_of_another_aspect_or_scale_is_an_error_naming_it(tmp_path, label_shape):
+    # A 6x8 (height x width) image: only labels a pixel or 5% off are resized.
+    dataset_files.write_gta5(tmp_path, [np.full(label_shape, 7, np.uint8)] * 2,
+                             images=[np.zeros((6, 8, 3), np.uint8)] * 2)
+    dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
+    label_path = dataset.label_paths[0]
+    height, width = label_shape
+    with pytest.raises(data_pipelines.DatasetError,
+                       match=rf"^{re.escape(label_path)}: label is {width}x{height} .* its image "
+                             r"is 8x6: another aspect or scale"):
+        dataset.read_label(0)
 
 
 def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):

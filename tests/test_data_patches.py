@@ -282,3 +282,63 @@ def test_demo_domains_feed_the_pipelines():
                                                       batch_size=2), 1)
     assert batch["source_image"].shape == (2, 16, 16, 3)
     assert set(np.unique(batch["source_label"])) <= VALID_LABELS
+
+
+# --- bad files: skipped and recorded, never raised on tf.data's threads --------
+
+UNIFORM_IDS = (7, 8, 11, 12, 13, 17, 19)  # train ids 0..6: a patch's label names its file
+
+
+@pytest.fixture
+def gta5_with_a_bad_file(tmp_path):
+    """(intact dataset, the same with its image 3 truncated, that file's path)."""
+    labels = [np.full((8, 8), i, np.uint8) for i in UNIFORM_IDS]
+    dataset_files.write_gta5(tmp_path / "intact", labels)
+    dataset_files.write_gta5(tmp_path / "broken", labels)
+    intact = data_pipelines.open_dataset("gta5", tmp_path / "intact", "train")
+    broken = data_pipelines.open_dataset("gta5", tmp_path / "broken", "train")
+    dataset_files.truncate(broken.image_paths[3])
+    return intact, broken, broken.image_paths[3]
+
+
+def _patches(stream, count):
+    return [(b["image"], int(b["label"][0, 0, 0])) for b in _batches(stream, count)]
+
+
+def test_a_bad_file_is_skipped_recorded_once_and_the_others_keep_their_patches(
+        gta5_with_a_bad_file):
+    intact, broken, bad_path = gta5_with_a_bad_file
+    bad_files = data_pipelines.BadFiles(limit=1)
+    options = dict(patch_size=4, batch_size=1, flip=True, seed=3)
+    # Three epochs of six files, the bad one met three times.
+    kept = _patches(data_pipelines.supervised_patches(broken, bad_files=bad_files, **options), 15)
+    bad_id = int(intact.read_label(3)[0, 0])  # each file holds one train id
+    expected = [p for p in _patches(data_pipelines.supervised_patches(intact, **options), 18)
+                if p[1] != bad_id]
+    assert [p[1] for p in kept] == [p[1] for p in expected[:15]]
+    for (image, _), (other, _) in zip(kept, expected):
+        np.testing.assert_array_equal(image, other)
+    assert bad_files.messages() == [f"{bad_path}: cannot decode the file (expected a readable "
+                                    "PNG; is it truncated or corrupt?)"]
+    bad_files.check()  # one bad file is within the limit
+
+
+def test_past_the_limit_the_stream_ends_and_check_names_the_last_bad_file(gta5_with_a_bad_file):
+    _, broken, bad_path = gta5_with_a_bad_file
+    bad_files = data_pipelines.BadFiles(limit=0)
+    stream = data_pipelines.supervised_patches(broken, patch_size=4, batch_size=1,
+                                               bad_files=bad_files)
+    assert len(list(stream.take(100))) < 6  # ended within the first epoch
+    with pytest.raises(data_pipelines.BadFilesError,
+                       match=rf"^1 bad file\(s\), more than --max_bad_files=0; the last: "
+                             rf"{bad_path}: cannot decode"):
+        bad_files.check()
+
+
+def test_evaluation_images_skip_a_bad_file(gta5_with_a_bad_file):
+    _, broken, bad_path = gta5_with_a_bad_file
+    bad_files = data_pipelines.BadFiles(limit=10)
+    indices = [int(e["index"]) for e in data_pipelines.evaluation_images(broken,
+                                                                         bad_files=bad_files)]
+    assert indices == [0, 1, 2, 4, 5]
+    assert len(bad_files) == 1 and bad_path in bad_files.messages()[0]

@@ -123,7 +123,7 @@ def test_sigterm_and_kill_9_resume_exactly_where_the_run_stopped(tmp_path):
 def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch):
     cfg = tiny_config("source_only")
 
-    def nan_stream(cfg, start_step=0):
+    def nan_stream(cfg, start_step=0, bad_files=None):
         image = np.full((2, 32, 32, 3), np.nan, np.float32)
         label = np.zeros((2, 32, 32), np.int32)
         return tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat()
@@ -260,3 +260,12 @@ def test_cli_refuses_a_workdir_that_holds_another_method(tmp_path):
     result = _cli(f"--workdir={tmp_path}", "--preset=demo", "--method=full")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "holds a run of --method=cyclegan" in result.stderr
+
+
+def test_a_patch_larger_than_the_resized_image_is_named_with_the_upscaling():
+    # 64x32 images at width 64: a 48-pixel patch needs rows 48, width 96.
+    assert trainer.upscaling_note((32, 64), 64, (48, 48)) == (
+        "a 48x48 patch does not fit a 64x32 image resized to width 64: it is resized to 96x48 "
+        "instead, 1.5x wider, so that patches hold no padding")
+    assert trainer.upscaling_note((32, 64), 64, (32, 32)) is None
+    assert trainer.upscaling_note((1052, 1914), None, (600, 600)) is None

@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import socket
 
 import tensorflow as tf
@@ -107,7 +108,7 @@ def workdir_lock(workdir):
 # what is trained. Any other difference would train the rest of the run with
 # settings its checkpoint was not trained with.
 RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "log_every", "image_every",
-                     "on_nonfinite")
+                     "on_nonfinite", "max_bad_files")
 
 
 def _config_changes(previous, cfg):
@@ -200,6 +201,35 @@ def resolve_checkpoint(workdir, checkpoint=None):
     if latest is None:
         raise WorkdirError(f"{workdir} has no checkpoint in {folder}: has the run saved one yet?")
     return latest
+
+
+@contextlib.contextmanager
+def _tensorflow_file_errors(path, doing):
+    """Turns TensorFlow's filesystem errors (read-only, no space left, ...), which
+    are not OSError, into a WorkdirError naming `path` and the cause."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise WorkdirError(f"{path}: {doing} failed: {_tensorflow_cause(e)}") from e
+
+
+def _tensorflow_cause(error):
+    """The first line of a TensorFlow error without its op decorations."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:\w+\].*$", "", text)[:300]
+
+
+def save(manager, step):
+    """`manager.save(step)`; a failure is one WorkdirError, and the checkpoints saved
+    before stay intact (TensorFlow names the new one only once it is complete)."""
+    with _tensorflow_file_errors(manager.directory, f"saving checkpoint {step}"):
+        return manager.save(checkpoint_number=step)
+
+
+def summary_writer(logdir):
+    """tf.summary.create_file_writer(logdir); a filesystem error is one WorkdirError."""
+    with _tensorflow_file_errors(logdir, "creating the TensorBoard log"):
+        return tf.summary.create_file_writer(logdir)
 
 
 def checkpoint_step(path):
@@ -306,7 +336,7 @@ class BestCheckpoint:
         miou = scores["miou"]
         if not math.isfinite(miou) or (self.best is not None and miou <= self.best):
             return False
-        path = self.manager.save(checkpoint_number=scores["step"])
+        path = save(self.manager, scores["step"])
         self.best = miou
         files.write_json(self.path, {"step": scores["step"], "miou": miou, "checkpoint": path,
                                      "dataset": scores["dataset"]})

@@ -12,6 +12,7 @@ import data_pipelines
 from data_pipelines.base import UsageError, UserError
 from data_pipelines.classes import NUM_CLASSES, PROTOCOL_CLASSES
 from udamobile import files, metrics, report
+from udamobile.config import RunConfig
 from udamobile.model_adapters import TFLiteSegmenter, check_model_path, open_model
 from udamobile.paper_tables import paper_table
 from udamobile.progress import Progress
@@ -48,7 +49,7 @@ def _check_predictions(prediction, model):
 
 
 def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
-             predictions_dir=None):
+             predictions_dir=None, bad_files=None):
     """Scores `model` on a labelled `dataset` (one confusion matrix over the split).
 
     Args:
@@ -60,10 +61,14 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
       max_images: evaluate the first `max_images` images only (0: all).
       predictions_dir: if set, write one PNG per image there: the image, the
         colourized prediction and the colourized label side by side.
+      bad_files: a data_pipelines.BadFiles registry: an image or label that
+        cannot be read is skipped (and listed in the results) up to its
+        limit, past which BadFilesError names the last one. None: limit 0.
 
     Returns:
       metrics.protocol_scores(...) (fractions in [0, 1]) plus "model" (its
-      identity), "dataset" {"name", "split", "num_images"}, "input_width",
+      identity), "dataset" {"name", "split", "num_images" (scored)},
+      "bad_files" (the messages of the files skipped), "input_width",
       "label_sizes" (the [H, W] label resolutions seen), "images_per_second"
       and "confusion_matrix" (19 x 19 nested lists, rows = labels).
     """
@@ -71,9 +76,12 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
     if isinstance(model, TFLiteSegmenter):
         model.check_input_width(input_width)
     count = len(dataset) if not max_images else min(max_images, len(dataset))
-    examples = data_pipelines.evaluation_images(dataset, input_width=input_width).take(count)
+    bad_files = data_pipelines.BadFiles() if bad_files is None else bad_files
+    examples = data_pipelines.evaluation_images(dataset, input_width=input_width,
+                                                bad_files=bad_files).take(count)
     matrix = metrics.ConfusionMatrix(NUM_CLASSES)
     label_sizes = set()
+    scored = 0
     with Progress(count, "evaluate", unit="img") as progress:
         for example in examples:
             label = example["label"][0].numpy()
@@ -85,10 +93,13 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
                 report.write_prediction_panel(predictions_dir, dataset, int(example["index"]),
                                        prediction, label)
             progress.update(miou=metrics.mean_iou(matrix.result(), PROTOCOL_CLASSES[protocol]))
+            scored += 1
+    bad_files.check()
     return {
         **metrics.protocol_scores(matrix.result().numpy(), protocol),
         "model": model.identity.as_json(),
-        "dataset": {"name": dataset.name, "split": dataset.split, "num_images": count},
+        "dataset": {"name": dataset.name, "split": dataset.split, "num_images": scored},
+        "bad_files": bad_files.messages(lambda key: key[:2] == (dataset.name, dataset.split)),
         "input_width": input_width,
         "label_sizes": sorted(list(size) for size in label_sizes),
         "images_per_second": progress.rate(),
@@ -108,7 +119,8 @@ def default_results_path(model, dataset, protocol):
 
 def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=None, split="val",
                    protocol=19, input_width=None, output_json=None, predictions_dir=None,
-                   compare_paper=None, num_threads=2, max_images=0):
+                   compare_paper=None, num_threads=2, max_images=0,
+                   max_bad_files=RunConfig.max_bad_files):
     """What `evaluate.py` does: opens the model and the data and evaluates.
 
     Arguments are the flags of `evaluate.py`. Cheap checks (the model's path,
@@ -124,6 +136,8 @@ def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=No
     check_protocol(protocol)
     if max_images < 0:
         raise UsageError(f"--max_images must be >= 0 (0: all), got {max_images}")
+    if max_bad_files < 0:
+        raise UsageError(f"--max_bad_files must be >= 0, got {max_bad_files}")
     if input_width is not None and input_width <= 0:
         raise UsageError(f"--input_width must be a positive width, got {input_width}")
     paper = paper_table(compare_paper, protocol) if compare_paper else None
@@ -131,7 +145,8 @@ def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=No
                                        synthia_classes=13 if protocol == 13 else 16)
     model = open_model(model_path, checkpoint=checkpoint, num_threads=num_threads)
     results = evaluate(model, data, protocol=protocol, input_width=input_width,
-                       max_images=max_images, predictions_dir=predictions_dir)
+                       max_images=max_images, predictions_dir=predictions_dir,
+                       bad_files=data_pipelines.BadFiles(max_bad_files))
     results["results_path"] = output_json or default_results_path(model, data, protocol)
     return results, report.evaluation_table(results, paper)
 

@@ -26,6 +26,7 @@ import os
 import cv2
 
 import data_pipelines
+from data_pipelines import validation
 from data_pipelines.images import to_pixels, to_unit_range
 from export.artifacts import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
@@ -37,12 +38,36 @@ MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-size
 FIGURE_EXAMPLES = 3
 
 
-def target_test_set(cfg):
-    """The target's labelled val split (demo_target/val, cityscapes/val)."""
+def target_test_split(cfg):
+    """(name, root, split) of the target's labelled val split (demo_target/val, cityscapes/val)."""
     name = cfg.data.target
     if name not in trainer.TEST_SPLITS:
         raise data_pipelines.DatasetError(f"target {name} has no labelled val split to score on")
-    return data_pipelines.open_dataset(name, cfg.data.target_root, trainer.TEST_SPLITS[name])
+    return name, cfg.data.target_root, trainer.TEST_SPLITS[name]
+
+
+def target_test_set(cfg):
+    """The target's labelled val split, opened."""
+    return data_pipelines.open_dataset(*target_test_split(cfg))
+
+
+def data_of_run(configs, whole):
+    """[(name, root, split)] the stages in `configs` read, and for a `whole` run the
+    target's test split it is scored on; each once, in the order first read."""
+    used = [triple for cfg in configs.values() for triple in trainer.datasets_used(cfg)]
+    if whole:
+        used.append(target_test_split(list(configs.values())[-1]))
+    return list(dict.fromkeys(used))
+
+
+def announce_full_check(configs, whole):
+    """Prints, once per run, the commands that decode every file the run reads:
+    the start-up check only decodes a sample of each split."""
+    cfg = list(configs.values())[-1]
+    print("Start-up checks decode a sample of each split; to decode every file the run reads, "
+          "first run:\n" + "".join(
+              f"  {validation.full_check_command(*triple, cfg.data.synthia_classes)}\n"
+              for triple in data_of_run(configs, whole)), end="", flush=True)
 
 
 def export_size(test_set):
@@ -154,6 +179,10 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None):
         reused = reused_dir(reuse_from, stage, cfg) if reuse_from else None
         if reused:
             dirs[stage] = reused
+    announce_full_check(configs, whole)
+    if whole:  # scored on at the end: a bad file there should not wait for it
+        last = configs[stages[-1]]
+        trainer.check_data(last, [target_test_split(last)])
     os.makedirs(workdir, exist_ok=True)
     files.write_json(os.path.join(workdir, methods.METHOD_FILE),
                      {"method": method, "stages": {s: os.path.abspath(d) for s, d in dirs.items()}})
@@ -176,7 +205,9 @@ def _score_export_draw(workdir, dirs, cfg):
     test_set = target_test_set(cfg)
     scored = [stage for stage in dirs if get_stage(stage).evaluates]
     models = {stage: model_adapters.keras_from_workdir(dirs[stage]) for stage in scored}
-    scores = {stage: evaluation.evaluate(model, test_set, protocol=config_lib.protocol(cfg))
+    bad_files = data_pipelines.BadFiles(cfg.run.max_bad_files)  # each bad file logged once
+    scores = {stage: evaluation.evaluate(model, test_set, protocol=config_lib.protocol(cfg),
+                                         bad_files=bad_files)
               for stage, model in models.items()}
     files.write_json(os.path.join(workdir, "results.json"), scores)
     height, width = export_size(test_set)

@@ -74,6 +74,9 @@ def evaluation_table(results, paper=None):
         text_table(rows, columns),
         f"pixel accuracy {percent(results['pixel_accuracy'])}%, labels at "
         + ", ".join(f"{h}x{w}" for h, w in results["label_sizes"]) + " (HxW)"]
+    if results.get("bad_files"):
+        lines.append(f"{len(results['bad_files'])} bad file(s) skipped, not scored; the first: "
+                     + results["bad_files"][0])
     if results["undefined_classes"]:
         lines.append("absent from labels and predictions, left out of the mIoU: "
                      + ", ".join(results["undefined_classes"]))

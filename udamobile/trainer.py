@@ -31,6 +31,7 @@ import tensorflow as tf
 from absl import logging
 
 import data_pipelines
+from data_pipelines import validation
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, files,
                        pretrained)
 from udamobile.model_adapters import KerasSegmenter, ModelIdentity
@@ -59,26 +60,70 @@ def _datasets_read(cfg, stage):
     return {"source": [source], "target": [target], "unpaired": [source, target]}[stage.reads]
 
 
-def check_training_data(cfg, stage):
-    """Decodes a sample of every dataset the stage reads; raises on any problem.
+def datasets_used(cfg):
+    """[(name, root, split)] a stage reads: its training data, and the split it
+    evaluates on if it has a segmenter."""
+    stage = get_stage(cfg.stage)
+    return _datasets_read(cfg, stage) + ([evaluation_split(cfg)] if stage.evaluates else [])
+
+
+def check_data(cfg, datasets):
+    """Decodes a sample of each of `datasets` ([(name, root, split)]); raises on any problem.
 
     Catches a wrong folder or label format at start-up rather than hours in.
+    Returns {(name, root, split): DatasetReport}.
     """
-    for name, root, split in _datasets_read(cfg, stage):
+    reports = {}
+    for name, root, split in datasets:
         report = data_pipelines.check_dataset(name, root, split,
                                               synthia_classes=cfg.data.synthia_classes)
         logging.info("%s", report)
         if not report.ok:
+            command = validation.full_check_command(name, root, split, cfg.data.synthia_classes)
             raise data_pipelines.DatasetError(
                 f"dataset check failed: {report.summary()} (the report above lists them; "
-                f"python -m data_pipelines.check --dataset={name} --all decodes every file)")
+                f"{command} decodes every file)")
+        reports[name, root, split] = report
+    return reports
 
 
-def make_training_stream(cfg, start_step=0):
+def upscaling_note(image_size, resize_width, patch_size):
+    """What a patch larger than the image resized to `resize_width` costs, or None.
+
+    Such a patch would be mostly padding; the pipelines widen the resize
+    instead (`data_pipelines.crop_fitting_size`), so the images are
+    upscaled: a patch then holds no padding but less of the scene.
+    """
+    height, width = image_size
+    wanted = width if resize_width is None else resize_width
+    fitted = [int(v) for v in data_pipelines.crop_fitting_size(
+        tf.constant([height, width]), resize_width, patch_size)]
+    if fitted[1] <= wanted:
+        return None
+    return (f"a {patch_size[1]}x{patch_size[0]} patch does not fit a {width}x{height} image "
+            f"resized to width {wanted}: it is resized to {fitted[1]}x{fitted[0]} instead, "
+            f"{fitted[1] / wanted:.1f}x wider, so that patches hold no padding")
+
+
+def warn_of_upscaling(cfg, stage, reports):
+    """Logs `upscaling_note` for the most common image size of each training split."""
+    if cfg.data.whole_images:
+        return  # whole images are rescaled to the patch size, as meant
+    for name, root, split in _datasets_read(cfg, stage):
+        sizes = reports[name, root, split].image_sizes
+        note = sizes and upscaling_note(sizes.most_common(1)[0][0], cfg.data.resize_width,
+                                        patch_shape(cfg))
+        if note:
+            logging.warning("%s/%s: --patch_size=%d: %s", name, split, cfg.data.patch_size, note)
+
+
+def make_training_stream(cfg, start_step=0, bad_files=None):
     """The endless tf.data stream of the config's stage, from batch `start_step`.
 
     The stream is a pure function of the seed and the position, so a resumed
-    run sees exactly the batches an uninterrupted one would have.
+    run sees exactly the batches an uninterrupted one would have (unless
+    files were skipped: see `data_pipelines.supervised_patches`). Files that
+    cannot be read are recorded in `bad_files` (data_pipelines.BadFiles).
     """
     stage = get_stage(cfg.stage)
     data = cfg.data
@@ -87,7 +132,7 @@ def make_training_stream(cfg, start_step=0):
               for name, root, split in _datasets_read(cfg, stage)]
     options = dict(patch_size=patch_shape(cfg), whole_images=data.whole_images,
                    batch_size=cfg.optim.batch_size, flip=data.flip, seed=cfg.run.seed,
-                   start_batch=start_step)
+                   start_batch=start_step, bad_files=bad_files)
     if stage.reads == "unpaired":
         return data_pipelines.unpaired_patches(
             *opened, resize_width_source=data.resize_width, resize_width_target=data.resize_width,
@@ -116,14 +161,18 @@ def first_replica(batch, strategy):
 TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
 
 
-def evaluation_dataset(cfg):
-    """The dataset of periodic evaluation: the source's held-out split by default."""
+def evaluation_split(cfg):
+    """(name, root, split) of periodic evaluation: the source's held-out split by default."""
     run = cfg.run
     name = run.eval_dataset or cfg.data.source
     root = run.eval_root if run.eval_dataset else cfg.data.source_root
-    default_split = TEST_SPLITS.get(name, "heldout")
-    split = run.eval_split or default_split
-    if TEST_SPLITS.get(name) == split and run.eval_every > 0:
+    return name, root, run.eval_split or TEST_SPLITS.get(name, "heldout")
+
+
+def evaluation_dataset(cfg):
+    """The dataset of periodic evaluation (`evaluation_split`)."""
+    name, root, split = evaluation_split(cfg)
+    if TEST_SPLITS.get(name) == split and cfg.run.eval_every > 0:
         logging.warning(
             "Periodic evaluation on %s/val, the target's test split: choosing a "
             "checkpoint by it selects on the test set (as the authors' code did).", name)
@@ -221,7 +270,7 @@ def train(cfg, workdir, *, sources=None):
     tf.keras.utils.set_random_seed(cfg.run.seed)
     if cfg.run.deterministic:
         tf.config.experimental.enable_op_determinism()
-    check_training_data(cfg, stage)
+    warn_of_upscaling(cfg, stage, check_data(cfg, datasets_used(cfg)))
     with checkpointing.workdir_lock(workdir) if chief else contextlib.nullcontext():
         return _train(cfg, stage, strategy, chief, workdir, sources)
 
@@ -240,9 +289,10 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
     start = int(state.step)
     eval_data = evaluation_dataset(cfg) if stage.evaluates else None
     best = checkpointing.BestCheckpoint(state, workdir) if stage.evaluates and chief else None
-    stream = iter(distribute_stream(make_training_stream(cfg, start), strategy))
-    writer = (tf.summary.create_file_writer(os.path.join(workdir, "logs")) if chief
+    bad_files = data_pipelines.BadFiles(cfg.run.max_bad_files)
+    writer = (checkpointing.summary_writer(os.path.join(workdir, "logs")) if chief
               else tf.summary.create_noop_writer())
+    stream = iter(distribute_stream(make_training_stream(cfg, start, bad_files), strategy))
     steps = {}
 
     def step_function(step):
@@ -257,7 +307,7 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
 
     def save():
         nonlocal saved_step
-        manager.save(checkpoint_number=int(state.step))
+        checkpointing.save(manager, int(state.step))
         saved_step = int(state.step)
 
     def evaluate(name):
@@ -266,7 +316,7 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
             stage=cfg.stage))
         scores = evaluation.evaluate(model, eval_data, protocol=config_lib.protocol(cfg),
                                      input_width=cfg.run.eval_input_width,
-                                     max_images=cfg.run.eval_max_images)
+                                     max_images=cfg.run.eval_max_images, bad_files=bad_files)
         scores.update(step=int(state.step))
         files.write_json(os.path.join(workdir, "eval", f"{name}.json"), scores)
         best.offer(scores)
@@ -274,46 +324,71 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
             tf.summary.scalar("eval/miou", scores["miou"], step=int(state.step))
         return scores
 
-    skipped = 0
-    with _SignalFlag() as interrupt, writer.as_default(), \
-            Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
-        for step in range(start, cfg.optim.steps):
-            started = time.perf_counter()
-            batch = next(stream)
-            values = {k: float(v) for k, v in step_function(step)(batch).items()}
-            seconds = time.perf_counter() - started
-            if not values["finite"]:
-                if cfg.run.on_nonfinite == "stop":
-                    raise NonFiniteLossError(
-                        f"step {step}: non-finite {_nonfinite_terms(values)}; the update was not "
-                        f"applied and the last checkpoint in {workdir} is intact")
-                skipped += 1
-                logging.warning("step %d skipped: non-finite %s", step, _nonfinite_terms(values))
-            done = step + 1
-            progress.update(**{k.split("/")[-1]: v for k, v in values.items()
-                               if k in stage.progress_metrics})
-            if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
-                for name, value in values.items():
-                    tf.summary.scalar(name, value, step=done)
-                for name, rate in state.learning_rates().items():
-                    tf.summary.scalar(f"learning_rate/{name}", rate, step=done)
-                tf.summary.scalar("step_seconds", seconds, step=done)
-                tf.summary.scalar("skipped_steps", skipped, step=done)
-            if chief and done % cfg.run.image_every == 0:
-                for name, image in stage.summary_images(
-                        state, first_replica(batch, strategy)).items():
-                    tf.summary.image(name, image, step=done)
-            if done % cfg.run.checkpoint_every == 0:
-                save()
-            if (best and cfg.run.eval_every and done % cfg.run.eval_every == 0
-                    and done < cfg.optim.steps):
-                evaluate(f"step_{done}")
-            if interrupt.received:
-                save()
-                raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
-                                  f"{workdir}; run the same command to resume")
-    if saved_step != int(state.step):
-        save()
-    if not best:
-        return None
-    return evaluate("final")
+    try:
+        skipped = 0
+        with _SignalFlag() as interrupt, writer.as_default(), \
+                Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
+            for step in range(start, cfg.optim.steps):
+                started = time.perf_counter()
+                batch = _next_batch(stream, bad_files)
+                values = {k: float(v) for k, v in step_function(step)(batch).items()}
+                seconds = time.perf_counter() - started
+                if not values["finite"]:
+                    if cfg.run.on_nonfinite == "stop":
+                        raise NonFiniteLossError(
+                            f"step {step}: non-finite {_nonfinite_terms(values)}; the update was "
+                            f"not applied and the last checkpoint in {workdir} is intact")
+                    skipped += 1
+                    logging.warning("step %d skipped: non-finite %s", step,
+                                    _nonfinite_terms(values))
+                done = step + 1
+                progress.update(**{k.split("/")[-1]: v for k, v in values.items()
+                                   if k in stage.progress_metrics})
+                if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
+                    for name, value in values.items():
+                        tf.summary.scalar(name, value, step=done)
+                    for name, rate in state.learning_rates().items():
+                        tf.summary.scalar(f"learning_rate/{name}", rate, step=done)
+                    tf.summary.scalar("step_seconds", seconds, step=done)
+                    tf.summary.scalar("skipped_steps", skipped, step=done)
+                    tf.summary.scalar("data/bad_files", len(bad_files), step=done)
+                if chief and done % cfg.run.image_every == 0:
+                    for name, image in stage.summary_images(
+                            state, first_replica(batch, strategy)).items():
+                        tf.summary.image(name, image, step=done)
+                if done % cfg.run.checkpoint_every == 0:
+                    save()
+                if (best and cfg.run.eval_every and done % cfg.run.eval_every == 0
+                        and done < cfg.optim.steps):
+                    evaluate(f"step_{done}")
+                if interrupt.received:
+                    save()
+                    raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
+                                      f"{workdir}; run the same command to resume")
+        if saved_step != int(state.step):
+            save()
+        if len(bad_files):
+            logging.warning("%d bad file(s) skipped (each logged when met)", len(bad_files))
+        return evaluate("final") if best else None
+    except data_pipelines.BadFilesError as error:
+        if saved_step != int(state.step):
+            save()
+        raise data_pipelines.BadFilesError(
+            f"{error}. Stopped at step {int(state.step)}, checkpoint saved in {workdir}: fix or "
+            "remove the bad files (python -m data_pipelines.check --all lists them) or raise "
+            "--max_bad_files, and run the same command to resume") from None
+    finally:
+        # An iterator still alive at interpreter shutdown can abort or hang the
+        # process (data_pipelines.pipelines); the error's traceback would keep it.
+        del stream
+
+
+def _next_batch(stream, bad_files):
+    """The next batch; raises BadFilesError once bad files are past their limit."""
+    try:
+        batch = next(stream)
+    except (StopIteration, tf.errors.OutOfRangeError):
+        bad_files.check()  # the endless stream ends only past the bad-file limit
+        raise
+    bad_files.check()
+    return batch

@@ -14,6 +14,7 @@ writes the results as JSON (--output_json; by default a work directory's
 from absl import flags
 
 from data_pipelines import cli
+from udamobile import config as config_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tflite file.")
@@ -33,6 +34,10 @@ flags.DEFINE_enum("compare_paper", None, ["gta5", "synthia"], "Show the paper's 
                   "(GTA5 19 classes or SYNTHIA 16 classes) beside our numbers.")
 flags.DEFINE_integer("num_threads", 2, "Threads of the TFLite interpreter.")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
+flags.DEFINE_integer("max_bad_files", config_lib.RunConfig.max_bad_files, "Images or labels that cannot be read (truncated, "
+                     "corrupt, a label of another size) skipped and listed in the results; "
+                     "one more stops the evaluation naming the last. 0: stop at the first. The "
+                     "default is train.py's (see its --max_bad_files).")
 flags.mark_flag_as_required("model")
 
 
@@ -45,7 +50,7 @@ def main(argv):
         split=FLAGS.split, protocol=int(FLAGS.protocol), input_width=FLAGS.input_width,
         output_json=FLAGS.output_json, predictions_dir=FLAGS.save_predictions_dir,
         compare_paper=FLAGS.compare_paper, num_threads=FLAGS.num_threads,
-        max_images=FLAGS.max_images)
+        max_images=FLAGS.max_images, max_bad_files=FLAGS.max_bad_files)
     print(table)
     if evaluation.write_results(results):
         print(f"results written to {results['results_path']}")
