@@ -46,22 +46,9 @@ flags.DEFINE_string("peer_dir", None, "Folder holding peer_fp32.tflite and peer_
 flags.DEFINE_boolean("xnnpack_latest_features", False, "Also time every int8 file with "
                      "LiteRT's latest XNNPACK features on (rows ending in '+latest').")
 
-PEER_FILES = {"peer_float32": "peer_fp32.tflite", "peer_int8": "peer_int8.tflite"}
 # (quantization, output) of each TFLite file of ours, the export's default first.
 OUR_TFLITE = (("float32", "labels"), ("float16", "labels"), ("int8", "labels"),
               ("float32", "probabilities"), ("int8", "probabilities"))
-
-
-def peer_paths(folder):
-    """{name: path} of the peer's files in `folder`; UsageError naming what is missing."""
-    if not os.path.isdir(folder):
-        raise app.UsageError(f"--peer_dir {folder} is not a folder")
-    missing = [name for name in PEER_FILES.values()
-               if not os.path.isfile(os.path.join(folder, name))]
-    if missing:
-        raise app.UsageError(f"--peer_dir {folder} lacks {', '.join(missing)}; expected "
-                             f"{' and '.join(PEER_FILES.values())} (../shared/peer)")
-    return {name: os.path.join(folder, file) for name, file in PEER_FILES.items()}
 
 
 def tflite_input_size(path):
@@ -182,7 +169,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     sizes = [_parse_size(s) for s in FLAGS.sizes]
-    peers = peer_paths(FLAGS.peer_dir) if FLAGS.peer_dir else {}
+    peers = tflite_graphs.peer_paths(FLAGS.peer_dir) if FLAGS.peer_dir else {}
     if peers and tflite_input_size(peers["peer_int8"]) not in sizes:
         height, width = tflite_input_size(peers["peer_int8"])
         raise app.UsageError(f"the peer's files take {height}x{width}: add it to --sizes")

@@ -1,5 +1,6 @@
 """What a .tflite graph holds, and the graph cut after any of its ops: tools of the TFLite benchmarks.
 
+    peer_paths(folder)         {name: path} of the peer's files, or a UsageError
     describe(path)             'uint8 [1,512,1024,3] -> uint8 [1,512,1024]; argmax, resize x3, ...'
     operators(model_bytes)     [(op name, output shape)] in execution order
     truncated(model_bytes, k)  the same graph ending after op k
@@ -11,13 +12,30 @@ delegate a board uses (LiteRT's own op profiler is not exposed in Python):
 the time of the graph cut after op k, minus that of the graph cut after op
 k - 1, is op k's share.
 """
+import os
 import time
 
 import numpy as np
+from absl import app
+
+# The TF Model Garden's files in ../shared/peer, by the name the benchmarks give them.
+PEER_FILES = {"peer_float32": "peer_fp32.tflite", "peer_int8": "peer_int8.tflite"}
 
 # Ops whose presence decides what a graph costs at its end.
 TELLING_OPS = {"SOFTMAX": "softmax", "ARG_MAX": "argmax", "RESIZE_BILINEAR": "resize",
                "DEQUANTIZE": "dequantize", "QUANTIZE": "quantize", "CAST": "cast"}
+
+
+def peer_paths(folder):
+    """{name: path} of the peer's files in `folder`; UsageError naming what is missing."""
+    if not os.path.isdir(folder):
+        raise app.UsageError(f"--peer_dir {folder} is not a folder")
+    missing = [name for name in PEER_FILES.values()
+               if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise app.UsageError(f"--peer_dir {folder} lacks {', '.join(missing)}; expected "
+                             f"{' and '.join(PEER_FILES.values())} (../shared/peer)")
+    return {name: os.path.join(folder, file) for name, file in PEER_FILES.items()}
 
 
 def _flatbuffers():

@@ -172,9 +172,7 @@ def main(argv):
             raise app.UsageError(f"--files: {path} does not exist")
     peers = {}
     if FLAGS.peer_dir:
-        from latency import peer_paths
-
-        peers = {name: path for name, path in peer_paths(FLAGS.peer_dir).items()
+        peers = {name: path for name, path in tflite_graphs.peer_paths(FLAGS.peer_dir).items()
                  if name.endswith(tuple(FLAGS.precisions))}
     import tensorflow as tf
 
