@@ -118,7 +118,7 @@ def int8_warning(rows):
             "target images (--num_calibration_images) or on images more like the board's "
             "camera (--representative_dataset, --representative_root), or ship the float16 "
             "file. LiteRT's 16x8 quantization is not offered: its int16 kernels are "
-            "reference code, about 60x slower than int8 here (docs/deployment.md).")
+            "reference code, 14x slower than int8 here (docs/deployment.md).")
 
 
 def report_text(rows, dataset_description, machine):

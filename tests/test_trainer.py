@@ -56,6 +56,11 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
     export = tmp_path / "full" / "export"
     assert (export / "saved_model" / "saved_model.pb").exists()
     assert (export / "segmenter_128x256_int8.tflite").exists()
+    # The export report scores what was exported on the test split, and says so.
+    rows = json.loads((export / "export_report.json").read_text())["rows"]
+    assert [row["artifact"] for row in rows] == ["keras", "saved_model", "tflite_int8"]
+    assert rows[0]["miou"] == pytest.approx(scores["adaptation"]["miou"], abs=1e-4)
+    assert "Export report on demo_target/val (200 images" in out
     for figure in ("translations.png", "segmentations.png"):
         assert (tmp_path / "full" / "figures" / figure).stat().st_size > 10_000
 
