@@ -175,7 +175,6 @@ def main(argv):
         raise app.UsageError(f"the peer's files take {height}x{width}: add it to --sizes")
     import tensorflow as tf
 
-    cli.hide_tensorflow_info_logs(os.path.dirname(tf.__file__))  # they would bury the tables
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from udamobile.segmenter import build_segmenter

@@ -174,9 +174,6 @@ def main(argv):
     if FLAGS.peer_dir:
         peers = {name: path for name, path in tflite_graphs.peer_paths(FLAGS.peer_dir).items()
                  if name.endswith(tuple(FLAGS.precisions))}
-    import tensorflow as tf
-
-    cli.hide_tensorflow_info_logs(os.path.dirname(tf.__file__))  # they would bury the tables
     print(machine(), f"{FLAGS.num_threads} threads")
     rates = {precision: mac_rate(precision) for precision in ("int8", "float32")}
     bandwidth = memory_bandwidth()

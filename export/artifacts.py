@@ -76,11 +76,10 @@ def _representative_dataset(cfg, name, root):
     return dataset
 
 
-def _report_dataset(dataset):
+def _check_report_dataset(dataset):
     if not dataset.has_labels:
         raise ExportError(f"the export report needs labels; {dataset.name}/{dataset.split} "
                           "has none")
-    return dataset
 
 
 def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, height=512,
@@ -114,7 +113,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     formats = tuple(formats)
     _check_options(formats, height, width, num_calibration_images, tflite_output, report_images)
     if report_set is not None:
-        _report_dataset(report_set)
+        _check_report_dataset(report_set)
     calibration = None
     if "tflite_int8" in formats:  # its folder is checked before the checkpoint is read
         dataset = _representative_dataset(checkpointing.read_config(workdir),

@@ -131,8 +131,10 @@ def report_text(rows, dataset_description, machine):
 
     table = tables.text_table(names, {
         "mIoU %": column("miou", lambda v: f"{100 * v:.1f}"),
+        # round() first, so that a loss too small to show reads +0.0, not -0.0
         "vs Keras": [("-" if row["artifact"] == "keras" else
-                      f"{100 * (row['miou'] - keras_miou):+.1f}") for row in rows],
+                      f"{round(100 * (row['miou'] - keras_miou), 1) + 0.0:+.1f}")
+                     for row in rows],
         "agrees with Keras": column("agreement", lambda v: f"{100 * v:.2f}%"),
         "size MB": column("megabytes", lambda v: f"{v:.1f}"),
         "median ms": column("median_ms", lambda v: f"{v:.1f}"),
