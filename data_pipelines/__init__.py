@@ -9,7 +9,8 @@ while a pipeline runs), `classes` (the label space),
 `readers` (file decoders), `file_datasets` (folder layouts, held-out splits),
 `demo` (generated demo domains), `datasets` (open_dataset), `pipelines`
 (tf.data), `validation` (check_dataset), `check` (its program), `images` (the
-[-1, 1] convention), `cli` (how every program starts and ends).
+[-1, 1] convention), `colour` (colour-statistics transfer), `cli` (how
+every program starts and ends).
 
 The names below are loaded on first use, so that reading a dataset, or
 parsing a program's flags, does not import TensorFlow (which takes seconds
@@ -24,7 +25,7 @@ _HOMES = {
     "images": ("normalize_image", "to_pixels", "to_unit_range"),
     "pipelines": ("crop_fitting_size", "evaluation_images", "pad_to_size", "random_crop",
                   "random_flip", "resize_to", "resize_to_width", "supervised_patches",
-                  "unpaired_patches"),
+                  "unlabelled_patches", "unpaired_patches"),
     "validation": ("DatasetReport", "check_dataset"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

@@ -61,3 +61,23 @@ class BadFiles:
         if len(messages) > self.limit:
             raise BadFilesError(f"{len(messages)} bad file(s), more than --max_bad_files="
                                 f"{self.limit}; the last: {messages[-1]}")
+
+
+def readable(dataset, indices, read, bad_files=None):
+    """Yields (index, read(index)) for each of `indices` that can be read.
+
+    Outside tf.data (statistics over a sample of files): a file whose reading
+    raises DatasetError is recorded in `bad_files` and skipped, and
+    BadFilesError is raised once they pass its limit; without a registry the
+    error is raised as it is.
+    """
+    for index in indices:
+        try:
+            value = read(index)
+        except DatasetError as error:
+            if bad_files is None:
+                raise
+            bad_files.record((dataset.name, dataset.split, index), str(error))
+            bad_files.check()
+            continue
+        yield index, value

@@ -14,6 +14,11 @@ SPLITS = {
 SYNTHIA_PROTOCOLS = (16, 13)
 
 
+def is_built_in(name):
+    """Whether dataset `name` is a built-in demo domain (generated, no folder)."""
+    return name.startswith("demo_")
+
+
 def open_dataset(name, root=None, split="train", *, synthia_classes=16):
     """Opens one split of a dataset.
 
@@ -43,7 +48,7 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16):
     if synthia_classes not in SYNTHIA_PROTOCOLS:
         raise DatasetError(f"synthia_classes must be one of {SYNTHIA_PROTOCOLS}, "
                            f"got {synthia_classes!r}")
-    if name.startswith("demo_"):
+    if is_built_in(name):
         if root is not None:
             raise DatasetError(f"{name} is generated in memory and takes no root, got {root!r}")
         return demo.DemoDataset(name, split)

@@ -212,10 +212,11 @@ def _shuffled_indices(length, seed):
 
 
 def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip, seed, stream,
-                  bad_files, start=0):
+                  bad_files, start=0, image_transform=None):
     """Endless (image [*size, 3] float32, label [*size] int32 or None) patches,
     from position `start` of the stream (skipped before decoding: cheap).
     With `whole_images` each image is resized to `size` instead of cropped.
+    `image_transform` maps each whole image [H, W, 3] in [-1, 1] before that.
     A bad file is skipped (`bad_files`); the patches of the others keep the
     crops and flips of their positions."""
     order_seed, augment_seed = tf.unstack(
@@ -228,6 +229,8 @@ def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip
     def make_patch(example):
         position, image, label = example["position"], example["image"], example.get("label")
         image = normalize_image(image)
+        if image_transform is not None:
+            image = image_transform(image)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(augment_seed, position), 2))
         if whole_images:
@@ -250,7 +253,8 @@ def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip
 
 
 def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_images=False,
-                       batch_size=5, flip=False, seed=0, start_batch=0, bad_files=None):
+                       batch_size=5, flip=False, seed=0, start_batch=0, bad_files=None,
+                       image_transform=None):
     """Endless batches of labelled random patches, reshuffled every epoch.
 
     Args:
@@ -271,6 +275,9 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_imag
         are recorded there and skipped, and the stream ends once they are
         more than its limit (the caller's `check()` says why). None: a
         registry of limit 0, so the first bad file ends the stream.
+      image_transform: a function of tensors applied to each whole image
+        [H, W, 3] in [-1, 1] before it is resized and cropped (e.g. the
+        colour transfer of `data_pipelines.colour`); None: none.
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, P, P, 3] in [-1, 1],
@@ -282,8 +289,31 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_imag
     _require_labels(dataset, "supervised_patches")
     patches = _patch_stream(dataset, with_label=True, size=size, resize_width=resize_width,
                             whole_images=whole_images, flip=flip, seed=seed, stream=_SOURCE_STREAM,
-                            bad_files=_registry(bad_files), start=start_batch * batch_size)
+                            bad_files=_registry(bad_files), start=start_batch * batch_size,
+                            image_transform=image_transform)
     return patches.map(lambda image, label: {"image": image, "label": label}).batch(
+        batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def unlabelled_patches(dataset, *, patch_size, resize_width=None, whole_images=False,
+                       batch_size=1, flip=False, seed=0, start_batch=0, bad_files=None):
+    """Endless batches of image patches, labels never read (the target's train split).
+
+    The patches are those of the target stream of `unpaired_patches` with the
+    same arguments; the other arguments as in `supervised_patches`.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [B, P, P, 3] in [-1, 1]}.
+    """
+    size = _patch_size(patch_size)
+    _check_positive("batch_size", batch_size)
+    _check_positive("resize_width", resize_width, allow_none=True)
+    if len(dataset) == 0:
+        raise DatasetError(f"{dataset.name}/{dataset.split} is empty")
+    patches = _patch_stream(dataset, with_label=False, size=size, resize_width=resize_width,
+                            whole_images=whole_images, flip=flip, seed=seed, stream=_TARGET_STREAM,
+                            bad_files=_registry(bad_files), start=start_batch * batch_size)
+    return patches.map(lambda image: {"image": image}).batch(
         batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 

@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data_pipelines import validation
 from data_pipelines.images import normalize_image
 from export.graph import ArgmaxLabels, probabilities
 from udamobile import files
@@ -86,7 +87,7 @@ def calibration_images(dataset, *, count, height, width):
     """
     if len(dataset) == 0:
         raise ValueError(f"calibration dataset {dataset.name}/{dataset.split} is empty")
-    indices = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int))
+    indices = validation.sample_indices(len(dataset), count)
     return [resize_pixels(dataset.read_image(int(i)), height, width) for i in indices]
 
 

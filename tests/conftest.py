@@ -8,6 +8,7 @@ TINY = dict(
     decoder_filters=8, generator_filters=4, generator_blocks=1, discriminator_filters=4,
     discriminator_strides=(2, 2, 1), pool_size=2, batch_size=2, steps=6,
     checkpoint_every=2, log_every=2, image_every=4, eval_every=0, eval_max_images=4,
+    label_free_images=2,
     segmenter_frozen_steps=2, feature_adaptation_start=0, lambda_feat=1.0)
 
 

@@ -17,7 +17,7 @@ TINY_FLAGS = [
     "--patch_size=32", "--resize_width=64", "--width_multiplier=0.35", "--aspp_filters=8",
     "--low_level_filters=4", "--decoder_filters=8", "--generator_filters=4",
     "--generator_blocks=1", "--discriminator_filters=4", "--discriminator_strides=2,2,1",
-    "--batch_size=1", "--eval_max_images=2", "--log_every=1", "--image_every=1000",
+    "--batch_size=1", "--eval_max_images=2", "--label_free_images=1", "--log_every=1", "--image_every=1000",
     "--segmenter_frozen_steps=1", "--feature_adaptation_start=0", "--steps=2"]
 LABEL_IDS = (7, 8, 11, 21, 23, 26, 0)  # road, sidewalk, building, vegetation, sky, car, unlabelled
 
@@ -61,8 +61,8 @@ def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path
 
 
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
-    result = _runner("--table=4", f"--workdir={tmp_path}")
-    assert result.returncode != 0 and "--table=4" in result.stderr
+    result = _runner("--table=5", f"--workdir={tmp_path}")
+    assert result.returncode != 0 and "--table=5" in result.stderr
     result = _runner("--table=3", "--rows=full,oracle", f"--workdir={tmp_path}", "--dry_run")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--rows=oracle: not a row of table 3" in result.stderr
@@ -71,24 +71,23 @@ def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
 @pytest.mark.slow
 def test_two_rows_of_table_1_run_resume_and_print_beside_the_paper(tmp_path, real_format_roots):
     workdir = tmp_path / "table1"
-    args = ["--table=1", "--preset=paper_gta5", "--rows=source_only,cycada",
+    args = ["--table=1", "--preset=paper_gta5", "--rows=source_only,full",
             f"--workdir={workdir}", *real_format_roots, *TINY_FLAGS]
     first = _runner(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((workdir / "table1.json").read_text())
-    assert list(table["rows"]) == ["source_only", "cycada"] and table["protocol"] == 19
-    cycada = table["rows"]["cycada"]
-    assert cycada["paper"]["miou"] == 37.3 and cycada["ours"]["dataset"]["name"] == "cityscapes"
-    # CyCADA's stages, its source-only one taken from the source_only row.
-    method = json.loads((workdir / "cycada" / "method.json").read_text())
+    assert list(table["rows"]) == ["source_only", "full"] and table["protocol"] == 19
+    full = table["rows"]["full"]
+    assert full["paper"]["miou"] == 41.1 and full["ours"]["dataset"]["name"] == "cityscapes"
+    # The full method's stages, its source-only one taken from the source_only row.
+    method = json.loads((workdir / "full" / "method.json").read_text())
     assert method["stages"]["source_only"] == str(workdir / "source_only" / "source_only")
-    assert sorted(os.listdir(workdir / "cycada")) == [
-        "export", "feature_alignment", "figures", "method.json", "results.json", "row.json",
-        "semantic_translation", "translated_source"]
-    assert "CyCADA (paper)" in first.stdout and "37.3" in first.stdout
+    assert sorted(os.listdir(workdir / "full")) == [
+        "adaptation", "export", "figures", "method.json", "results.json", "row.json"]
+    assert "full (paper)" in first.stdout and "41.1" in first.stdout
 
     again = _runner(*args)  # everything done: nothing is trained again
-    assert again.returncode == 0 and "row cycada: done" in again.stdout
+    assert again.returncode == 0 and "row full: done" in again.stdout
     assert "source_only  1/2" not in again.stderr + again.stdout
 
     other = _runner(*args[:-1], "--steps=3")

@@ -48,7 +48,7 @@ STAGE_FLAGS = [
     "--allow_random_start", "--patch_size=32", "--resize_width=64", "--width_multiplier=0.35",
     "--aspp_filters=8", "--low_level_filters=4", "--decoder_filters=8", "--batch_size=4",
     "--steps=4", "--checkpoint_every=2", "--log_every=1", "--image_every=1000",
-    "--eval_every=0", "--eval_max_images=1"]
+    "--eval_every=0", "--eval_max_images=1", "--label_free_images=1"]
 LABEL_IDS = (7, 8, 11, 21, 23, 26)  # road, sidewalk, building, vegetation, sky, car
 TIMEOUT = 300  # seconds; a run that hangs fails the test instead of blocking the suite
 

@@ -23,7 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
     "--preset=demo", "--method=full", "--stage=source_only", "--patch_size=32",
     "--width_multiplier=0.35", "--aspp_filters=8", "--low_level_filters=4",
-    "--decoder_filters=8", "--batch_size=2", "--eval_max_images=2", "--log_every=5",
+    "--decoder_filters=8", "--batch_size=2", "--eval_max_images=2", "--label_free_images=2",
+    "--log_every=5",
     "--image_every=1000"]
 
 

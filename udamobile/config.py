@@ -28,8 +28,8 @@ from data_pipelines.classes import NUM_CLASSES
 from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
 from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS, STAGE_RECIPES
 
-STAGES = ("source_only", "oracle", "translation", "semantic_translation", "translated_source",
-          "feature_alignment", "adaptation")
+STAGES = ("source_only", "oracle", "colour_transfer", "adabn", "translation",
+          "semantic_translation", "translated_source", "feature_alignment", "adaptation")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
@@ -220,6 +220,10 @@ class RunConfig:
                                   _non_negative)
     eval_input_width: typing.Optional[int] = _field(
         None, "Downscale evaluation inputs to this width.", _optional(_positive))
+    label_free_images: int = _field(
+        100, "Unlabelled target train images on which each evaluation also computes the "
+        "label-free signals (prediction entropy, confident pixels per class, predicted class "
+        "shares against the source's; udamobile/signals.py). 0: none.", _non_negative)
     max_bad_files: int = _field(
         10, "Files that cannot be read (truncated, corrupt, a label of another size or "
         "encoding) met during training or evaluation: each is logged once, skipped and counted "

@@ -1,4 +1,4 @@
-"""Every row of one of the paper's tables, trained, scored and printed beside the paper's.
+"""Every row of a table, trained, scored and printed (a paper table's beside the paper's).
 
     python -m udamobile.experiments --table=1 --source_root=/data/GTA5 \
         --target_root=/data/cityscapes --workdir=runs/table1
@@ -9,6 +9,12 @@
     2      SYNTHIA -> Cityscapes (16)  source_only, cyclegan, cycada, full, oracle
     3      GTA5 -> Cityscapes          source_only, full_no_sem_no_feat, full_no_sem,
            (ablation)                  full_no_feat, full
+    4      demo_source -> demo_target  source_only, colour_transfer, adabn, cyclegan, full,
+           (baselines, not the paper)  oracle
+
+Table 4 is not the paper's: it sets the paper's method beside the baselines
+a practitioner tries first (colour transfer, AdaBN), on the built-in demo
+domains by default (`--preset=demo`), or on any source and target given.
 
 Each row is one `train.py --method=<row>` command, run in <workdir>/<row>; it
 scores its stages on the target's val split with the table's protocol (19
@@ -22,7 +28,9 @@ command and runs nothing. Any config flag (see `train.py --helpfull`) is
 passed on to every row; `--preset` defaults to the table's paper preset.
 
 At the end the table is printed, our column beside the paper's, and written
-to <workdir>/table<N>.json.
+to <workdir>/table<N>.json. With the source_only and oracle rows both run,
+each row also shows the fraction of the source-only -> oracle gap in mIoU
+that it closes (`gap_closed`).
 """
 import dataclasses
 import json
@@ -31,6 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
+import typing
 
 from data_pipelines.base import UsageError, UserError
 from udamobile import config as config_lib, config_flags, files, methods, paper_tables, report
@@ -44,15 +53,16 @@ RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
 TITLES = {
     "source_only": "source only", "cyclegan": "CycleGAN", "cycada": "CyCADA",
     "full_no_sem_no_feat": "λsem=λfeat=0", "full_no_sem": "λsem=0", "full_no_feat": "λfeat=0",
-    "full": "full", "oracle": "oracle"}
+    "full": "full", "oracle": "oracle", "colour_transfer": "colour transfer",
+    "adabn": "AdaBN"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Table:
     caption: str
     preset: str  # the default preset
-    paper: str  # key of paper_tables.PAPER_TABLES
-    source: str  # the source dataset the paper's numbers are for
+    paper: typing.Optional[str]  # key of paper_tables.PAPER_TABLES; None: not a paper table
+    source: str  # the source dataset the paper's numbers (or the default preset) are for
     rows: tuple
 
 
@@ -64,6 +74,9 @@ TABLES = {
              ("source_only", "cyclegan", "cycada", "full", "oracle")),
     3: Table("Table 3 (ablation): GTA5 -> Cityscapes val", "paper_gta5", "gta5", "gta5",
              ("source_only", "full_no_sem_no_feat", "full_no_sem", "full_no_feat", "full")),
+    4: Table("Table 4 (beyond the paper): baselines and the paper's method", "demo", None,
+             "demo_source",
+             ("source_only", "colour_transfer", "adabn", "cyclegan", "full", "oracle")),
 }
 SHARED_ROW = "source_only"  # its stage starts every other row but the oracle
 
@@ -158,28 +171,57 @@ def _paper_cells(paper, title, classes):
             for name in classes}, paper["miou"][index]
 
 
+def gap_closed(miou, source_only, oracle):
+    """The fraction of the source-only -> oracle mIoU gap that `miou` closes
+    (0: no gain, 1: the oracle's score); None without a gap to close."""
+    if oracle <= source_only:
+        return None
+    return (miou - source_only) / (oracle - source_only)
+
+
+def gap_fractions(scores):
+    """{row: gap_closed} of every row, when `scores` has the source_only and oracle rows."""
+    if not {"source_only", "oracle"} <= set(scores):
+        return {}
+    low, high = scores["source_only"]["miou"], scores["oracle"]["miou"]
+    return {row: gap_closed(result["miou"], low, high) for row, result in scores.items()}
+
+
 def comparison(table, scores):
-    """(text, JSON-ready rows) of our IoU (%) beside the paper's, for the rows in `scores`."""
-    paper = paper_tables.PAPER_TABLES[table.paper]
+    """(text, JSON-ready rows) of our IoU (%), beside the paper's for a paper table,
+    for the rows in `scores`; with the gap each row closes when it can be measured."""
+    paper = paper_tables.PAPER_TABLES[table.paper] if table.paper else None
     class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
+    gaps = gap_fractions(scores)
     columns, rows = {}, {}
     for row, result in scores.items():
         title = TITLES[row]
-        iou, miou = _paper_cells(paper, title, class_rows[:-1])
         columns[title] = ours[title]
-        columns[f"{title} (paper)"] = ["" if iou[name] is None else f"{iou[name]:.1f}"
-                                       for name in class_rows[:-1]] + [f"{miou:.1f}"]
-        rows[row] = {"title": title, "ours": result,
-                     "paper": {"iou": iou, "miou": miou, "protocol": paper["protocol"]}}
-    summary = [f"{TITLES[row]:<14} {report.percent(scores[row]['miou']):>6} "
-               f"{rows[row]['paper']['miou']:>6.1f}" for row in scores]
-    text = (report.text_table(class_rows, columns) + "\n\n" + f"{'mIoU %':<14} {'ours':>6} "
-            f"{'paper':>6}\n" + "\n".join(summary))
+        rows[row] = {"title": title, "ours": result}
+        if gaps:
+            rows[row]["gap_closed"] = gaps[row]
+        if paper:
+            iou, miou = _paper_cells(paper, title, class_rows[:-1])
+            columns[f"{title} (paper)"] = ["" if iou[name] is None else f"{iou[name]:.1f}"
+                                           for name in class_rows[:-1]] + [f"{miou:.1f}"]
+            rows[row]["paper"] = {"iou": iou, "miou": miou, "protocol": paper["protocol"]}
+    header = f"{'mIoU %':<16} {'ours':>6}" + (f" {'paper':>6}" if paper else "") + (
+        f" {'gap closed':>11}" if gaps else "")
+    summary = [f"{TITLES[row]:<16} {report.percent(scores[row]['miou']):>6}"
+               + (f" {rows[row]['paper']['miou']:>6.1f}" if paper else "")
+               + (f" {_gap_text(gaps[row]):>11}" if gaps else "") for row in scores]
+    text = report.text_table(class_rows, columns) + "\n\n" + header + "\n" + "\n".join(summary)
     return text, rows
+
+
+def _gap_text(fraction):
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def _caveats(table, cfg, protocol):
     notes = []
+    if table.paper is None:
+        return notes
     if cfg.data.source != table.source:
         notes.append(f"note: these rows ran on {cfg.data.source} -> {cfg.data.target}; the "
                      f"paper's numbers are for {table.caption}: not comparable")
@@ -218,8 +260,9 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     path = os.path.join(workdir, f"table{number}.json")
     files.write_json(path, {"table": number, "caption": table.caption, "preset": preset,
                             "protocol": protocol, "rows": json_rows, "notes": notes})
-    print(f"\n{table.caption}, {protocol}-class protocol, IoU %: ours (preset {preset}) "
-          f"beside the paper's\n{text}\n" + "".join(f"{n}\n" for n in notes)
+    beside = " beside the paper's" if table.paper else ""
+    print(f"\n{table.caption}, {protocol}-class protocol, IoU %: ours (preset {preset})"
+          f"{beside}\n{text}\n" + "".join(f"{n}\n" for n in notes)
           + f"\nrows run now: {len(seconds)} in {(time.perf_counter() - started) / 60:.1f} min; "
           f"written to {path}")
     return scores

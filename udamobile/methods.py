@@ -3,6 +3,11 @@
     method       stages, in order (each starts from the ones before)
     source_only  source_only
     oracle       oracle (the segmenter trained on the target's train labels)
+    colour_transfer
+                 source_only, colour_transfer (fine-tuned on source images
+                 matched to the target's colour statistics; beyond the paper)
+    adabn        source_only, adabn (batch-norm statistics re-estimated on
+                 the target; beyond the paper)
     cyclegan     source_only, translation, translated_source
     cycada       source_only, semantic_translation, translated_source, feature_alignment
     full         source_only, adaptation (the paper)
@@ -47,6 +52,14 @@ METHODS = {
     "source_only": Method("The segmenter trained on the labelled source only.", ("source_only",)),
     "oracle": Method("The segmenter trained on the target's train labels: the upper bound.",
                      ("oracle",)),
+    "colour_transfer": Method(
+        "A baseline beyond the paper: the source-only segmenter fine-tuned on source images "
+        "whose Lab colour statistics are matched to the target's average (Reinhard et al. "
+        "2001).", ("source_only", "colour_transfer")),
+    "adabn": Method(
+        "A baseline beyond the paper: the source-only segmenter with its batch-norm "
+        "statistics re-estimated on unlabelled target images (AdaBN, Li et al. 2016); no "
+        "weight is trained.", ("source_only", "adabn")),
     "cyclegan": Method(
         "CycleGAN translation (Eq. 1-3, no segmenter), then the source-only segmenter "
         "fine-tuned on G_ST(x_S) with y_S; both on whole rescaled images, as the paper "

@@ -33,6 +33,11 @@ _TRANSLATION = dict(
 STAGE_RECIPES = {
     "source_only": _SUPERVISED,
     "oracle": _SUPERVISED,
+    # Fine-tuned on colour-matched source images with the source-only recipe,
+    # as translated_source is on G_ST's translations.
+    "colour_transfer": _SUPERVISED,
+    # Three passes over Cityscapes train (2,975 images) at batch 5.
+    "adabn": dict(steps=1785, batch_size=5),
     # The segmenter trained on G_ST(x_S) with the source-only recipe (as CyCADA
     # trains its task model on translated images like on source images).
     "translated_source": _SUPERVISED,
@@ -108,7 +113,9 @@ PRESETS = {
             eval_max_images=100),
         stage_edits={
             "source_only": _DEMO_SUPERVISED, "oracle": _DEMO_SUPERVISED,
-            "translated_source": _DEMO_SUPERVISED,
+            "translated_source": _DEMO_SUPERVISED, "colour_transfer": _DEMO_SUPERVISED,
+            # Three passes over demo_target train (2,000 images).
+            "adabn": dict(steps=750, batch_size=8),
             "translation": _DEMO_TRANSLATION, "semantic_translation": _DEMO_TRANSLATION,
             "feature_alignment": dict(steps=1500, batch_size=2, segmenter_lr=1e-4),
             "adaptation": dict(steps=1500, batch_size=2, segmenter_lr=1e-4,

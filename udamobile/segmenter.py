@@ -221,6 +221,12 @@ def _batch_norms(model):
     return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def batch_norms(segmenter):
+    """Every batch norm of a segmenter from `build_segmenter`: Me's, then Md's."""
+    return _batch_norms(segmenter.get_layer("encoder")) + _batch_norms(
+        segmenter.get_layer("decoder"))
+
+
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
                     decoder_filters=256, separable=True, freeze_batch_norm=False,

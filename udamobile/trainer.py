@@ -32,8 +32,9 @@ from absl import logging
 
 import data_pipelines
 from data_pipelines import validation
+from data_pipelines.datasets import is_built_in
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, files,
-                       pretrained)
+                       pretrained, signals)
 from udamobile.model_adapters import KerasSegmenter, ModelIdentity
 from udamobile.progress import Progress
 from udamobile.stages import get_stage
@@ -55,16 +56,33 @@ class StartError(data_pipelines.UserError):
 def _datasets_read(cfg, stage):
     """[(name, root, split)] of the training data of `stage`."""
     data = cfg.data
-    source = (data.source, data.source_root, "train")
-    target = (data.target, data.target_root, "train")
-    return {"source": [source], "target": [target], "unpaired": [source, target]}[stage.reads]
+    splits = {"source": (data.source, data.source_root, "train"),
+              "target": (data.target, data.target_root, "train")}
+    read = {"source": ["source"], "target": ["target"], "target_images": ["target"],
+            "unpaired": ["source", "target"]}[stage.reads]
+    return [splits[role] for role in dict.fromkeys(read + list(stage.also_reads))]
+
+
+def _signal_splits(cfg):
+    """[(name, root, split)] the label-free signals read: the target's train images
+    and the source's train labels; none when they are off, or when the target has
+    no folder (a source-only stage run without --target_root)."""
+    data = cfg.data
+    if not cfg.run.label_free_images or not (
+            is_built_in(data.target) or data.target_root):
+        return []
+    return [(data.target, data.target_root, "train"), (data.source, data.source_root, "train")]
 
 
 def datasets_used(cfg):
-    """[(name, root, split)] a stage reads: its training data, and the split it
-    evaluates on if it has a segmenter."""
+    """[(name, root, split)] a stage reads, each once: its training data, and if it
+    has a segmenter the split it evaluates on and those of the label-free signals."""
     stage = get_stage(cfg.stage)
-    return _datasets_read(cfg, stage) + ([evaluation_split(cfg)] if stage.evaluates else [])
+    used = _datasets_read(cfg, stage)
+    if stage.evaluates:
+        used.append(evaluation_split(cfg))
+        used += _signal_splits(cfg)
+    return list(dict.fromkeys(used))
 
 
 def check_data(cfg, datasets):
@@ -117,27 +135,30 @@ def warn_of_upscaling(cfg, stage, reports):
             logging.warning("%s/%s: --patch_size=%d: %s", name, split, cfg.data.patch_size, note)
 
 
-def make_training_stream(cfg, start_step=0, bad_files=None):
+def make_training_stream(cfg, start_step=0, bad_files=None, **options):
     """The endless tf.data stream of the config's stage, from batch `start_step`.
 
     The stream is a pure function of the seed and the position, so a resumed
     run sees exactly the batches an uninterrupted one would have (unless
     files were skipped: see `data_pipelines.supervised_patches`). Files that
     cannot be read are recorded in `bad_files` (data_pipelines.BadFiles).
+    `options`: the stage's `stream_options` (an image transform).
     """
     stage = get_stage(cfg.stage)
     data = cfg.data
     opened = [data_pipelines.open_dataset(name, root, split,
                                           synthia_classes=data.synthia_classes)
               for name, root, split in _datasets_read(cfg, stage)]
-    options = dict(patch_size=patch_shape(cfg), whole_images=data.whole_images,
-                   batch_size=cfg.optim.batch_size, flip=data.flip, seed=cfg.run.seed,
-                   start_batch=start_step, bad_files=bad_files)
+    common = dict(patch_size=patch_shape(cfg), whole_images=data.whole_images,
+                  batch_size=cfg.optim.batch_size, flip=data.flip, seed=cfg.run.seed,
+                  start_batch=start_step, bad_files=bad_files, **options)
     if stage.reads == "unpaired":
         return data_pipelines.unpaired_patches(
             *opened, resize_width_source=data.resize_width, resize_width_target=data.resize_width,
-            **options)
-    return data_pipelines.supervised_patches(opened[0], resize_width=data.resize_width, **options)
+            **common)
+    patches = (data_pipelines.unlabelled_patches if stage.reads == "target_images"
+               else data_pipelines.supervised_patches)
+    return patches(opened[0], resize_width=data.resize_width, **common)
 
 
 def distribute_stream(dataset, strategy):
@@ -177,6 +198,27 @@ def evaluation_dataset(cfg):
             "Periodic evaluation on %s/val, the target's test split: choosing a "
             "checkpoint by it selects on the test set (as the authors' code did).", name)
     return data_pipelines.open_dataset(name, root, split, synthia_classes=cfg.data.synthia_classes)
+
+
+class _LabelFree:
+    """The label-free signals of a stage's evaluations (`udamobile.signals`)."""
+
+    def __init__(self, cfg, bad_files):
+        self.cfg, self.bad_files = cfg, bad_files
+        opened = [data_pipelines.open_dataset(name, root, split,
+                                              synthia_classes=cfg.data.synthia_classes)
+                  for name, root, split in _signal_splits(cfg)]
+        self.target, self.source = opened
+        self.source_share = None  # read at the first evaluation, then kept
+
+    def __call__(self, segmenter):
+        if self.source_share is None:
+            self.source_share = signals.label_shares(self.source, signals.SOURCE_LABEL_IMAGES,
+                                                     self.bad_files)
+        return signals.label_free_signals(
+            segmenter, self.target, count=self.cfg.run.label_free_images,
+            source_share=self.source_share, input_width=self.cfg.run.eval_input_width,
+            bad_files=self.bad_files)
 
 
 def _start(state, cfg, workdir, sources, chief):
@@ -290,9 +332,14 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
     eval_data = evaluation_dataset(cfg) if stage.evaluates else None
     best = checkpointing.BestCheckpoint(state, workdir) if stage.evaluates and chief else None
     bad_files = data_pipelines.BadFiles(cfg.run.max_bad_files)
+    label_free = _LabelFree(cfg, bad_files) if best and _signal_splits(cfg) else None
+    if best and cfg.run.label_free_images and not label_free:
+        logging.info("No label-free signals: --target_root is not given")
     writer = (checkpointing.summary_writer(os.path.join(workdir, "logs")) if chief
               else tf.summary.create_noop_writer())
-    stream = iter(distribute_stream(make_training_stream(cfg, start, bad_files), strategy))
+    options = stage.stream_options(cfg, workdir, chief=chief, bad_files=bad_files)
+    stream = iter(distribute_stream(make_training_stream(cfg, start, bad_files, **options),
+                                    strategy))
     steps = {}
 
     def step_function(step):
@@ -318,10 +365,14 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
                                      input_width=cfg.run.eval_input_width,
                                      max_images=cfg.run.eval_max_images, bad_files=bad_files)
         scores.update(step=int(state.step))
+        if label_free:
+            scores["label_free"] = label_free(state.networks["segmenter"])
         files.write_json(os.path.join(workdir, "eval", f"{name}.json"), scores)
         best.offer(scores)
         with writer.as_default():
             tf.summary.scalar("eval/miou", scores["miou"], step=int(state.step))
+            for tag, value in signals.scalars(scores.get("label_free")).items():
+                tf.summary.scalar(tag, value, step=int(state.step))
         return scores
 
     try:

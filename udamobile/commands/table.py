@@ -12,7 +12,8 @@ from data_pipelines import cli
 from udamobile import config as config_lib, config_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("table", None, "The paper's table: 1, 2 or 3.")
+flags.DEFINE_integer("table", None, "The paper's table 1, 2 or 3, or 4: the baselines "
+                     "beside the paper's method (udamobile/experiments.py).")
 flags.DEFINE_enum("preset", None, list(config_lib.PRESETS),
                   "Preset of every row (default: the table's paper preset).")
 flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per row.")

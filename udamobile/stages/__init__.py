@@ -5,13 +5,14 @@ name in `config.STAGES`, with its recipe in `config.STAGE_RECIPES`).
 """
 from udamobile.config import STAGES
 from udamobile.stages.base import Stage, Update
+from udamobile.stages.baselines import AdaBNStage, ColourTransferStage
 from udamobile.stages.cycle import ADAPTATION, SEMANTIC_TRANSLATION, TRANSLATION
 from udamobile.stages.feature_alignment import FEATURE_ALIGNMENT
 from udamobile.stages.supervised import ORACLE, SOURCE_ONLY, TRANSLATED_SOURCE
 
 REGISTRY = {stage.name: stage for stage in (
-    SOURCE_ONLY, ORACLE, TRANSLATION, SEMANTIC_TRANSLATION, TRANSLATED_SOURCE,
-    FEATURE_ALIGNMENT, ADAPTATION)}
+    SOURCE_ONLY, ORACLE, ColourTransferStage(), AdaBNStage(), TRANSLATION, SEMANTIC_TRANSLATION,
+    TRANSLATED_SOURCE, FEATURE_ALIGNMENT, ADAPTATION)}
 assert tuple(REGISTRY) == STAGES, "config.STAGES must list the registered stages in order"
 
 

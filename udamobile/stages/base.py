@@ -3,8 +3,10 @@
 A stage is a small object that says:
 
 - `reads`: the data stream it trains on: "source" (labelled source patches),
-  "target" (labelled target patches) or "unpaired" (a labelled source patch
-  beside an unlabelled target patch);
+  "target" (labelled target patches), "target_images" (unlabelled target
+  patches) or "unpaired" (a labelled source patch beside an unlabelled
+  target patch); `also_reads`: the other train splits it reads ("target");
+  `stream_options(...)`: what else its stream needs (an image transform);
 - `networks`: the networks it builds (names of `udamobile.networks`), and
   `restores`: those it takes from an earlier stage of its method;
 - `updates`: its players, each an optimizer over some networks' variables;
@@ -40,6 +42,7 @@ class Stage(abc.ABC):
     """Base of every stage; the subclasses fill in the class attributes."""
     name = None
     reads = None
+    also_reads = ()
     networks = ()
     restores = ()
     frozen = ()  # built and restored, never updated
@@ -47,6 +50,10 @@ class Stage(abc.ABC):
     uses_pools = False
     segmenter_batch_norm_trains = False
     progress_metrics = ()
+
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None):
+        """Keyword arguments of its training stream beyond the config's (trainer)."""
+        return {}
 
     def update(self, name):
         return next(u for u in self.updates if u.name == name)
