@@ -216,7 +216,8 @@ def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip
     """Endless (image [*size, 3] float32, label [*size] int32 or None) patches,
     from position `start` of the stream (skipped before decoding: cheap).
     With `whole_images` each image is resized to `size` instead of cropped.
-    `image_transform` maps each whole image [H, W, 3] in [-1, 1] before that.
+    `image_transform` maps each whole image [H, W, 3] in [-1, 1] once it is
+    resized, before it is cropped.
     A bad file is skipped (`bad_files`); the patches of the others keep the
     crops and flips of their positions."""
     order_seed, augment_seed = tf.unstack(
@@ -229,15 +230,16 @@ def _patch_stream(dataset, *, with_label, size, resize_width, whole_images, flip
     def make_patch(example):
         position, image, label = example["position"], example["image"], example.get("label")
         image = normalize_image(image)
-        if image_transform is not None:
-            image = image_transform(image)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.random.experimental.stateless_fold_in(augment_seed, position), 2))
-        if whole_images:
-            image, label = resize_to(image, label, size=size)
-        else:
-            fitting = crop_fitting_size(tf.shape(image)[:2], resize_width, size)
-            image, label = resize_to(image, label, size=fitting)
+        fitting = size if whole_images else crop_fitting_size(tf.shape(image)[:2],
+                                                              resize_width, size)
+        image, label = resize_to(image, label, size=fitting)
+        if image_transform is not None:
+            # On the resized whole image: the same statistics as at full
+            # resolution, at a fraction of the pixels (GTA5: 2.2x fewer).
+            image = image_transform(image)
+        if not whole_images:
             image, label = random_crop(image, label, size=size, seed=crop_seed)
         if flip:
             image, label = random_flip(image, label, seed=flip_seed)
@@ -276,7 +278,7 @@ def supervised_patches(dataset, *, patch_size=600, resize_width=None, whole_imag
         more than its limit (the caller's `check()` says why). None: a
         registry of limit 0, so the first bad file ends the stream.
       image_transform: a function of tensors applied to each whole image
-        [H, W, 3] in [-1, 1] before it is resized and cropped (e.g. the
+        [H, W, 3] in [-1, 1] after it is resized, before it is cropped (e.g. the
         colour transfer of `data_pipelines.colour`); None: none.
 
     Returns:

@@ -17,7 +17,8 @@ TINY_FLAGS = [
     "--patch_size=32", "--resize_width=64", "--width_multiplier=0.35", "--aspp_filters=8",
     "--low_level_filters=4", "--decoder_filters=8", "--generator_filters=4",
     "--generator_blocks=1", "--discriminator_filters=4", "--discriminator_strides=2,2,1",
-    "--batch_size=1", "--eval_max_images=2", "--label_free_images=1", "--log_every=1", "--image_every=1000",
+    "--batch_size=1", "--eval_max_images=2", "--label_free_images=1", "--log_every=1",
+    "--image_every=1000",
     "--segmenter_frozen_steps=1", "--feature_adaptation_start=0", "--steps=2"]
 LABEL_IDS = (7, 8, 11, 21, 23, 26, 0)  # road, sidewalk, building, vegetation, sky, car, unlabelled
 
