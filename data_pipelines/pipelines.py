@@ -321,17 +321,18 @@ def unlabelled_patches(dataset, *, patch_size, resize_width=None, whole_images=F
 
 def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
                      resize_width_target=None, whole_images=False, batch_size=1, flip=False,
-                     seed=0, start_batch=0, bad_files=None):
+                     seed=0, start_batch=0, bad_files=None, target_labels=False):
     """Endless batches of a labelled source patch beside an unrelated target patch.
 
     The two streams are shuffled and augmented independently; target labels
-    are never read (the target may be unlabelled). `whole_images`,
-    `start_batch` and `bad_files` (shared by both streams) as in
-    `supervised_patches`.
+    are read only with `target_labels` (the pseudo-labels of self-training),
+    so the target may be unlabelled. `whole_images`, `start_batch` and
+    `bad_files` (shared by both streams) as in `supervised_patches`.
 
     Returns:
       tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
-      "source_label": int32 [B, P, P], "target_image": float32 [B, P, P, 3]}.
+      "source_label": int32 [B, P, P], "target_image": float32 [B, P, P, 3]}
+      and with `target_labels` "target_label": int32 [B, P, P].
     """
     size = _patch_size(patch_size)
     _check_positive("batch_size", batch_size)
@@ -340,21 +341,29 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
     _require_labels(source, "the source stream of unpaired_patches")
     if len(target) == 0:
         raise DatasetError(f"{target.name}/{target.split} (target) is empty")
+    if target_labels:
+        _require_labels(target, "the labelled target stream of unpaired_patches")
     bad_files = _registry(bad_files)
     source_patches = _patch_stream(source, with_label=True, size=size,
                                    resize_width=resize_width_source,
                                    whole_images=whole_images, flip=flip, seed=seed,
                                    stream=_SOURCE_STREAM, bad_files=bad_files,
                                    start=start_batch * batch_size)
-    target_patches = _patch_stream(target, with_label=False, size=size,
+    target_patches = _patch_stream(target, with_label=target_labels, size=size,
                                    resize_width=resize_width_target,
                                    whole_images=whole_images, flip=flip, seed=seed,
                                    stream=_TARGET_STREAM, bad_files=bad_files,
                                    start=start_batch * batch_size)
-    pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(
-        lambda source_pair, target_image: {"source_image": source_pair[0],
-                                           "source_label": source_pair[1],
-                                           "target_image": target_image})
+
+    def pair(source_pair, target_example):
+        example = {"source_image": source_pair[0], "source_label": source_pair[1]}
+        if target_labels:
+            example["target_image"], example["target_label"] = target_example
+        else:
+            example["target_image"] = target_example
+        return example
+
+    pairs = tf.data.Dataset.zip((source_patches, target_patches)).map(pair)
     return pairs.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 

@@ -35,9 +35,12 @@ def batch_for(stage, cfg, nan=False):
     labels = rng.integers(0, 19, (b, h, w)).astype(np.int32)
     labels[:, :4] = 255  # some ignored pixels, as every dataset has
     labels = tf.constant(labels)
-    if stage.reads == "unpaired":
-        return {"source_image": tf.constant(images[0]), "source_label": labels,
-                "target_image": tf.constant(images[1])}
+    if stage.reads in ("unpaired", "pseudo_labelled"):
+        batch = {"source_image": tf.constant(images[0]), "source_label": labels,
+                 "target_image": tf.constant(images[1])}
+        if stage.reads == "pseudo_labelled":
+            batch["target_label"] = tf.reverse(labels, [1])
+        return batch
     return {"image": tf.constant(images[0]), "label": labels}
 
 
@@ -105,9 +108,11 @@ def test_what_each_stage_builds_and_takes_from_the_stages_before():
     assert get_stage("adaptation").restores == ("segmenter",)
     assert get_stage("colour_transfer").restores == ("segmenter",)
     assert get_stage("adabn").restores == ("segmenter",) and get_stage("adabn").updates == ()
+    assert get_stage("self_training").restores == ("segmenter", "g_st")
+    assert get_stage("self_training").frozen == ("g_st",)
     assert [s.name for s in REGISTRY.values() if s.evaluates] == [
         "source_only", "oracle", "colour_transfer", "adabn", "translated_source",
-        "feature_alignment", "adaptation"]
+        "feature_alignment", "adaptation", "self_training"]
 
 
 def test_ablations_switch_their_terms_off(tiny_config, eagerly):

@@ -29,7 +29,8 @@ from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
 from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS, STAGE_RECIPES
 
 STAGES = ("source_only", "oracle", "colour_transfer", "adabn", "translation",
-          "semantic_translation", "translated_source", "feature_alignment", "adaptation")
+          "semantic_translation", "translated_source", "feature_alignment", "adaptation",
+          "self_training")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
@@ -169,6 +170,17 @@ class OptimConfig:
     feature_adaptation_start: int = _field(
         0, "Adaptation and feature-alignment stages: step at which the feature-level "
         "adversarial game starts.", _non_negative)
+    self_training_rounds: int = _field(
+        3, "Self-training stage: rounds of equal length, each on the pseudo-labels made by "
+        "the segmenter at its start (beyond the paper; CBST).", _positive)
+    pseudo_label_fraction: float = _field(
+        0.2, "Self-training: the fraction p of each class's predicted pixels kept as "
+        "pseudo-labels in the first round, the most confident (CBST: 20%).",
+        _within(0, 1, low_open=True))
+    pseudo_label_fraction_step: float = _field(
+        0.05, "Self-training: how much p grows each round (CBST: 5%).", _within(0, 1))
+    pseudo_label_fraction_max: float = _field(
+        0.5, "Self-training: the largest p (CBST: 50%).", _within(0, 1, low_open=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,6 +325,17 @@ def validate(cfg):
         problem = check(value) if check else None
         if problem:
             raise UsageError(f"--{name}={value!r} {problem}")
+    optim = cfg.optim
+    if cfg.stage == "self_training":
+        if optim.pseudo_label_fraction_max < optim.pseudo_label_fraction:
+            raise UsageError(f"--pseudo_label_fraction_max={optim.pseudo_label_fraction_max} "
+                             f"is below --pseudo_label_fraction={optim.pseudo_label_fraction}")
+        if optim.self_training_rounds > optim.steps:
+            raise UsageError(f"--self_training_rounds={optim.self_training_rounds} is more "
+                             f"than --steps={optim.steps}: every round needs a step")
+        if cfg.run.strategy == "multi_worker_mirrored":
+            raise UsageError("--strategy=multi_worker_mirrored: the self_training stage labels "
+                             "the target on one machine; use default or mirrored")
     return cfg
 
 

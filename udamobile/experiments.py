@@ -10,17 +10,20 @@
     3      GTA5 -> Cityscapes          source_only, full_no_sem_no_feat, full_no_sem,
            (ablation)                  full_no_feat, full
     4      demo_source -> demo_target  source_only, colour_transfer, adabn, cyclegan, full,
-           (baselines, not the paper)  oracle
+           (beyond the paper)          full_self_training, oracle
 
 Table 4 is not the paper's: it sets the paper's method beside the baselines
-a practitioner tries first (colour transfer, AdaBN), on the built-in demo
-domains by default (`--preset=demo`), or on any source and target given.
+a practitioner tries first (colour transfer, AdaBN) and beside its
+extension by self-training, on the built-in demo domains by default
+(`--preset=demo`), or on any source and target given.
 
 Each row is one `train.py --method=<row>` command, run in <workdir>/<row>; it
 scores its stages on the target's val split with the table's protocol (19
 classes; SYNTHIA 16, or 13 with --synthia_classes=13). The rows after
 `source_only` take their source-only stage from <workdir>/source_only
-(`--reuse_stages_from`) instead of training it again. A row whose
+(`--reuse_stages_from`) instead of training it again, and a row that extends
+another (`EXTENDS`: full_self_training is full, then self-training) takes
+that row's stages. A row whose
 results.json exists is skipped, so running the same command again resumes
 the table; a row that was run with another command is an error, never a
 silently mixed table. `--rows` picks rows, `--dry_run` prints each row's
@@ -54,7 +57,7 @@ TITLES = {
     "source_only": "source only", "cyclegan": "CycleGAN", "cycada": "CyCADA",
     "full_no_sem_no_feat": "λsem=λfeat=0", "full_no_sem": "λsem=0", "full_no_feat": "λfeat=0",
     "full": "full", "oracle": "oracle", "colour_transfer": "colour transfer",
-    "adabn": "AdaBN"}
+    "adabn": "AdaBN", "full_self_training": "full + self-training"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,9 +79,11 @@ TABLES = {
              ("source_only", "full_no_sem_no_feat", "full_no_sem", "full_no_feat", "full")),
     4: Table("Table 4 (beyond the paper): baselines and the paper's method", "demo", None,
              "demo_source",
-             ("source_only", "colour_transfer", "adabn", "cyclegan", "full", "oracle")),
+             ("source_only", "colour_transfer", "adabn", "cyclegan", "full", "full_self_training",
+              "oracle")),
 }
 SHARED_ROW = "source_only"  # its stage starts every other row but the oracle
+EXTENDS = {"full_self_training": "full"}  # row: the row whose stages it begins with
 
 
 class ExperimentError(UserError):
@@ -107,13 +112,24 @@ def row_dir(workdir, row):
     return os.path.join(workdir, row)
 
 
-def row_command(row, *, preset, workdir, flags, shared):
+def reused_row(row, available):
+    """The row whose finished stages `row` takes, of the rows `available` (run before
+    it, or already in the table's folder): the row it extends, else source_only."""
+    if EXTENDS.get(row) in available:
+        return EXTENDS[row]
+    if row != SHARED_ROW and SHARED_ROW in available and (
+            methods.get_method(row).stages[0] == SHARED_ROW):
+        return SHARED_ROW
+    return None
+
+
+def row_command(row, *, preset, workdir, flags, reuse=None):
     """The train.py argv of `row` (`flags`: the --name=value config flags passed on);
-    with `shared`, its source-only stage comes from the source_only row."""
+    with `reuse` (a row), the stages it shares with that row come from there."""
     command = [sys.executable, *TRAIN, f"--preset={preset}", f"--method={row}",
                f"--workdir={row_dir(workdir, row)}", *flags]
-    if shared and row != SHARED_ROW and methods.get_method(row).stages[0] == SHARED_ROW:
-        command.append(f"--reuse_stages_from={row_dir(workdir, SHARED_ROW)}")
+    if reuse:
+        command.append(f"--reuse_stages_from={row_dir(workdir, reuse)}")
     return command
 
 
@@ -239,10 +255,12 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     # Every row's configs resolve (and validate) before anything runs.
     configs = {row: methods.stage_configs(preset, row, overrides) for row in selected}
     flags = config_flags.as_flags(overrides)
-    # Printed commands run in order, so the source_only row exists by the time
-    # the others take its stage; without it they train their own.
-    shared = SHARED_ROW in selected or os.path.isdir(row_dir(workdir, SHARED_ROW))
-    commands = {row: row_command(row, preset=preset, workdir=workdir, flags=flags, shared=shared)
+    # Printed commands run in order, so a row exists by the time the later
+    # ones take its stages; without it they train their own.
+    available = set(selected) | {row for row in table.rows
+                                 if os.path.isdir(row_dir(workdir, row))}
+    commands = {row: row_command(row, preset=preset, workdir=workdir, flags=flags,
+                                 reuse=reused_row(row, available))
                 for row in selected}
     if dry_run:
         print("\n".join(printable(commands[row]) for row in selected))

@@ -109,11 +109,23 @@ def _differences(a, b):
     return [f"{k}={va[k]!r} there, {vb[k]!r} here" for k in va if va[k] != vb[k]]
 
 
+def _stage_folder(method_dir, stage):
+    """Where the method folder `method_dir` holds `stage`: the folder its method.json
+    names (a stage it took from another run), else its sub-folder."""
+    path = os.path.join(method_dir, methods.METHOD_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            held = json.load(f)["stages"]
+        if stage in held:
+            return held[stage]
+    return methods.stage_dir(method_dir, stage)
+
+
 def reused_dir(reuse_from, stage, cfg):
     """The folder of `stage` in `reuse_from` if it is a finished twin of `cfg`, else None."""
     if not os.path.isdir(reuse_from):
         raise checkpointing.WorkdirError(f"--reuse_stages_from={reuse_from} does not exist")
-    folder = methods.stage_dir(reuse_from, stage)
+    folder = _stage_folder(reuse_from, stage)
     if not os.path.isfile(checkpointing.config_path(folder)):
         return None
     differences = _differences(checkpointing.read_config(folder), cfg)

@@ -14,6 +14,9 @@
     full_no_sem, full_no_feat, full_no_sem_no_feat
                  the same with lambda_sem and/or lambda_feat 0 in the
                  adaptation stage (Table 3's ablations)
+    full_self_training
+                 source_only, adaptation, self_training (CBST's class-balanced
+                 pseudo-labels on the adapted segmenter; beyond the paper)
 
 A method's work directory holds one sub-folder per stage, named after it,
 plus `method.json`. A stage builds the networks its stage object declares
@@ -77,6 +80,10 @@ METHODS = {
     "full_no_sem": _ablation(lambda_sem=0.0),
     "full_no_feat": _ablation(lambda_feat=0.0),
     "full_no_sem_no_feat": _ablation(lambda_sem=0.0, lambda_feat=0.0),
+    "full_self_training": Method(
+        "Beyond the paper: the paper's framework, then rounds of self-training on the "
+        "adapted segmenter's class-balanced pseudo-labels of the target (CBST, Zou et al. "
+        "2018) beside the translated source.", ("source_only", "adaptation", "self_training")),
 }
 METHOD_FILE = "method.json"
 

@@ -48,6 +48,9 @@ STAGE_RECIPES = {
     # adaptation LRs; the step budget is the paper's adaptation stage's.
     "feature_alignment": dict(steps=80_000, batch_size=1, lambda_feat=0.1),
     "adaptation": {},
+    # Three rounds of 10,000 steps on a source and a target patch (our choice;
+    # CBST trains a few epochs per round), at the adaptation stage's LR.
+    "self_training": dict(steps=30_000, batch_size=2),
 }
 
 
@@ -119,5 +122,6 @@ PRESETS = {
             "translation": _DEMO_TRANSLATION, "semantic_translation": _DEMO_TRANSLATION,
             "feature_alignment": dict(steps=1500, batch_size=2, segmenter_lr=1e-4),
             "adaptation": dict(steps=1500, batch_size=2, segmenter_lr=1e-4,
-                               segmenter_frozen_steps=300, feature_adaptation_start=0)}),
+                               segmenter_frozen_steps=300, feature_adaptation_start=0),
+            "self_training": dict(steps=750, batch_size=8, segmenter_lr=1e-4)}),
 }

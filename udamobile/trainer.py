@@ -59,7 +59,7 @@ def _datasets_read(cfg, stage):
     splits = {"source": (data.source, data.source_root, "train"),
               "target": (data.target, data.target_root, "train")}
     read = {"source": ["source"], "target": ["target"], "target_images": ["target"],
-            "unpaired": ["source", "target"]}[stage.reads]
+            "unpaired": ["source", "target"], "pseudo_labelled": ["source", "target"]}[stage.reads]
     return [splits[role] for role in dict.fromkeys(read + list(stage.also_reads))]
 
 
@@ -142,7 +142,8 @@ def make_training_stream(cfg, start_step=0, bad_files=None, **options):
     run sees exactly the batches an uninterrupted one would have (unless
     files were skipped: see `data_pipelines.supervised_patches`). Files that
     cannot be read are recorded in `bad_files` (data_pipelines.BadFiles).
-    `options`: the stage's `stream_options` (an image transform).
+    `options`: the stage's `stream_options` (an image transform, or the
+    pseudo-labelled "target" that replaces the target's train split).
     """
     stage = get_stage(cfg.stage)
     data = cfg.data
@@ -152,10 +153,12 @@ def make_training_stream(cfg, start_step=0, bad_files=None, **options):
     common = dict(patch_size=patch_shape(cfg), whole_images=data.whole_images,
                   batch_size=cfg.optim.batch_size, flip=data.flip, seed=cfg.run.seed,
                   start_batch=start_step, bad_files=bad_files, **options)
-    if stage.reads == "unpaired":
+    if stage.reads in ("unpaired", "pseudo_labelled"):
+        labelled = stage.reads == "pseudo_labelled"
+        source, target = opened[0], common.pop("target") if labelled else opened[1]
         return data_pipelines.unpaired_patches(
-            *opened, resize_width_source=data.resize_width, resize_width_target=data.resize_width,
-            **common)
+            source, target, resize_width_source=data.resize_width,
+            resize_width_target=data.resize_width, target_labels=labelled, **common)
     patches = (data_pipelines.unlabelled_patches if stage.reads == "target_images"
                else data_pipelines.supervised_patches)
     return patches(opened[0], resize_width=data.resize_width, **common)
@@ -243,6 +246,10 @@ def _start(state, cfg, workdir, sources, chief):
     for name in stage.restores:
         if name in origins:
             continue
+        if name == "segmenter" and stage.needs_trained_segmenter:
+            raise StartError(f"stage {stage.name} needs a trained segmenter (the adapted one of "
+                             "an earlier stage, or --init_checkpoint), not a random one: run "
+                             "the stages before it first")
         if name == "segmenter" and cfg.run.allow_random_start:
             origins[name] = "random initialization (--allow_random_start)"
             continue
@@ -337,9 +344,15 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
         logging.info("No label-free signals: --target_root is not given")
     writer = (checkpointing.summary_writer(os.path.join(workdir, "logs")) if chief
               else tf.summary.create_noop_writer())
-    options = stage.stream_options(cfg, workdir, chief=chief, bad_files=bad_files)
-    stream = iter(distribute_stream(make_training_stream(cfg, start, bad_files, **options),
-                                    strategy))
+
+    def stream_from(step):
+        options = stage.stream_options(cfg, workdir, chief=chief, bad_files=bad_files,
+                                       state=state, step=step)
+        return iter(distribute_stream(make_training_stream(cfg, step, bad_files, **options),
+                                      strategy))
+
+    stream = stream_from(start)
+    restarts = set(stage.stream_starts(cfg)) - {start}
     steps = {}
 
     def step_function(step):
@@ -380,6 +393,12 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
         with _SignalFlag() as interrupt, writer.as_default(), \
                 Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
             for step in range(start, cfg.optim.steps):
+                if step in restarts:
+                    # Saved first, so that a run stopped while the stream is
+                    # being made again restarts it from the same weights.
+                    if saved_step != step:
+                        save()
+                    stream = stream_from(step)
                 started = time.perf_counter()
                 batch = _next_batch(stream, bad_files)
                 values = {k: float(v) for k, v in step_function(step)(batch).items()}

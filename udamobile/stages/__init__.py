@@ -8,11 +8,12 @@ from udamobile.stages.base import Stage, Update
 from udamobile.stages.baselines import AdaBNStage, ColourTransferStage
 from udamobile.stages.cycle import ADAPTATION, SEMANTIC_TRANSLATION, TRANSLATION
 from udamobile.stages.feature_alignment import FEATURE_ALIGNMENT
+from udamobile.stages.self_training import SELF_TRAINING
 from udamobile.stages.supervised import ORACLE, SOURCE_ONLY, TRANSLATED_SOURCE
 
 REGISTRY = {stage.name: stage for stage in (
     SOURCE_ONLY, ORACLE, ColourTransferStage(), AdaBNStage(), TRANSLATION, SEMANTIC_TRANSLATION,
-    TRANSLATED_SOURCE, FEATURE_ALIGNMENT, ADAPTATION)}
+    TRANSLATED_SOURCE, FEATURE_ALIGNMENT, ADAPTATION, SELF_TRAINING)}
 assert tuple(REGISTRY) == STAGES, "config.STAGES must list the registered stages in order"
 
 

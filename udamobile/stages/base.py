@@ -4,9 +4,12 @@ A stage is a small object that says:
 
 - `reads`: the data stream it trains on: "source" (labelled source patches),
   "target" (labelled target patches), "target_images" (unlabelled target
-  patches) or "unpaired" (a labelled source patch beside an unlabelled
-  target patch); `also_reads`: the other train splits it reads ("target");
-  `stream_options(...)`: what else its stream needs (an image transform);
+  patches), "unpaired" (a labelled source patch beside an unlabelled
+  target patch) or "pseudo_labelled" (beside a pseudo-labelled one);
+  `also_reads`: the other train splits it reads ("target");
+  `stream_options(...)`: what else its stream needs (an image transform, the
+  pseudo-labelled target), and `stream_starts(cfg)`: the steps at which the
+  trainer makes its stream again (self-training's rounds);
 - `networks`: the networks it builds (names of `udamobile.networks`), and
   `restores`: those it takes from an earlier stage of its method;
 - `updates`: its players, each an optimizer over some networks' variables;
@@ -49,11 +52,17 @@ class Stage(abc.ABC):
     updates = ()
     uses_pools = False
     segmenter_batch_norm_trains = False
+    needs_trained_segmenter = False  # refuses --allow_random_start
     progress_metrics = ()
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None):
-        """Keyword arguments of its training stream beyond the config's (trainer)."""
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
+        """Keyword arguments of its training stream from `step` beyond the config's
+        (trainer); `state`: the TrainingState at that step."""
         return {}
+
+    def stream_starts(self, cfg):
+        """The steps at which its stream is made again (with new `stream_options`)."""
+        return (0,)
 
     def update(self, name):
         return next(u for u in self.updates if u.name == name)

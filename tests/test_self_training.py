@@ -1,0 +1,253 @@
+"""Self-training (CBST): the class-balanced thresholds, the stored rounds of
+pseudo-labels, a stopped run resuming in its round, and the errors of its
+inputs."""
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data_pipelines
+import dataset_files
+from data_pipelines.classes import IGNORE_LABEL
+from udamobile import checkpointing, config as config_lib, method_runner, methods, trainer
+from udamobile import pseudo_labels
+from udamobile.pseudo_labels import CONFIDENCE_LEVELS
+from udamobile.stages import get_stage
+from udamobile.stages.self_training import round_folder, round_of, round_starts
+from udamobile.state import TrainingState
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LABEL_IDS = (7, 8, 11, 21, 23, 26)  # road, sidewalk, building, vegetation, sky, car
+
+
+def test_the_thresholds_keep_the_stated_fraction_of_each_class():
+    # Class 0: 10 pixels, class 1: 20, class 2: 3, each with distinct confidences.
+    predicted = np.array([0] * 10 + [1] * 20 + [2] * 3)
+    levels = np.concatenate([np.arange(10) * 100, np.arange(20) * 50 + 7, [5, 6, 9]])
+    counts = pseudo_labels.level_counts(predicted, levels, 3)
+    for fraction, kept in ((0.3, (3, 6, 0)), (0.5, (5, 10, 1)), (1.0, (10, 20, 3))):
+        thresholds = pseudo_labels.class_balanced_thresholds(counts, fraction)
+        label = pseudo_labels.pseudo_label(predicted, levels, thresholds)
+        assert tuple(int((label == c).sum()) for c in range(3)) == kept
+        # The most confident of each class are the ones kept; the rest are ignored.
+        for c in range(3):
+            mine = levels[predicted == c]
+            chosen = mine[label[predicted == c] == c]
+            assert np.all(chosen[:, None] > np.setdiff1d(mine, chosen)[None, :])
+        assert set(np.unique(label)) <= {0, 1, 2, IGNORE_LABEL}
+    assert pseudo_labels.class_balanced_thresholds(counts, 0.3)[2] == CONFIDENCE_LEVELS
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        pseudo_labels.class_balanced_thresholds(counts, 0.0)
+
+
+def test_confidence_levels_are_steps_of_the_log_odds_and_do_not_saturate():
+    # Softmax confidences 0.8, 1/2 (a tie) and two that are 1.0 in float32.
+    logits = np.array([[0.0, np.log(4.0), -50.0], [1.0, 1.0, 1.0 + np.log(1e-9)],
+                       [30.0, 0.0, 0.0], [40.0, 0.0, 0.0]], np.float32)
+    assert np.all(tf.nn.softmax(logits).numpy()[2:].max(-1) == 1.0)
+    predicted, levels = pseudo_labels.confidence_levels(logits)
+    assert predicted.tolist() == [1, 0, 0, 0]
+    odds = pseudo_labels.log_odds(logits)
+    assert odds == pytest.approx([np.log(4.0), 0.0, 30.0 - np.log(2.0), 40.0 - np.log(2.0)],
+                                 abs=1e-5)
+    assert levels[1] < levels[0] < levels[2] < levels[3]
+    assert pseudo_labels.confidence_of_level(levels[0]) == pytest.approx(0.8, abs=1e-3)
+
+
+def test_the_fraction_grows_each_round_up_to_its_maximum():
+    schedule = [pseudo_labels.round_fraction(r, initial=0.2, step=0.05, maximum=0.3)
+                for r in range(4)]
+    assert schedule == pytest.approx([0.2, 0.25, 0.3, 0.3])
+
+
+@pytest.fixture
+def eagerly():
+    """Runs tf.functions eagerly: the trainer's code, without tracing (seconds, not a minute)."""
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
+class _FixedLabeller:
+    """Predicts class (column // 8) % 3 everywhere, with a confidence growing along the row."""
+
+    def levels(self, images):
+        height, width = images[0].shape[:2]
+        predicted = np.tile((np.arange(width) // 8) % 3, (height, 1)).astype(np.int32)
+        levels = np.tile(np.arange(width) * 10, (height, 1)) + np.arange(height)[:, None]
+        return [(predicted, levels.astype(np.int32))] * len(images)
+
+
+def _labels(count, shape=(16, 32)):
+    rng = np.random.default_rng(0)
+    return [np.kron(rng.choice(LABEL_IDS, (shape[0] // 8, shape[1] // 8)),
+                    np.ones((8, 8), int)).astype(np.uint8) for _ in range(count)]
+
+
+def test_a_round_is_stored_whole_and_read_back_with_the_ignored_pixels(tmp_path):
+    dataset_files.write_cityscapes(tmp_path / "cs", "train", _labels(4))
+    target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
+    dataset_files.truncate(target.image_paths[2])
+    bad_files = data_pipelines.BadFiles(1)
+    folder = str(tmp_path / "round_0")
+    record = pseudo_labels.label_round(_FixedLabeller(), target, folder, fraction=0.25,
+                                       num_classes=19, bad_files=bad_files, about={"round": 0})
+    assert record["labelled"] == [0, 1, 3] and len(bad_files) == 1  # the bad one skipped
+    assert pseudo_labels.read_round(folder) == record
+    # Per class, a quarter of its 3 x 16 x 8 predicted pixels: the 96 most confident.
+    assert record["kept_fraction"][:3] == [0.25, 0.25, 0.25]
+    assert record["kept_fraction"][3:] == [None] * 16
+    labelled = pseudo_labels.PseudoLabelled(target, folder)
+    assert len(labelled) == 3 and labelled.has_labels
+    image, label = labelled.read_pair(2)
+    assert np.array_equal(image, target.read_image(3)) and label.shape == (16, 32)
+    assert set(np.unique(label)) == {0, 1, 2, IGNORE_LABEL}
+    assert np.mean(label != IGNORE_LABEL) == pytest.approx(0.25)
+    with pytest.raises(data_pipelines.DatasetError, match="no complete round"):
+        pseudo_labels.PseudoLabelled(target, str(tmp_path / "elsewhere"))
+
+
+def test_the_self_training_loss_leaves_ignored_target_pixels_out(tiny_config, eagerly):
+    stage = get_stage("self_training")
+    cfg = tiny_config("self_training", dropout_rate=0.0)
+    state = TrainingState(cfg, stage)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (2, 2, 32, 32, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 19, (2, 32, 32)), tf.int32)
+    step = stage.make_step(state, cfg, stage.active_updates(0, cfg))
+    ignored = tf.fill([2, 32, 32], IGNORE_LABEL)
+    metrics = step({"source_image": images[0], "source_label": labels,
+                    "target_image": images[1], "target_label": ignored})
+    assert float(metrics["loss/target_ce"]) == 0.0 and float(metrics["loss/source_ce"]) > 0
+
+
+# --- the stage in the trainer: rounds, resuming, errors --------------------------
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory):
+    """(GTA5 root, Cityscapes root): 9 source files (8 train), 3 target train images."""
+    root = tmp_path_factory.mktemp("domains")
+    dataset_files.write_gta5(root / "GTA5", _labels(9, (32, 64)))
+    dataset_files.write_cityscapes(root / "cityscapes", "train", _labels(3, (32, 64)))
+    return str(root / "GTA5"), str(root / "cityscapes")
+
+
+def _config(domains, **overrides):
+    from conftest import TINY
+
+    source, target = domains
+    cfg = config_lib.get_config("demo", "self_training")
+    return config_lib.validate(config_lib.override(cfg, **{
+        **TINY, "source": "gta5", "source_root": source, "target": "cityscapes",
+        "target_root": target, "resize_width": 64, "steps": 4, "self_training_rounds": 2,
+        "checkpoint_every": 1, "keep_checkpoints": 10, "eval_max_images": 1,
+        "label_free_images": 1, **overrides}))
+
+
+@pytest.fixture(scope="module")
+def adapted(domains, tmp_path_factory):
+    """{network: checkpoint} of an 'adapted' segmenter and G_ST (untrained, tiny)."""
+    cfg = _config(domains)
+    state = TrainingState(dataclasses.replace(cfg, stage="adaptation"), get_stage("adaptation"))
+    path = tf.train.Checkpoint(step=state.step, segmenter=state.networks["segmenter"],
+                               g_st=state.networks["g_st"]).write(
+        str(tmp_path_factory.mktemp("adapted") / "ckpt"))
+    return {"segmenter": path, "g_st": path}
+
+
+def _round_files(workdir, round_index):
+    folder = round_folder(workdir, round_index)
+    return {name: (os.path.getmtime(os.path.join(folder, name)),
+                   open(os.path.join(folder, name), "rb").read())
+            for name in sorted(os.listdir(folder))}
+
+
+def test_the_rounds_split_the_steps():
+    cfg = config_lib.override(config_lib.get_config("demo", "self_training"), steps=10,
+                              self_training_rounds=3)
+    assert round_starts(cfg) == (0, 3, 6)
+    assert [round_of(step, cfg) for step in range(10)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
+        domains, adapted, tmp_path, monkeypatch, eagerly):
+    cfg = _config(domains)  # 4 steps, rounds starting at steps 0 and 2
+    workdir = str(tmp_path / "self_training")
+    next_batch = trainer._next_batch
+
+    def stopped_at_step_1(stream, bad_files):  # SIGTERM while the first step runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        return next_batch(stream, bad_files)
+
+    monkeypatch.setattr(trainer, "_next_batch", stopped_at_step_1)
+    with pytest.raises(trainer.Interrupted, match="at step 1"):
+        trainer.train(cfg, workdir, sources=adapted)
+    monkeypatch.setattr(trainer, "_next_batch", next_batch)
+    assert os.listdir(os.path.dirname(round_folder(workdir, 0))) == ["round_0"]
+    round_0 = _round_files(workdir, 0)
+    record = pseudo_labels.read_round(round_folder(workdir, 0))
+    assert record["step"] == 0 and record["fraction"] == pytest.approx(0.2)
+
+    # Its labels gone, the round cannot resume from the same weights: refused.
+    os.rename(round_folder(workdir, 0), str(tmp_path / "kept"))
+    with pytest.raises(data_pipelines.DatasetError, match="round_0: the pseudo-labels of round 0 "
+                       "are missing, but the run resumes at step 1"):
+        trainer.train(cfg, workdir, sources=adapted)
+    os.rename(str(tmp_path / "kept"), round_folder(workdir, 0))
+
+    scores = trainer.train(cfg, workdir, sources=adapted)
+    assert scores["step"] == 4
+    assert _round_files(workdir, 0) == round_0  # the same files, not made again
+    record = pseudo_labels.read_round(round_folder(workdir, 1))
+    assert record["step"] == 2 and record["fraction"] == pytest.approx(0.25)
+    # The round was labelled by the segmenter saved at its first step.
+    assert 2 in {checkpointing.checkpoint_step(p) for p in tf.train.get_checkpoint_state(
+        checkpointing.checkpoint_dir(workdir)).all_model_checkpoint_paths}
+
+
+def test_a_self_training_stage_needs_an_adapted_segmenter(domains, tmp_path):
+    with pytest.raises(trainer.StartError, match="needs a trained segmenter"):
+        trainer.train(_config(domains, allow_random_start=True), str(tmp_path / "random"),
+                      sources={})
+    dirs = {stage: methods.stage_dir(str(tmp_path), stage)
+            for stage in methods.get_method("full_self_training").stages}
+    with pytest.raises(checkpointing.WorkdirError,
+                       match="starts its segmenter from stage adaptation .* has not been run"):
+        method_runner.stage_sources("full_self_training", "self_training", dirs,
+                                    _config(domains))
+
+
+def test_a_target_folder_without_images_is_named(domains, tmp_path):
+    empty = tmp_path / "cityscapes"
+    (empty / "leftImg8bit" / "train").mkdir(parents=True)
+    with pytest.raises(data_pipelines.DatasetError, match=str(empty / "leftImg8bit" / "train")):
+        trainer.train(_config(domains, target_root=str(empty)), str(tmp_path / "run"),
+                      sources={})
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(pseudo_label_fraction=0.0), "--pseudo_label_fraction=0.0 must be in (0, 1]"),
+    (dict(pseudo_label_fraction_max=1.2), "--pseudo_label_fraction_max=1.2 must be in (0, 1]"),
+    (dict(pseudo_label_fraction=0.6), "--pseudo_label_fraction_max=0.5 is below "
+                                      "--pseudo_label_fraction=0.6")])
+def test_a_fraction_outside_0_1_is_named(values, message):
+    with pytest.raises(data_pipelines.UsageError) as error:
+        methods.stage_configs("demo", "full_self_training", values)
+    assert message in str(error.value)
+
+
+def test_train_py_names_a_bad_fraction_before_anything_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), "--preset=demo",
+         "--method=full_self_training", f"--workdir={tmp_path}", "--pseudo_label_fraction=1.5"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--pseudo_label_fraction=1.5 must be in (0, 1]" in result.stderr
+    assert "Traceback" not in result.stderr and not os.listdir(tmp_path)

@@ -1,0 +1,254 @@
+"""Class-balanced pseudo-labels of the target's train images (CBST), one folder per round.
+
+The recipe is CBST's (Zou, Yu, Kumar and Wang, "Unsupervised domain
+adaptation for semantic segmentation via class-balanced self-training",
+ECCV 2018; docs/self_training.md): the segmenter labels every target
+train image, and per class c only the most confident pixels predicted as
+c are kept, up to a fraction p of them; every other pixel is ignored
+(255). A threshold per class, rather than one confidence for all, keeps
+the rare classes (poles, signs, riders), whose confidences are lower, from
+vanishing from the labels.
+
+A round's labels are computed in two passes over the split, both with the
+same segmenter: the first counts, per class, how many pixels reach each
+confidence level, which gives the thresholds; the second writes one 8-bit
+grey PNG of train ids per image. The levels (`CONFIDENCE_LEVELS` of them,
+so the counts of a 25,000-image split stay a few MB) are steps of the
+confidence's log-odds log(p / (1 - p)), computed from the logits: a
+trained segmenter gives most pixels a confidence that rounds to 1.0 in
+float32, where steps of the confidence itself would tie them all, but
+their log-odds still differ. The folder is written
+whole or not at all (`files.atomic_output`), with `round.json`, so a
+stopped run finds either a complete round or none.
+
+Images are labelled at the scale patches are cut at (resized as the
+training pipeline resizes them), and the labels are stored at the image's
+own size, as a dataset's labels are.
+"""
+import io
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from data_pipelines import readers
+from data_pipelines.bad_files import readable
+from data_pipelines.base import Dataset, DatasetError
+from data_pipelines.classes import IGNORE_LABEL
+from data_pipelines.images import normalize_image
+from data_pipelines.pipelines import crop_fitting_size, resize_to
+from udamobile import files
+from udamobile.progress import Progress
+
+CONFIDENCE_LEVELS = 2 ** 16
+# The log-odds the levels span: from a confidence of 1/20 (below any argmax of
+# 19 classes) to 1 - 2e-35; 0.0013 log-odds per level.
+LOG_ODDS_RANGE = (-3.0, 80.0)
+ROUND_FILE = "round.json"
+IMAGES_PER_BATCH = 8  # images of one size labelled together
+
+
+def round_fraction(round_index, *, initial, step, maximum):
+    """The fraction p of round `round_index` (0-based): CBST's schedule, p0 + r dp, capped."""
+    return min(initial + round_index * step, maximum)
+
+
+def log_odds(logits):
+    """logits [..., C] -> the log-odds log(p / (1 - p)) of the top softmax probability p.
+
+    p / (1 - p) = 1 / sum_{j != top} exp(z_j - z_top): no rounding of p to 1.
+    """
+    logits = np.asarray(logits, np.float64)
+    top = logits.argmax(-1)[..., None]
+    gaps = logits - np.take_along_axis(logits, top, -1)
+    np.put_along_axis(gaps, top, -np.inf, -1)  # the sum runs over the other classes
+    with np.errstate(divide="ignore"):  # all others underflow: +inf, the top level
+        return -np.log(np.exp(gaps).sum(-1))
+
+
+def level_of(log_odds_values):
+    """int32 levels in [0, L): equal steps of the log-odds over LOG_ODDS_RANGE, clipped."""
+    low, high = LOG_ODDS_RANGE
+    scaled = (np.asarray(log_odds_values) - low) / (high - low) * CONFIDENCE_LEVELS
+    return np.clip(scaled, 0, CONFIDENCE_LEVELS - 1).astype(np.int32)
+
+
+def confidence_of_level(level):
+    """The confidence at the lower edge of `level`."""
+    low, high = LOG_ODDS_RANGE
+    return float(1.0 / (1.0 + np.exp(-(low + level / CONFIDENCE_LEVELS * (high - low)))))
+
+
+def confidence_levels(logits):
+    """logits [..., C] -> (predicted class int32 [...], confidence level int32 [...])."""
+    logits = np.asarray(logits)
+    return logits.argmax(-1).astype(np.int32), level_of(log_odds(logits))
+
+
+def level_counts(predicted, levels, num_classes):
+    """int64 [C, L]: how many pixels predicted as each class have each confidence level."""
+    flat = predicted.astype(np.int64).ravel() * CONFIDENCE_LEVELS + levels.ravel()
+    return np.bincount(flat, minlength=num_classes * CONFIDENCE_LEVELS).reshape(
+        num_classes, CONFIDENCE_LEVELS)
+
+
+def class_balanced_thresholds(counts, fraction):
+    """int64 [C]: per class, the lowest level that keeps at most `fraction` of its pixels.
+
+    A pixel predicted as c is kept when its level is >= threshold[c]: the
+    most confident pixels of c, as many as floor(fraction * N_c) when their
+    levels differ (pixels tied at the boundary level are all dropped, so
+    never more). A class with no pixel kept gets threshold L (keeps none).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"the pseudo-label fraction must be in (0, 1], got {fraction}")
+    # at_least[c, q]: pixels of class c at level q or above.
+    at_least = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+    allowed = np.floor(fraction * counts.sum(axis=1)).astype(np.int64)
+    fits = (at_least <= allowed[:, None]) & (at_least > 0)
+    # The first level from which every level fits (at_least only falls with q).
+    thresholds = np.where(fits.any(axis=1), np.argmax(fits, axis=1), CONFIDENCE_LEVELS)
+    return thresholds.astype(np.int64)
+
+
+def pseudo_label(predicted, levels, thresholds):
+    """uint8 [...] train ids: the predicted class where its level reaches the class's
+    threshold, IGNORE_LABEL elsewhere."""
+    kept = levels >= thresholds[predicted]
+    return np.where(kept, predicted, IGNORE_LABEL).astype(np.uint8)
+
+
+def label_path(folder, index):
+    return os.path.join(folder, f"{index:06d}.png")
+
+
+def _encode_png(label):
+    buffer = io.BytesIO()
+    Image.fromarray(label, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Labeller:
+    """Labels images with a Keras segmenter at the training pipeline's scale."""
+
+    def __init__(self, segmenter, *, resize_width, patch_size, whole_images):
+        self.segmenter = segmenter
+        self.resize_width, self.patch_size, self.whole_images = (
+            resize_width, patch_size, whole_images)
+        self._logits = tf.function(lambda images: segmenter(images, training=False)["logits"],
+                                   reduce_retracing=True)
+
+    def _input(self, pixels):
+        image = normalize_image(pixels)
+        size = (self.patch_size if self.whole_images else
+                crop_fitting_size(tf.shape(image)[:2], self.resize_width, self.patch_size))
+        return resize_to(image, size=size)[0]
+
+    def levels(self, images):
+        """[uint8 [H, W, 3]] of one size -> [(predicted, levels)] at the scale patches
+        are cut at, one forward pass for all."""
+        logits = self._logits(tf.stack([self._input(pixels) for pixels in images])).numpy()
+        return [confidence_levels(one) for one in logits]
+
+
+def _batches(dataset, bad_files):
+    """Lists of (index, pixels) of consecutive readable images of one size."""
+    batch = []
+    for index, pixels in readable(dataset, range(len(dataset)), dataset.read_image, bad_files):
+        if batch and (len(batch) == IMAGES_PER_BATCH or pixels.shape != batch[0][1].shape):
+            yield batch
+            batch = []
+        batch.append((index, pixels))
+    if batch:
+        yield batch
+
+
+def _levels_of_batches(labeller, dataset, bad_files, progress):
+    """Yields (index, pixels, predicted, levels) of every readable image of `dataset`."""
+    for batch in _batches(dataset, bad_files):
+        for (index, pixels), (predicted, levels) in zip(
+                batch, labeller.levels([pixels for _, pixels in batch])):
+            yield index, pixels, predicted, levels
+        progress.update(len(batch))
+
+
+def label_round(labeller, dataset, folder, *, fraction, num_classes, bad_files=None,
+                about=None):
+    """Writes the pseudo-labels of every image of `dataset` to `folder` (see the module
+    docstring); returns the round's record, also written to <folder>/round.json.
+
+    An image that cannot be read is skipped (recorded in `bad_files`) and has
+    no label file. `about`: more fields for the record (the step, the round).
+    """
+    counts = np.zeros((num_classes, CONFIDENCE_LEVELS), np.int64)
+    with Progress(len(dataset), "pseudo-label thresholds", unit="img") as progress:
+        for _, _, predicted, levels in _levels_of_batches(labeller, dataset, bad_files, progress):
+            counts += level_counts(predicted, levels, num_classes)
+    thresholds = class_balanced_thresholds(counts, fraction)
+    kept = np.zeros(num_classes, np.int64)
+    labelled = []
+    with files.atomic_output(folder) as staging:
+        os.makedirs(staging)
+        with Progress(len(dataset), "pseudo-labels", unit="img") as progress:
+            for index, pixels, predicted, levels in _levels_of_batches(
+                    labeller, dataset, bad_files, progress):
+                label = pseudo_label(predicted, levels, thresholds)
+                kept += np.bincount(label[label != IGNORE_LABEL], minlength=num_classes)[
+                    :num_classes]
+                label = readers.fit_label_to_size(label, *pixels.shape[:2])
+                with open(label_path(staging, index), "wb") as f:
+                    f.write(_encode_png(label))
+                labelled.append(index)
+        predicted_pixels = counts.sum(axis=1)
+        record = {
+            **(about or {}), "fraction": fraction, "images": len(labelled),
+            "dataset": f"{dataset.name}/{dataset.split}",
+            "thresholds": [None if t >= CONFIDENCE_LEVELS else confidence_of_level(t)
+                           for t in thresholds.tolist()],
+            "predicted_pixels": predicted_pixels.tolist(),
+            "kept_fraction": [float(k / n) if n else None
+                              for k, n in zip(kept.tolist(), predicted_pixels.tolist())],
+            "labelled": labelled}
+        files.write_json(os.path.join(staging, ROUND_FILE), record)
+    return record
+
+
+def read_round(folder):
+    """The record of a complete round folder, or None when there is none."""
+    path = os.path.join(folder, ROUND_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class PseudoLabelled(Dataset):
+    """`images` (a target train split) with the pseudo-labels of a round folder.
+
+    Its images without a label (unreadable when the round was labelled) are
+    left out, so the split is the labelled ones, in their order.
+    """
+
+    def __init__(self, images, folder):
+        record = read_round(folder)
+        if record is None:
+            raise DatasetError(f"{folder}: no complete round of pseudo-labels ({ROUND_FILE} "
+                               "is missing)")
+        super().__init__(images.name, f"{images.split} (pseudo-labelled)", has_labels=True)
+        self.images, self.folder = images, folder
+        self.indices = record["labelled"]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def read_image(self, index):
+        return self.images.read_image(self.indices[index])
+
+    def read_label(self, index):
+        return readers.read_grey_ids(label_path(self.folder, self.indices[index]))
+
+    def describe(self, index):
+        return (f"{self.images.describe(self.indices[index])} with "
+                f"{label_path(self.folder, self.indices[index])}")

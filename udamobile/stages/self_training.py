@@ -1,0 +1,129 @@
+"""Self-training on class-balanced pseudo-labels of the target (CBST), beyond the paper.
+
+    stage          reads                                     restores (from adaptation)
+    self_training  a translated source patch G_ST(x_S), y_S   segmenter, G_ST (frozen)
+                   beside a target patch x_T with its
+                   pseudo-label y^_T (`udamobile.pseudo_labels`)
+
+The recipe is CBST's (Zou et al., ECCV 2018; docs/self_training.md). The
+stage's steps are split into `self_training_rounds` rounds of equal length.
+At the first step of round r the segmenter of that moment (the adapted one
+for r = 0) labels every target train image, keeping per class the most
+confident pixels up to a fraction p_r of that class's predicted pixels:
+
+    p_r = min(pseudo_label_fraction + r * pseudo_label_fraction_step,
+              pseudo_label_fraction_max)
+
+CBST's schedule (p from 20%, 5% more each round, at most 50%) is the
+default; the number of rounds (3) and their length are our choice. Then M
+trains on
+
+    lambda_ce CE(y_S, M(G_ST(x_S))) + CE(y^_T, M(x_T)) + L2
+
+with the ignored pixels (255) of y^_T left out of the mean. Each domain's
+batch is its own forward pass, so batch norm normalizes each with its own
+statistics while it trains.
+
+Each round's labels are stored once, in <workdir>/pseudo_labels/round_<r>/,
+with a checkpoint saved at the round's first step before labelling: a run
+stopped anywhere resumes in the same round with the same labels, and one
+stopped while labelling labels again from the same weights.
+"""
+import os
+
+import data_pipelines
+from data_pipelines.base import DatasetError
+from data_pipelines.images import to_pixels
+from udamobile import losses, pseudo_labels
+from udamobile.state import patch_shape
+from udamobile.stages.base import Stage, Update, colour_labels, one_sided_step, prediction_image
+
+SEGMENTER = Update("segmenter", ("segmenter",))
+PSEUDO_LABEL_DIR = "pseudo_labels"
+
+
+def round_starts(cfg):
+    """The first step of each round: round r starts at r * steps // rounds."""
+    rounds, steps = cfg.optim.self_training_rounds, cfg.optim.steps
+    return tuple(r * steps // rounds for r in range(rounds))
+
+
+def round_of(step, cfg):
+    """The round (0-based) that step `step` belongs to."""
+    return sum(start <= step for start in round_starts(cfg)) - 1
+
+
+def round_folder(workdir, round_index):
+    return os.path.join(workdir, PSEUDO_LABEL_DIR, f"round_{round_index}")
+
+
+class SelfTrainingStage(Stage):
+    name = "self_training"
+    reads = "pseudo_labelled"
+    networks = ("segmenter", "g_st")
+    restores = ("segmenter", "g_st")
+    frozen = ("g_st",)
+    needs_trained_segmenter = True  # labels from a random segmenter teach nothing
+    updates = (SEGMENTER,)
+    segmenter_batch_norm_trains = True
+    progress_metrics = ("loss/source_ce", "loss/target_ce")
+
+    def stream_starts(self, cfg):
+        return round_starts(cfg)
+
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
+        """The round's pseudo-labelled target: read from its folder, or labelled now
+        (only at the round's first step: see the module docstring)."""
+        data = cfg.data
+        round_index = round_of(step, cfg)
+        start = round_starts(cfg)[round_index]
+        folder = round_folder(workdir, round_index)
+        target = data_pipelines.open_dataset(data.target, data.target_root, "train",
+                                             synthia_classes=data.synthia_classes)
+        record = pseudo_labels.read_round(folder)
+        if record is None:
+            if step != start:
+                raise DatasetError(
+                    f"{folder}: the pseudo-labels of round {round_index} are missing, but the "
+                    f"run resumes at step {step}, after the round's start ({start}); they "
+                    "cannot be made again from the same weights. Restore the folder, or "
+                    "remove the stage's work directory to run the stage again")
+            optim = cfg.optim
+            fraction = pseudo_labels.round_fraction(
+                round_index, initial=optim.pseudo_label_fraction,
+                step=optim.pseudo_label_fraction_step, maximum=optim.pseudo_label_fraction_max)
+            labeller = pseudo_labels.Labeller(
+                state.networks["segmenter"], resize_width=data.resize_width,
+                patch_size=patch_shape(cfg), whole_images=data.whole_images)
+            pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
+                                      num_classes=cfg.model.num_classes, bad_files=bad_files,
+                                      about={"round": round_index, "step": start})
+        return {"target": pseudo_labels.PseudoLabelled(target, folder)}
+
+    def make_step(self, state, cfg, active):
+        """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
+        "source_label", "target_label": [B, P, P] train ids}."""
+        segmenter, g_st = state.networks["segmenter"], state.networks["g_st"]
+        lambda_ce, weight_decay = cfg.loss.lambda_ce, cfg.optim.weight_decay
+
+        def compute(batch):
+            translated = g_st(batch["source_image"], training=False)
+            source_logits = segmenter(translated, training=True)["logits"]
+            target_logits = segmenter(batch["target_image"], training=True)["logits"]
+            source_ce = losses.cross_entropy(batch["source_label"], source_logits)  # Eq. 8
+            target_ce = losses.cross_entropy(batch["target_label"], target_logits)
+            l2 = losses.l2_regularization(state.regularized, weight_decay)
+            return ({SEGMENTER.name: lambda_ce * source_ce + target_ce + l2},
+                    {"loss/source_ce": source_ce, "loss/target_ce": target_ce, "loss/l2": l2},
+                    {})
+
+        return one_sided_step(state, [SEGMENTER], compute, cfg)
+
+    def summary_images(self, state, batch):
+        image = batch["target_image"][:1]
+        return {"target_image": to_pixels(image),
+                "pseudo_label": colour_labels(batch["target_label"][:1]),
+                "prediction": prediction_image(state.networks["segmenter"], image)}
+
+
+SELF_TRAINING = SelfTrainingStage()
