@@ -12,17 +12,17 @@ Each case of issue 15's "Why" list, and the test that pins it (here unless named
 | 2. train ids stored as label ids               | test_the_check_names_train_ids_saved_as_label_ids; test_data_check.py::test_train_ids_* |
 | 2. label values out of range (200)             | test_data_check.py::test_values_outside_the_formats_ids_are_a_problem_with_their_fraction |
 | 2. labels of another size (3x2, transposed)    | test_data_check.py::test_a_label_of_another_aspect_is_a_problem_naming_it; test_data_formats.py::test_a_label_of_another_aspect_or_scale_is_an_error_naming_it |
-| 3. a truncated checkpoint (resume, evaluate)   | test_trainer.py::test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back |
+| 3. a truncated checkpoint (resume, evaluate)   | test_resume.py::test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back |
 | 4. a read-only / full disk during a save       | test_a_failed_checkpoint_save_is_one_line_and_the_previous_checkpoint_loads |
 | 4. --workdir that is a file                    | test_cli.py (case "{file}/run: Not a directory") |
 | 4. the JSON of evaluate.py cannot be written   | test_evaluate_prints_its_table_before_a_failed_write |
-| 4. ckpt-N_temp/ left behind                    | test_trainer.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
-| 5. resuming with a smaller --steps             | test_trainer.py::test_resuming_with_other_settings_is_refused_and_keeps_the_config |
+| 4. ckpt-N_temp/ left behind                    | test_resume.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
+| 5. resuming with a smaller --steps             | test_resume.py::test_resuming_with_other_settings_is_refused_and_keeps_the_config |
 | 6. --aspp_rates=-6,12, =(empty), --dropout_rate=1.5, --num_classes=5 | test_config.py::test_out_of_range_values_are_named |
 | 6. a failed run leaves config.json; --segmenter_lr=nan | test_a_bad_flag_is_named_and_leaves_no_config |
 | 6. --patch_size larger than the image          | test_trainer.py::test_a_patch_larger_than_the_resized_image_is_named_with_the_upscaling; test_data_patches.py::test_no_preset_crops_a_padded_row_of_any_dataset (the resize widens: no padding) |
 | 6. evaluate.py --max_images=-1                 | test_cli.py (case "--max_images") |
-| 7. two runs on one work directory              | test_trainer.py::test_cli_refuses_a_work_directory_in_use_naming_the_pid, ::test_a_stale_lock_* |
+| 7. two runs on one work directory              | test_trainer.py::test_cli_refuses_a_work_directory_in_use_naming_the_pid, test_resume.py::test_a_stale_lock_* |
 | 8. SavedModel: empty batch, scalar             | test_export.py::test_saved_model_rejects_float_wrong_rank_empty_and_scalar_input |
 | 8. TFLite input of the wrong shape             | test_export.py::test_readme_deployment_example, ::test_tflite_input_size_must_match_the_input_width_flag |
 """
@@ -95,33 +95,40 @@ def broken_gta5(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained_stage(broken_gta5, tmp_path_factory):
-    """A stage work directory trained on the broken dataset (its bad file skipped)."""
+def skipping_run(broken_gta5, tmp_path_factory):
+    """(train.py's result, its stage work directory): a run on the broken dataset
+    that skips the bad file."""
     root, _ = broken_gta5
     workdir = tmp_path_factory.mktemp("trained")
-    result = _train(f"--workdir={workdir}", f"--source_root={root}")
+    return _train(f"--workdir={workdir}", f"--source_root={root}"), str(workdir / "source_only")
+
+
+@pytest.fixture(scope="module")
+def trained_stage(skipping_run):
+    """A stage work directory trained on the broken dataset (its bad file skipped)."""
+    result, stage_dir = skipping_run
     assert result.returncode == 0, result.stderr[-3000:]
-    return str(workdir / "source_only")
+    return stage_dir
 
 
 @pytest.mark.slow
-def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times(broken_gta5, tmp_path):
-    # Runs 0 and 5 skip the file and finish; the others stop at it. Those read
-    # the whole split in their first batch, so they stop before tracing a step
+def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times(
+        broken_gta5, skipping_run, tmp_path):
+    # The first run skips the file and finishes (the evaluation tests below
+    # score its segmenter); the other nine stop at it. Those read the whole
+    # split in their first batch, so they stop before tracing a step
     # (seconds, not a minute, each): the stop with the readers' threads busy
     # is where runs aborted or hung.
     root, bad = broken_gta5
     cause = f"{bad}: cannot decode the file"
-    for run in range(10):
+    result, stage_dir = skipping_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert (result.stdout + result.stderr).count(cause) == 1  # reported once
+    assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(stage_dir)) == 4
+    for run in range(1, 10):
         workdir = tmp_path / f"run{run}"
         stage_dir = str(workdir / "source_only")
-        if run % 5 == 0:
-            result = _train(f"--workdir={workdir}", f"--source_root={root}")
-            assert result.returncode == 0, result.stderr[-3000:]
-            assert "Traceback" not in result.stderr
-            assert (result.stdout + result.stderr).count(cause) == 1  # reported once
-            assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(stage_dir)) == 4
-            continue
         result = _train(f"--workdir={workdir}", f"--source_root={root}", "--max_bad_files=0",
                         "--batch_size=15")
         assert result.returncode == 1, result.stderr[-3000:]
@@ -156,7 +163,7 @@ def test_a_failed_checkpoint_save_is_one_line_and_the_previous_checkpoint_loads(
     assert line.startswith(f"train.py: {blocker.parent}: saving checkpoint 4 failed: ")
     assert "Not a directory" in line
     # Nothing lost: the previous checkpoint loads (the next start removes the
-    # leftover: test_trainer.py::test_a_stale_lock_and_unfinished_saves_*).
+    # leftover: test_resume.py::test_a_stale_lock_and_unfinished_saves_*).
     assert checkpointing.restore_segmenter(str(tmp_path / "source_only"))[1]["step"] == 2
 
 
