@@ -1,4 +1,5 @@
-"""Shared fixtures: the smallest configs that still build every network."""
+"""Shared fixtures (the smallest configs that still build every network, eager
+execution) and the order in which the modules are collected."""
 import pytest
 
 from udamobile import config as config_lib
@@ -10,6 +11,31 @@ TINY = dict(
     checkpoint_every=2, log_every=2, image_every=4, eval_every=0, eval_max_images=4,
     label_free_images=2,
     segmenter_frozen_steps=2, feature_adaptation_start=0, lambda_feat=1.0)
+
+
+# The modules that take minutes, longest first (measured on the 2-core machine).
+# pytest-xdist hands whole modules (--dist loadscope) to the workers in
+# collection order, so one of these collected last would leave the other
+# worker idle while it runs; collected first, the short ones fill the gaps.
+LONG_MODULES = ("test_distribute.py", "test_trainer.py", "test_resume.py", "test_faults.py",
+                "test_experiments.py", "test_export.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
+
+
+@pytest.fixture
+def eagerly():
+    """Runs tf.functions eagerly: the same Python code without tracing, which costs
+    20-40 s a step function here. For tests whose subject is not the traced graph
+    (the trainer tests of test_trainer.py and test_faults.py trace it)."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture

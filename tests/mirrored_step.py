@@ -60,12 +60,17 @@ def run(cfg, strategy=None, initial=None):
 
 
 def train_on(strategy):
-    """A 2-step source-only run, with image summaries and a checkpoint, on `strategy`."""
+    """A 2-step source-only run, with image summaries and a checkpoint, on `strategy`.
+
+    Eagerly: the replicas' traced step is main()'s subject; this is the
+    trainer's handling of a distributed stream, summaries and checkpoints."""
     distribute.make_strategy = lambda name: strategy  # --strategy=mirrored, on these CPUs
     workdir = tempfile.mkdtemp()
     cfg = config_lib.override(tiny("source_only"), strategy="mirrored", steps=2,
                               eval_max_images=2, image_every=2)
+    tf.config.run_functions_eagerly(True)
     scores = trainer.train(cfg, workdir)
+    tf.config.run_functions_eagerly(False)
     return {"step": scores["step"], "restored_step": model_adapters.keras_from_workdir(workdir).identity.step,
             "logs": sorted(os.listdir(os.path.join(workdir, "logs")))}
 

@@ -75,7 +75,7 @@ def test_sigterm_and_kill_9_resume_exactly_where_the_run_stopped(tmp_path):
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_resuming_with_other_settings_is_refused_and_keeps_the_config(tiny_config, tmp_path):
+def test_resuming_with_other_settings_is_refused_and_keeps_the_config(tiny_config, tmp_path, eagerly):
     workdir = str(tmp_path)
     trainer.train(tiny_config("source_only", steps=2, checkpoint_every=2), workdir)
     for changed, named in ((dict(steps=1), "--steps: 2 -> 1"),
@@ -97,7 +97,7 @@ def _truncate_data_of(prefix):
     return path
 
 
-def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(tiny_config, tmp_path):
+def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(tiny_config, tmp_path, eagerly):
     workdir = str(tmp_path)
     cfg = tiny_config("source_only", steps=4, checkpoint_every=2, eval_max_images=1)
     trainer.train(cfg, workdir)
@@ -116,7 +116,7 @@ def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(tiny_config,
     assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(workdir)) == 4
 
 
-def test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start(tiny_config, tmp_path):
+def test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start(tiny_config, tmp_path, eagerly):
     ended = subprocess.Popen(["true"])
     ended.wait()  # its pid now names no process
     (tmp_path / ".lock").write_text(f"{ended.pid} {socket.gethostname()}\n")

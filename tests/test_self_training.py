@@ -65,14 +65,6 @@ def test_the_fraction_grows_each_round_up_to_its_maximum():
     assert schedule == pytest.approx([0.2, 0.25, 0.3, 0.3])
 
 
-@pytest.fixture
-def eagerly():
-    """Runs tf.functions eagerly: the trainer's code, without tracing (seconds, not a minute)."""
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
 class _FixedLabeller:
     """Predicts class (column // 8) % 3 everywhere, with a confidence growing along the row."""
 

@@ -48,14 +48,6 @@ def _updated_networks(stage, active):
     return {n for u in stage.updates if u.name in active for n in u.networks}
 
 
-@pytest.fixture
-def eagerly():
-    """Runs tf.functions eagerly in the test: the same Python code, without tracing."""
-    tf.config.run_functions_eagerly(True)
-    yield
-    tf.config.run_functions_eagerly(False)
-
-
 # (stage, step of the phase to test, eager): every stage with all its players and
 # the adaptation stage's two earlier phases, eagerly; under tf.function too for
 # the stages the trainer tests do not trace (tracing costs 20-40 s each here).

@@ -64,8 +64,7 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
         assert (tmp_path / "full" / "figures" / figure).stat().st_size > 10_000
 
 
-
-def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch):
+def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch, eagerly):
     cfg = tiny_config("source_only")
 
     def nan_stream(cfg, start_step=0, bad_files=None):
@@ -90,7 +89,7 @@ def test_cli_rejects_out_of_range_flags_by_name(tmp_path):
     assert "output_stride=12" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_path):
+def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_path, eagerly):
     cfg = tiny_config("source_only", steps=4, eval_every=2, checkpoint_every=4)
     trainer.train(cfg, str(tmp_path))
     best = json.loads((tmp_path / "eval" / "best.json").read_text())
@@ -105,7 +104,8 @@ def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_pat
     assert best["miou"] == pytest.approx(max(scores))
 
 
-def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(tiny_config, tmp_path):
+def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(
+        tiny_config, tmp_path, eagerly):
     with pytest.raises(trainer.StartError, match="--init_checkpoint, or --allow_random_start"):
         trainer.train(tiny_config("adaptation"), str(tmp_path / "refused"))
     assert not (tmp_path / "refused" / "checkpoints").exists() or not os.listdir(
@@ -117,7 +117,6 @@ def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(tiny_c
     trainer.train(meant, str(tmp_path / "refused"))
     assert "random" in json.loads((tmp_path / "refused" / "sources.json").read_text())["segmenter"]
     assert checkpointing.read_config(str(tmp_path / "refused")).model.aspp_filters == 16
-
 
 
 def _cli(*args):
