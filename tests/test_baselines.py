@@ -180,7 +180,7 @@ def test_the_source_share_counts_labelled_pixels_only():
 
 
 def test_each_evaluation_writes_the_label_free_signals_and_needs_no_target_root(
-        tiny_config, tmp_path):
+        tiny_config, tmp_path, eagerly):
     final = trainer.train(tiny_config("source_only", steps=1, eval_max_images=1),
                           str(tmp_path / "demo"))
     label_free = final["label_free"]

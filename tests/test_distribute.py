@@ -83,7 +83,8 @@ def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_conf
     assert float(generators.dynamic_scale) == initial_scale / 2 ** (attempt - 1)
 
 
-def test_mixed_precision_overflow_skips_the_update_and_lowers_the_loss_scale(tiny_config):
+def test_mixed_precision_overflow_skips_the_update_and_lowers_the_loss_scale(tiny_config,
+                                                                            eagerly):
     cfg = tiny_config("source_only", mixed_precision=True)
     stage = get_stage("source_only")
     state = TrainingState(cfg, stage)
