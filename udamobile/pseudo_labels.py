@@ -25,7 +25,6 @@ Images are labelled at the scale patches are cut at (resized as the
 training pipeline resizes them), and the labels are stored at the image's
 own size, as a dataset's labels are.
 """
-import io
 import json
 import os
 
@@ -124,17 +123,10 @@ def label_path(folder, index):
     return os.path.join(folder, f"{index:06d}.png")
 
 
-def _encode_png(label):
-    buffer = io.BytesIO()
-    Image.fromarray(label, mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 class Labeller:
     """Labels images with a Keras segmenter at the training pipeline's scale."""
 
     def __init__(self, segmenter, *, resize_width, patch_size, whole_images):
-        self.segmenter = segmenter
         self.resize_width, self.patch_size, self.whole_images = (
             resize_width, patch_size, whole_images)
         self._logits = tf.function(lambda images: segmenter(images, training=False)["logits"],
@@ -198,8 +190,7 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, bad_files=N
                 kept += np.bincount(label[label != IGNORE_LABEL], minlength=num_classes)[
                     :num_classes]
                 label = readers.fit_label_to_size(label, *pixels.shape[:2])
-                with open(label_path(staging, index), "wb") as f:
-                    f.write(_encode_png(label))
+                Image.fromarray(label).save(label_path(staging, index))  # 8-bit grey
                 labelled.append(index)
         predicted_pixels = counts.sum(axis=1)
         record = {

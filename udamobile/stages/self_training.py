@@ -36,9 +36,9 @@ from data_pipelines.base import DatasetError
 from data_pipelines.images import to_pixels
 from udamobile import losses, pseudo_labels
 from udamobile.state import patch_shape
-from udamobile.stages.base import Stage, Update, colour_labels, one_sided_step, prediction_image
+from udamobile.stages.base import Stage, colour_labels, one_sided_step, prediction_image
+from udamobile.stages.supervised import SEGMENTER
 
-SEGMENTER = Update("segmenter", ("segmenter",))
 PSEUDO_LABEL_DIR = "pseudo_labels"
 
 
