@@ -38,6 +38,6 @@ setup(
         ],
     },
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5,<4"],
+        "test": ["pytest>=8", "pytest-xdist>=3.8,<4"],
     },
 )

@@ -13,12 +13,14 @@ TINY = dict(
     segmenter_frozen_steps=2, feature_adaptation_start=0, lambda_feat=1.0)
 
 
-# The modules that take minutes, longest first (measured on the 2-core machine).
-# pytest-xdist hands whole modules (--dist loadscope) to the workers in
-# collection order, so one of these collected last would leave the other
-# worker idle while it runs; collected first, the short ones fill the gaps.
-LONG_MODULES = ("test_distribute.py", "test_trainer.py", "test_resume.py", "test_faults.py",
-                "test_experiments.py", "test_export.py")
+# The modules that take a minute or more, longest first (measured on the 2-core
+# machine). pytest-xdist hands whole modules (--dist loadscope) to the workers
+# in collection order (--no-loadscope-reorder: by default it orders them by
+# their number of tests instead), each worker taking the next when it is free.
+# Longest first, the short ones fill the gaps at the end instead of one long
+# module leaving the other worker idle.
+LONG_MODULES = ("test_trainer.py", "test_resume.py", "test_export.py", "test_faults.py",
+                "test_distribute.py", "test_experiments.py", "test_stages.py", "test_cli.py")
 
 
 def pytest_collection_modifyitems(items):
