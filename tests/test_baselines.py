@@ -10,7 +10,7 @@ import tensorflow as tf
 import data_pipelines
 from data_pipelines import colour, validation
 from data_pipelines.base import Dataset, DatasetError
-from udamobile import experiments, methods, segmenter as segmenter_lib, signals, trainer
+from udamobile import experiments, methods, report, segmenter as segmenter_lib, signals, trainer
 from udamobile.stages import baselines, get_stage
 from udamobile.state import TrainingState
 
@@ -143,10 +143,10 @@ def _scores(miou):
 def test_each_row_shows_the_fraction_of_the_source_only_to_oracle_gap_it_closes():
     scores = {"source_only": _scores(0.2), "adabn": _scores(0.25), "full": _scores(0.4),
               "oracle": _scores(0.6)}
-    assert experiments.gap_fractions(scores) == pytest.approx(
+    assert report.gap_fractions(scores) == pytest.approx(
         {"source_only": 0.0, "adabn": 0.125, "full": 0.5, "oracle": 1.0})
-    assert experiments.gap_fractions({"full": _scores(0.4)}) == {}
-    assert experiments.gap_closed(0.3, 0.5, 0.4) is None  # no gap to close
+    assert report.gap_fractions({"full": _scores(0.4)}) == {}
+    assert report.gap_closed(0.3, 0.5, 0.4) is None  # no gap to close
     text, rows = experiments.comparison(experiments.get_table(4), scores)
     assert "gap closed" in text and "(paper)" not in text
     assert rows["full"]["gap_closed"] == pytest.approx(0.5) and "paper" not in rows["full"]

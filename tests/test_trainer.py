@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY
+from data_pipelines.base import UsageError
 from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
 from udamobile import checkpointing, method_runner, methods, model_adapters, trainer
 
@@ -35,7 +36,9 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
         classes=21, aspp=8, low_level=4, decoder=8))
     configs = methods.stage_configs("demo", "full", {
         **TINY, "init_checkpoint": pascal, "init_allow_partial": True})
-    scores = method_runner.run("full", configs, str(tmp_path / "full"))
+    # --oracle: the oracle is trained beside the method, scored and drawn with it.
+    oracle = methods.stage_configs("demo", "oracle", TINY)["oracle"]
+    scores = method_runner.run("full", configs, str(tmp_path / "full"), oracle=oracle)
     source_only, adaptation = (tmp_path / "full" / stage for stage in ("source_only", "adaptation"))
     assert pascal in json.loads((source_only / "sources.json").read_text())["segmenter"]
     assert checkpointing.read_config(str(adaptation)).run.init_checkpoint is None
@@ -46,12 +49,17 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
         assert any(name.startswith("events") for name in os.listdir(workdir / "logs"))
         final = json.loads((workdir / "eval" / "final.json").read_text())
         assert final["dataset"]["name"] == "demo_source" and final["dataset"]["split"] == "heldout"
-    for stage in ("source_only", "adaptation"):
+    for stage in ("source_only", "adaptation", "oracle"):
         assert scores[stage]["dataset"] == {"name": "demo_target", "split": "val", "num_images": 200}
+    assert json.loads((tmp_path / "full" / "method.json").read_text())["stages"]["oracle"] == str(
+        tmp_path / "full" / "oracle")
     results = json.loads((tmp_path / "full" / "results.json").read_text())
     assert results["adaptation"]["miou"] == pytest.approx(scores["adaptation"]["miou"])
+    assert results["oracle"]["miou"] == pytest.approx(scores["oracle"]["miou"])
     out = capsys.readouterr().out
-    assert "gain" in out and "demo_target/val" in out
+    assert "gain of adaptation over source_only" in out and "demo_target/val" in out
+    # (n/a at these sizes when the 6-step oracle scores no better than source-only)
+    assert "share of the source-only -> oracle gap closed: source_only" in out
     export = tmp_path / "full" / "export"
     assert (export / "saved_model" / "saved_model.pb").exists()
     assert (export / "segmenter_128x256_int8.tflite").exists()
@@ -62,6 +70,15 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
     assert "Export report on demo_target/val (200 images" in out
     for figure in ("translations.png", "segmentations.png"):
         assert (tmp_path / "full" / "figures" / figure).stat().st_size > 10_000
+
+
+def test_the_oracle_goes_beside_a_whole_run_of_another_method_only(tmp_path):
+    oracle = methods.stage_configs("demo", "oracle", TINY)["oracle"]
+    for method, whole in (("full", False), ("oracle", True)):
+        configs = methods.stage_configs("demo", method, TINY, only=None if whole else "adaptation")
+        with pytest.raises(UsageError, match="--oracle"):
+            method_runner.run(method, configs, str(tmp_path / method), whole=whole, oracle=oracle)
+    assert not os.listdir(tmp_path)  # refused before anything was written
 
 
 def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch, eagerly):

@@ -33,7 +33,7 @@ passed on to every row; `--preset` defaults to the table's paper preset.
 At the end the table is printed, our column beside the paper's, and written
 to <workdir>/table<N>.json. With the source_only and oracle rows both run,
 each row also shows the fraction of the source-only -> oracle gap in mIoU
-that it closes (`gap_closed`).
+that it closes (`report.gap_fractions`).
 """
 import dataclasses
 import json
@@ -187,28 +187,12 @@ def _paper_cells(paper, title, classes):
             for name in classes}, paper["miou"][index]
 
 
-def gap_closed(miou, source_only, oracle):
-    """The fraction of the source-only -> oracle mIoU gap that `miou` closes
-    (0: no gain, 1: the oracle's score); None without a gap to close."""
-    if oracle <= source_only:
-        return None
-    return (miou - source_only) / (oracle - source_only)
-
-
-def gap_fractions(scores):
-    """{row: gap_closed} of every row, when `scores` has the source_only and oracle rows."""
-    if not {"source_only", "oracle"} <= set(scores):
-        return {}
-    low, high = scores["source_only"]["miou"], scores["oracle"]["miou"]
-    return {row: gap_closed(result["miou"], low, high) for row, result in scores.items()}
-
-
 def comparison(table, scores):
     """(text, JSON-ready rows) of our IoU (%), beside the paper's for a paper table,
     for the rows in `scores`; with the gap each row closes when it can be measured."""
     paper = paper_tables.PAPER_TABLES[table.paper] if table.paper else None
     class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
-    gaps = gap_fractions(scores)
+    gaps = report.gap_fractions(scores)
     columns, rows = {}, {}
     for row, result in scores.items():
         title = TITLES[row]
@@ -225,13 +209,9 @@ def comparison(table, scores):
         f" {'gap closed':>11}" if gaps else "")
     summary = [f"{TITLES[row]:<16} {report.percent(scores[row]['miou']):>6}"
                + (f" {rows[row]['paper']['miou']:>6.1f}" if paper else "")
-               + (f" {_gap_text(gaps[row]):>11}" if gaps else "") for row in scores]
+               + (f" {report.gap_percent(gaps[row]):>11}" if gaps else "") for row in scores]
     text = report.text_table(class_rows, columns) + "\n\n" + header + "\n" + "\n".join(summary)
     return text, rows
-
-
-def _gap_text(fraction):
-    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def _caveats(table, cfg, protocol):

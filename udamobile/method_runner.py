@@ -5,6 +5,8 @@ A whole run (`train.py --stage=all`, the default) of method M in <workdir>:
     <workdir>/method.json    the method and the folder of each stage
     <workdir>/<stage>/       one work directory per stage, in the method's order,
                              each starting from the stages before it
+    <workdir>/oracle/        with --oracle: the segmenter trained on the target's
+                             train labels, the upper bound the table compares with
     <workdir>/results.json   every stage with a segmenter scored on the target's
                              labelled val split (the test set; nothing is
                              selected on it)
@@ -27,6 +29,7 @@ import cv2
 
 import data_pipelines
 from data_pipelines import validation
+from data_pipelines.base import UsageError
 from data_pipelines.images import to_pixels, to_unit_range
 from export.artifacts import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
@@ -36,6 +39,7 @@ from udamobile.stages import get_stage
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
 MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
 FIGURE_EXAMPLES = 3
+ORACLE = "oracle"  # the stage `run(oracle=...)` adds beside a method's stages
 
 
 def target_test_split(cfg):
@@ -78,13 +82,20 @@ def export_size(test_set):
 
 
 def results_table(scores):
-    """Per-class IoU (%) of each stage ({stage: scores}) and, with several, the gain."""
+    """Per-class IoU (%) of each stage ({stage: scores}) and, with several, the gain of
+    the method's last stage over its first; with the oracle's too, the share of the
+    source-only -> oracle gap each stage closes."""
     rows, columns = report.iou_columns({stage.replace("_", " "): s for stage, s in scores.items()})
     text = report.text_table(rows, columns)
-    if len(scores) > 1:
-        first, last = list(scores.values())[0], list(scores.values())[-1]
-        text += f"\ngain of {list(scores)[-1]} over {list(scores)[0]}: " \
-                f"{100 * (last['miou'] - first['miou']):+.1f} mIoU"
+    stages = [stage for stage in scores if stage != ORACLE]
+    if len(stages) > 1:
+        first, last = stages[0], stages[-1]
+        text += (f"\ngain of {last} over {first}: "
+                 f"{100 * (scores[last]['miou'] - scores[first]['miou']):+.1f} mIoU")
+    gaps = report.gap_fractions(scores)
+    if gaps:
+        text += ("\nshare of the source-only -> oracle gap closed: "
+                 + ", ".join(f"{stage} {report.gap_percent(gaps[stage])}" for stage in stages))
     return text
 
 
@@ -176,17 +187,28 @@ def stage_sources(method, stage_name, dirs, cfg):
     return sources
 
 
-def run(method, configs, workdir, *, whole=True, reuse_from=None):
+def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
     """Trains the stages in `configs` ({stage: Config}, `methods.stage_configs`).
 
     A `whole` run (every stage of the method) also scores, exports and draws
     (module docstring) and returns {stage: scores on the target's test
     split}; a single stage returns {stage: final scores on its evaluation
-    split}.
+    split}. With `oracle` (the oracle stage's Config; a whole run only), the
+    oracle is also trained, in <workdir>/oracle, and scored and drawn beside
+    the method's stages, so the table shows how much of the gap between the
+    source-only segmenter and it each stage closes; the method's last stage
+    is still the one exported.
     """
     stages = methods.get_method(method).stages
+    if oracle is not None and (not whole or ORACLE in stages):
+        raise UsageError("--oracle adds the oracle beside a whole run of a method "
+                                    "that does not train it: use --stage=all, and a method "
+                                    "other than oracle")
     _check_method_dir(workdir, method)
     dirs = {stage: methods.stage_dir(workdir, stage) for stage in stages}
+    if oracle is not None:
+        configs = {**configs, ORACLE: oracle}
+        dirs[ORACLE] = methods.stage_dir(workdir, ORACLE)
     for stage, cfg in configs.items():
         reused = reused_dir(reuse_from, stage, cfg) if reuse_from else None
         if reused:
@@ -203,17 +225,18 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None):
         if dirs[stage] != methods.stage_dir(workdir, stage):
             print(f"stage {stage}: taken from {dirs[stage]}")
             continue
-        sources = stage_sources(method, stage, dirs, cfg)
+        sources = stage_sources(ORACLE if stage == ORACLE else method, stage, dirs, cfg)
         scores[stage] = trainer.train(cfg, dirs[stage], sources=sources)
     if not whole:
         return scores
     last = configs[stages[-1]]
     if not distribute.is_chief(distribute.make_strategy(last.run.strategy)):
         return scores  # the chief alone scores, exports and draws
-    return _score_export_draw(workdir, dirs, last)
+    exported = [stage for stage in stages if get_stage(stage).evaluates][-1]
+    return _score_export_draw(workdir, dirs, last, exported_stage=exported)
 
 
-def _score_export_draw(workdir, dirs, cfg):
+def _score_export_draw(workdir, dirs, cfg, *, exported_stage):
     test_set = target_test_set(cfg)
     scored = [stage for stage in dirs if get_stage(stage).evaluates]
     models = {stage: model_adapters.keras_from_workdir(dirs[stage]) for stage in scored}
@@ -223,7 +246,7 @@ def _score_export_draw(workdir, dirs, cfg):
               for stage, model in models.items()}
     files.write_json(os.path.join(workdir, "results.json"), scores)
     height, width = export_size(test_set)
-    exported = export_workdir(dirs[scored[-1]], os.path.join(workdir, "export"),
+    exported = export_workdir(dirs[exported_stage], os.path.join(workdir, "export"),
                               formats=EXPORT_FORMATS, height=height, width=width,
                               report_set=test_set)
     pictures = _write_figures(os.path.join(workdir, "figures"), cfg, dirs, models, test_set)

@@ -3,7 +3,8 @@
 One formatter (`text_table`) serves the three tables the package prints:
 `evaluate.py`'s (`evaluation_table`: ours beside the paper's columns), the
 end of a method run (one column per stage) and the table runner (one column
-per row of a paper table). `prediction_panel` draws image | prediction |
+per row of a paper table); `gap_fractions` gives the share of the
+source-only -> oracle gap each result closes. `prediction_panel` draws image | prediction |
 label, colourized.
 """
 import math
@@ -52,6 +53,28 @@ def iou_columns(results_by_title):
                        for name in names] + [percent(r["miou"])]
                for title, r in results_by_title.items()}
     return names + ["mIoU"], columns
+
+
+def gap_closed(miou, source_only, oracle):
+    """The fraction of the source-only -> oracle mIoU gap that `miou` closes
+    (0: no gain, 1: the oracle's score); None without a gap to close."""
+    if oracle <= source_only:
+        return None
+    return (miou - source_only) / (oracle - source_only)
+
+
+def gap_fractions(scores):
+    """{name: gap_closed} of every result in `scores` ({name: results}), when it holds
+    the "source_only" and "oracle" ones (a table's rows, or a method's stages)."""
+    if not {"source_only", "oracle"} <= set(scores):
+        return {}
+    low, high = scores["source_only"]["miou"], scores["oracle"]["miou"]
+    return {name: gap_closed(result["miou"], low, high) for name, result in scores.items()}
+
+
+def gap_percent(fraction):
+    """'33%' for a gap_closed fraction; 'n/a' for None."""
+    return "n/a" if fraction is None else f"{100 * fraction:.0f}%"
 
 
 def evaluation_table(results, paper=None):

@@ -7,8 +7,9 @@
 udamobile/methods.py); --stage=all (the default) runs its stages in order,
 each in <workdir>/<stage>, each starting from the stages before it, then
 scores every stage on the target's val split, exports the last segmenter and
-draws figures. --stage=NAME runs one stage. Every field of the config is a
-flag (see --helpfull); a flag left unset keeps the preset's value. Each
+draws figures; --oracle adds the oracle beside them. --stage=NAME runs one
+stage. Every field of the config is a flag (see --helpfull); a flag left
+unset keeps the preset's value. Each
 stage's resolved config is written to <workdir>/<stage>/config.json.
 (`python train.py` in a checkout runs the same program.)
 """
@@ -28,6 +29,10 @@ flags.DEFINE_string("workdir", None, "Work directory of the method: one sub-fold
 flags.DEFINE_string("reuse_stages_from", None, "With --stage=all: take each stage that has a "
                     "finished twin (same config) in this method work directory from there "
                     "instead of training it again.")
+flags.DEFINE_bool("oracle", False, "With --stage=all: also train the oracle (the segmenter "
+                  "on the target's train labels, which it needs) in <workdir>/oracle, score it "
+                  "beside the method's stages and print the share of the source-only -> oracle "
+                  "gap each stage closes.")
 flags.mark_flag_as_required("workdir")
 config_flags.define_config_flags()
 
@@ -37,12 +42,14 @@ def main(argv):
     only = None if FLAGS.stage == "all" else FLAGS.stage
     if only and FLAGS.reuse_stages_from:
         raise cli.UsageError("--reuse_stages_from applies to --stage=all")
-    configs = methods.stage_configs(FLAGS.preset, FLAGS.method,
-                                    config_flags.config_overrides(FLAGS), only=only)
+    overrides = config_flags.config_overrides(FLAGS)
+    configs = methods.stage_configs(FLAGS.preset, FLAGS.method, overrides, only=only)
+    oracle = (methods.stage_configs(FLAGS.preset, "oracle", overrides)["oracle"]
+              if FLAGS.oracle else None)
     from udamobile import method_runner  # after flag parsing: importing TF is slow
 
     method_runner.run(FLAGS.method, configs, FLAGS.workdir, whole=only is None,
-                      reuse_from=FLAGS.reuse_stages_from)
+                      reuse_from=FLAGS.reuse_stages_from, oracle=oracle)
 
 
 def run():
