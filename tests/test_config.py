@@ -36,6 +36,16 @@ def test_no_preset_flips_images(preset):
     assert not any(config_lib.get_config(preset, stage).data.flip for stage in config_lib.STAGES)
 
 
+def test_a_presets_stage_edit_wins_over_its_edit_for_every_stage():
+    # The demo's adaptation and self-training train on patches of half the image
+    # (docs/demo_study.md), its supervised stages on the preset's 64x64 ones.
+    adaptation = config_lib.get_config("demo", "adaptation")
+    assert (adaptation.data.patch_size, adaptation.optim.batch_size) == (128, 1)
+    assert adaptation.optim.segmenter_lr == 1e-3
+    assert config_lib.get_config("demo", "source_only").data.patch_size == 64
+    assert config_lib.get_config("demo", "self_training").data.patch_size == 128
+
+
 def test_baseline_stages_fill_in_the_original_papers_values():
     translation = config_lib.get_config("paper_gta5", "translation")
     # CycleGAN: lambda 10, Adam 2e-4 / 0.5, constant then linear decay over the second half.

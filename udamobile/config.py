@@ -309,7 +309,8 @@ def get_config(preset="paper_gta5", stage="adaptation"):
         raise UsageError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     cfg = override(Config(preset=preset, stage=stage), **STAGE_RECIPES[stage])
     for layer in _preset_chain(preset):
-        cfg = override(cfg, **layer.edits, **layer.stage_edits.get(stage, {}))
+        # A stage's edit of a field wins over the same preset's edit for every stage.
+        cfg = override(cfg, **{**layer.edits, **layer.stage_edits.get(stage, {})})
     return cfg
 
 
