@@ -205,9 +205,10 @@ def comparison(table, scores):
             columns[f"{title} (paper)"] = ["" if iou[name] is None else f"{iou[name]:.1f}"
                                            for name in class_rows[:-1]] + [f"{miou:.1f}"]
             rows[row]["paper"] = {"iou": iou, "miou": miou, "protocol": paper["protocol"]}
-    header = f"{'mIoU %':<16} {'ours':>6}" + (f" {'paper':>6}" if paper else "") + (
+    width = max(len("mIoU %"), *(len(TITLES[row]) for row in scores))
+    header = f"{'mIoU %':<{width}} {'ours':>6}" + (f" {'paper':>6}" if paper else "") + (
         f" {'gap closed':>11}" if gaps else "")
-    summary = [f"{TITLES[row]:<16} {report.percent(scores[row]['miou']):>6}"
+    summary = [f"{TITLES[row]:<{width}} {report.percent(scores[row]['miou']):>6}"
                + (f" {rows[row]['paper']['miou']:>6.1f}" if paper else "")
                + (f" {report.gap_percent(gaps[row]):>11}" if gaps else "") for row in scores]
     text = report.text_table(class_rows, columns) + "\n\n" + header + "\n" + "\n".join(summary)
