@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import dataset_files
-from udamobile import experiments
+from udamobile import config as config_lib, experiments, methods
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The paper's preset at test size: every network, two steps per stage.
@@ -59,6 +59,26 @@ def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path
     assert all(reuse in line for line in lines[1:-1])
     experiments.run_table(2, preset="demo", workdir=str(tmp_path), overrides={}, dry_run=True)
     assert len(capsys.readouterr().out.strip().splitlines()) == 5
+
+
+def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_refused(
+        tmp_path, monkeypatch):
+    # A finished row as run_rows leaves it; its one stage trained on 64x64 patches.
+    configs = methods.stage_configs("demo", "source_only", {})
+    command = experiments.row_command("source_only", preset="demo", workdir=str(tmp_path),
+                                      flags=[])
+    folder = tmp_path / "source_only"
+    stage = folder / "source_only"
+    stage.mkdir(parents=True)
+    (stage / config_lib.CONFIG_FILE).write_text(config_lib.to_json(configs["source_only"]))
+    (folder / methods.METHOD_FILE).write_text(json.dumps({"stages": {"source_only": str(stage)}}))
+    (folder / experiments.RESULTS_FILE).write_text("{}")
+    (folder / experiments.ROW_FILE).write_text(json.dumps({"command": command}))
+    assert experiments.finished_row(str(tmp_path), "source_only", command, configs)
+    # The same command after the preset moved the stage to 128x128 patches.
+    changed = {"source_only": config_lib.override(configs["source_only"], patch_size=128)}
+    with pytest.raises(experiments.ExperimentError, match=r"patch_size=64 there, 128 here"):
+        experiments.finished_row(str(tmp_path), "source_only", command, changed)
 
 
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):

@@ -39,7 +39,7 @@ class WorkdirError(UserError):
 
 
 def config_path(workdir):
-    return os.path.join(workdir, "config.json")
+    return os.path.join(workdir, config_lib.CONFIG_FILE)
 
 
 def checkpoint_dir(workdir):

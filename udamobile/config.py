@@ -351,6 +351,16 @@ def flat_values(cfg):
             for name, (section, _) in field_index().items()}
 
 
+CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
+
+
+def differences(trained, asked):
+    """'name=value there, value here' for each field where Config `trained` (a work
+    directory's) and `asked` (the command's) differ."""
+    a, b = flat_values(trained), flat_values(asked)
+    return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k]]
+
+
 def to_json(cfg):
     # allow_nan=False: validation rejects non-finite values, so none can be written.
     return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)

@@ -25,8 +25,9 @@ classes; SYNTHIA 16, or 13 with --synthia_classes=13). The rows after
 another (`EXTENDS`: full_self_training is full, then self-training) takes
 that row's stages. A row whose
 results.json exists is skipped, so running the same command again resumes
-the table; a row that was run with another command is an error, never a
-silently mixed table. `--rows` picks rows, `--dry_run` prints each row's
+the table; a row that was run with another command, or whose stages were
+trained with other settings than the same command gives now (a preset
+changed since), is an error, never a silently mixed table. `--rows` picks rows, `--dry_run` prints each row's
 command and runs nothing. Any config flag (see `train.py --helpfull`) is
 passed on to every row; `--preset` defaults to the table's paper preset.
 
@@ -138,8 +139,10 @@ def printable(command):
     return shlex.join(["udamobile-train", *command[1 + len(TRAIN):]])
 
 
-def finished_row(workdir, row, command):
-    """True when the row has its results from this same command; raises for another one."""
+def finished_row(workdir, row, command, configs):
+    """True when the row has its results from this same command, trained with the
+    settings it gives now (`configs`, {stage: Config}); raises for another command,
+    or for stages trained with other settings (a preset changed since, say)."""
     folder = row_dir(workdir, row)
     record = os.path.join(folder, ROW_FILE)
     if not (os.path.isfile(record) and os.path.isfile(os.path.join(folder, RESULTS_FILE))):
@@ -150,6 +153,18 @@ def finished_row(workdir, row, command):
         raise ExperimentError(
             f"row {row} in {folder} was run as\n  {printable(previous)}\nnot\n  "
             f"{printable(command)}\nuse another --workdir, or remove {folder} to run it again")
+    with open(os.path.join(folder, methods.METHOD_FILE), encoding="utf-8") as f:
+        stage_folders = json.load(f)["stages"]
+    for stage, cfg in configs.items():
+        with open(os.path.join(stage_folders[stage], config_lib.CONFIG_FILE),
+                  encoding="utf-8") as f:
+            changed = config_lib.differences(config_lib.from_json(f.read()), cfg)
+        if changed:
+            raise ExperimentError(
+                f"row {row}: its stage {stage} ({stage_folders[stage]}) was trained with other "
+                f"settings than the same command gives now ({'; '.join(changed[:5])}): the "
+                f"preset changed since? Use another --workdir, or remove {folder} to run it "
+                "again")
     return True
 
 
@@ -159,11 +174,11 @@ def row_scores(workdir, row):
         return list(json.load(f).values())[-1]
 
 
-def run_rows(rows, commands, workdir):
+def run_rows(rows, commands, workdir, configs):
     """Runs the rows not finished yet, in order; {row: seconds} of those it ran."""
     seconds = {}
     for row in rows:
-        if finished_row(workdir, row, commands[row]):
+        if finished_row(workdir, row, commands[row], configs[row]):
             print(f"row {row}: done, in {row_dir(workdir, row)}", flush=True)
             continue
         print(f"row {row}: {printable(commands[row])}", flush=True)
@@ -247,7 +262,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
         print("\n".join(printable(commands[row]) for row in selected))
         return None
     started = time.perf_counter()
-    seconds = run_rows(selected, commands, workdir)
+    seconds = run_rows(selected, commands, workdir, configs)
     scores = {row: row_scores(workdir, row) for row in selected}
     cfg = list(configs[selected[-1]].values())[-1]  # the last row's last stage
     protocol = config_lib.protocol(cfg)

@@ -115,11 +115,6 @@ def _check_method_dir(workdir, method):
                 f"{workdir} holds a run of --method={held}, not {method}; use another --workdir")
 
 
-def _differences(a, b):
-    va, vb = config_lib.flat_values(a), config_lib.flat_values(b)
-    return [f"{k}={va[k]!r} there, {vb[k]!r} here" for k in va if va[k] != vb[k]]
-
-
 def _stage_folder(method_dir, stage):
     """Where the method folder `method_dir` holds `stage`: the folder its method.json
     names (a stage it took from another run), else its sub-folder."""
@@ -139,7 +134,7 @@ def reused_dir(reuse_from, stage, cfg):
     folder = _stage_folder(reuse_from, stage)
     if not os.path.isfile(checkpointing.config_path(folder)):
         return None
-    differences = _differences(checkpointing.read_config(folder), cfg)
+    differences = config_lib.differences(checkpointing.read_config(folder), cfg)
     if differences:
         raise checkpointing.WorkdirError(
             f"--reuse_stages_from: {folder} was trained with other settings ("

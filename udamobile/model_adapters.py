@@ -222,11 +222,11 @@ def open_model(path, *, checkpoint=None, num_threads=2):
         if not path.endswith(".tflite"):
             raise ModelError(f"--model {path} is a file but not a .tflite file")
         return TFLiteSegmenter(path, num_threads=num_threads)
-    if checkpoint and not os.path.isfile(os.path.join(path, "config.json")):
+    if checkpoint and not os.path.isfile(checkpointing.config_path(path)):
         raise ModelError(f"--checkpoint applies to a work directory; {path} is not one")
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return SavedModelSegmenter(path)
-    if os.path.isfile(os.path.join(path, "config.json")):
+    if os.path.isfile(checkpointing.config_path(path)):
         return keras_from_workdir(path, checkpoint)
     raise ModelError(
         f"--model {path} is neither a work directory (no config.json), a SavedModel "
