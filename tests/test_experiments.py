@@ -62,7 +62,7 @@ def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path
 
 
 def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_refused(
-        tmp_path, monkeypatch):
+        tmp_path):
     # A finished row as run_rows leaves it; its one stage trained on 64x64 patches.
     configs = methods.stage_configs("demo", "source_only", {})
     command = experiments.row_command("source_only", preset="demo", workdir=str(tmp_path),

@@ -27,8 +27,8 @@ that row's stages. A row whose
 results.json exists is skipped, so running the same command again resumes
 the table; a row that was run with another command, or whose stages were
 trained with other settings than the same command gives now (a preset
-changed since), is an error, never a silently mixed table. `--rows` picks rows, `--dry_run` prints each row's
-command and runs nothing. Any config flag (see `train.py --helpfull`) is
+changed since), is an error, never a silently mixed table. `--rows` picks
+rows, `--dry_run` prints each row's command and runs nothing. Any config flag (see `train.py --helpfull`) is
 passed on to every row; `--preset` defaults to the table's paper preset.
 
 At the end the table is printed, our column beside the paper's, and written

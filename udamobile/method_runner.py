@@ -196,9 +196,8 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
     """
     stages = methods.get_method(method).stages
     if oracle is not None and (not whole or ORACLE in stages):
-        raise UsageError("--oracle adds the oracle beside a whole run of a method "
-                                    "that does not train it: use --stage=all, and a method "
-                                    "other than oracle")
+        raise UsageError("--oracle adds the oracle beside a whole run of a method that "
+                         "does not train it: use --stage=all, and a method other than oracle")
     _check_method_dir(workdir, method)
     dirs = {stage: methods.stage_dir(workdir, stage) for stage in stages}
     if oracle is not None:

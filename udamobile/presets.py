@@ -102,12 +102,12 @@ PRESETS = {
         base="paper_synthia", edits=_AUTHORS_CODE, stage_edits=_AUTHORS_CODE_STAGES),
     "demo": Preset(
         "The built-in demo domains with narrow networks and 1500 steps per stage, on 64x64 "
-        "patches but for the adaptation and self-training stages' 128x128 ones (batch 1 and "
-        "2), whose segmenter trains at 1e-3: on 64x64 patches the translators lost the sky "
-        "and seed 0 scored 12.2 -> 15.5 mIoU; now 12.2 -> 56.0, the oracle 61.4, on "
-        "demo_target val (docs/demo_study.md). `python train.py --preset=demo --oracle "
-        "--workdir=runs/demo`; Table 4 (`--table=4`) ran its five rows of seed 0 in 20.5 min "
-        "on a 2-core Xeon (README).",
+        "patches; the adaptation and self-training stages train on 128x128 ones (batch 1 "
+        "and 2) with the segmenter at 1e-3 (on 64x64 patches the translators lost the sky: "
+        "seed 0 scored 12.2 -> 15.5 mIoU; docs/demo_study.md). `python train.py "
+        "--preset=demo --oracle --workdir=runs/demo` took 9.9 min on a 2-core Xeon and "
+        "scored 12.2 -> 56.0 on demo_target val, the oracle 61.4 (seed 0); Table 4 "
+        "(`--table=4`) over three seeds is in the README.",
         base="paper_gta5",
         edits=dict(
             source="demo_source", target="demo_target", resize_width=None, patch_size=64,
@@ -130,7 +130,7 @@ PRESETS = {
             # tenth of it left it near the source-only one.
             "adaptation": dict(steps=1500, batch_size=1, patch_size=128, segmenter_lr=1e-3,
                                segmenter_frozen_steps=300, feature_adaptation_start=0),
-            # On the adaptation stage's patches: G_ST (instance norm) translates a 64x64
-            # patch otherwise, and on those the self-trained segmenter lost half the cars.
+            # On the adaptation stage's patches: on 64x64 ones (G_ST, instance-normalized,
+            # was trained on 128x128) the self-trained segmenter lost half the cars.
             "self_training": dict(steps=750, batch_size=2, patch_size=128, segmenter_lr=1e-3)}),
 }

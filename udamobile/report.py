@@ -4,8 +4,8 @@ One formatter (`text_table`) serves the three tables the package prints:
 `evaluate.py`'s (`evaluation_table`: ours beside the paper's columns), the
 end of a method run (one column per stage) and the table runner (one column
 per row of a paper table); `gap_fractions` gives the share of the
-source-only -> oracle gap each result closes. `prediction_panel` draws image | prediction |
-label, colourized.
+source-only -> oracle gap each result closes. `prediction_panel` draws
+image | prediction | label, colourized.
 """
 import math
 import os
