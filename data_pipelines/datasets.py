@@ -2,7 +2,7 @@
 from data_pipelines import demo, file_datasets
 from data_pipelines.base import DatasetError
 
-DATASET_NAMES = ("gta5", "synthia", "cityscapes", "demo_source", "demo_target")
+DATASET_NAMES = ("gta5", "synthia", "cityscapes", "demo_source", "demo_target", "demo_city")
 
 SPLITS = {
     "gta5": ("train", "heldout"),
@@ -10,6 +10,7 @@ SPLITS = {
     "cityscapes": ("train", "val"),
     "demo_source": tuple(demo.SPLIT_SIZES["demo_source"]),
     "demo_target": tuple(demo.SPLIT_SIZES["demo_target"]),
+    "demo_city": tuple(demo.SPLIT_SIZES["demo_city"]),
 }
 SYNTHIA_PROTOCOLS = (16, 13)
 
@@ -29,8 +30,8 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16):
       split: one of SPLITS[name]. gta5 / synthia: "train" or "heldout" (see
         file_datasets for the held-out rule); cityscapes: "train" (labels
         readable for the oracle, unused by adaptation) or "val" (the test
-        set); demo_source: "train" or "heldout"; demo_target: "train" (used
-        unlabelled) or "val" (the demo's test set).
+        set); demo_source: "train" or "heldout"; demo_target and demo_city:
+        "train" (used unlabelled) or "val" (the demo's test set).
       synthia_classes: 16 or 13, the SYNTHIA protocol: with 13, SYNTHIA's
         wall, fence and pole read as 255 too. Other datasets keep their
         labels (an evaluation restricts them with PROTOCOL_CLASSES).

@@ -17,12 +17,24 @@ So the two domains differ in appearance only, as GTA5 and Cityscapes do:
   blue, cars red - with gamma and contrast), per-image exposure, vignetting,
   slight blur and sensor noise. A model trained on the source confuses the
   classes on the target; a translator can learn the change.
+- `demo_city` ("real-looking, another city"): `demo_target`'s whole
+  appearance change, and besides it a shift of texture and layout that a
+  colour change cannot undo, as Cityscapes differs from GTA5 in more than
+  colour. Texture: facades carry windows, the road lane markings, cars a rear
+  window, all painted in perspective and labelled as the surface they are on.
+  Layout (`CITY_LAYOUT`): a longer lens and a camera pitched down, narrower
+  streets between taller buildings, almost no parks, more cars and persons,
+  and the bonnet of the ego car across the bottom of every image, labelled
+  255 (ignore) as Cityscapes labels its ego vehicle.
 
-Every (domain, split, index) is its own deterministic scene: the random
+The source and `demo_target` share `STREET_LAYOUT`, so they differ in
+appearance only. Every (domain, split, index) is its own deterministic scene: the random
 generator is seeded with (CRC-32 of "domain/split", index). Nothing is stored;
 generating a 128 x 256 image and its label takes about 1.5 ms (source) or
 3.5 ms (target) on one CPU core.
 """
+import dataclasses
+import functools
 import zlib
 
 import cv2
@@ -35,6 +47,7 @@ DEMO_SIZE = (128, 256)  # (height, width)
 SPLIT_SIZES = {
     "demo_source": {"train": 2000, "heldout": 200},
     "demo_target": {"train": 2000, "val": 200},
+    "demo_city": {"train": 2000, "val": 200},
 }
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (
@@ -42,13 +55,18 @@ ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (
         "road", "sidewalk", "building", "pole", "traffic sign", "vegetation", "terrain",
         "sky", "person", "car"))
 SCENE_CLASSES = (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
+EGO_VEHICLE = classes.IGNORE_LABEL  # the bonnet of demo_city's ego car: not scored
 
 # Flat colours of both domains before the target's appearance change (RGB).
 CLASS_COLOURS = {
     ROAD: (90, 88, 96), SIDEWALK: (180, 160, 150), BUILDING: (150, 100, 75),
     POLE: (215, 215, 220), SIGN: (235, 200, 40), VEGETATION: (60, 125, 45),
     TERRAIN: (160, 195, 95), SKY: (120, 175, 235), PERSON: (205, 45, 65), CAR: (40, 55, 160),
+    EGO_VEHICLE: (35, 35, 40),
 }
+# demo_city's texture, drawn over the class colour of the surface it is on.
+NO_DETAIL, GLASS, PAINT = 0, 1, 2  # values of a scene's detail map
+DETAIL_COLOURS = {GLASS: (55, 65, 85), PAINT: (230, 230, 220)}
 OBJECT_COLOUR_JITTER = 10.0  # std of the per-object colour offset, per channel
 
 # The target's global colour change: out_c = sum_k MIX[c, k] * in_k (rows sum
@@ -61,7 +79,8 @@ TARGET_CONTRAST = 0.85
 TARGET_TINT = np.array([0.04, 0.0, -0.03], dtype=np.float32)
 # Relative grain amplitude per class: leaves and grass are rough, sky smooth.
 TARGET_GRAIN = {ROAD: 0.08, SIDEWALK: 0.08, BUILDING: 0.12, POLE: 0.03, SIGN: 0.03,
-                VEGETATION: 0.25, TERRAIN: 0.15, SKY: 0.03, PERSON: 0.06, CAR: 0.06}
+                VEGETATION: 0.25, TERRAIN: 0.15, SKY: 0.03, PERSON: 0.06, CAR: 0.06,
+                EGO_VEHICLE: 0.03}
 TARGET_SHADING = 0.06      # amplitude of the smooth lighting field
 TARGET_EXPOSURE = (0.9, 1.05)
 TARGET_VIGNETTING = 0.25   # darkening at the corners
@@ -69,17 +88,51 @@ TARGET_BLUR_SIGMA = 0.7    # pixels
 TARGET_NOISE = 3.0         # std of the sensor noise, in 0..255 units
 
 CAMERA_HEIGHT = 1.6        # metres
-FOCAL_PER_WIDTH = 0.9      # focal length in pixels / image width (~58 degree field of view)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreetLayout:
+    """What a domain's streets are drawn from: (low, high) ranges are uniform,
+    counts are integers in [low, high)."""
+    focal_per_width: float   # focal length in pixels / image width
+    horizon: tuple           # row of the horizon / image height
+    road_half: tuple         # metres from the centre line to the kerb
+    sidewalk: tuple          # metres
+    park_probability: float  # a side with a park (hedge, trees) instead of buildings
+    building_heights: tuple  # metres
+    cars: tuple
+    persons: tuple
+    poles: tuple
+    trees: tuple
+    details: bool = False    # windows, lane markings and cars' rear windows
+    bonnet: float = 0.0      # image height the ego car's bonnet covers at the centre
+
+
+# demo_source and demo_target: a ~58 degree field of view, wide streets.
+STREET_LAYOUT = StreetLayout(
+    focal_per_width=0.9, horizon=(0.40, 0.52), road_half=(3.5, 6.0), sidewalk=(2.0, 4.0),
+    park_probability=0.3, building_heights=(6.0, 22.0), cars=(1, 5), persons=(0, 7),
+    poles=(1, 4), trees=(0, 6))
+# demo_city: a ~47 degree lens pitched down, narrow streets, tall buildings, crowds.
+CITY_LAYOUT = StreetLayout(
+    focal_per_width=1.15, horizon=(0.30, 0.42), road_half=(2.8, 4.5), sidewalk=(1.5, 3.0),
+    park_probability=0.1, building_heights=(10.0, 30.0), cars=(2, 8), persons=(2, 9),
+    poles=(2, 5), trees=(0, 4), details=True, bonnet=0.12)
+# Facades: a window in the middle of each bay and storey (metres).
+WINDOW_BAY, WINDOW_STOREY, GROUND_FLOOR = 3.0, 3.2, 3.5
+# Road paint: a dashed centre line and a solid line inside each kerb (metres).
+LINE_HALF_WIDTH, DASH_PERIOD, DASH_LENGTH, EDGE_LINE_INSET = 0.08, 9.0, 3.0, 0.3
 
 
 def _table(values_by_class, default, shape=()):
-    table = np.full((classes.NUM_CLASSES,) + shape, default, dtype=np.float32)
+    table = np.full((256,) + shape, default, dtype=np.float32)
     for class_id, value in values_by_class.items():
         table[class_id] = value
     return table
 
 
 _COLOUR_TABLE = _table(CLASS_COLOURS, 0.0, (3,))
+_DETAIL_COLOUR_TABLE = _table(DETAIL_COLOURS, 0.0, (3,))
 _GRAIN_TABLE = _table(TARGET_GRAIN, 0.0)
 
 
@@ -88,10 +141,10 @@ _GRAIN_TABLE = _table(TARGET_GRAIN, 0.0)
 class _Camera:
     """Projection of road coordinates (lateral X, distance D, height Z; metres)."""
 
-    def __init__(self, height, width, horizon, vanishing_x):
+    def __init__(self, height, width, horizon, vanishing_x, focal_per_width):
         self.height, self.width = height, width
         self.horizon, self.vanishing_x = horizon, vanishing_x
-        self.focal = FOCAL_PER_WIDTH * width
+        self.focal = focal_per_width * width
 
     def pixels_per_metre(self, distance):
         return self.focal / distance
@@ -102,24 +155,36 @@ class _Camera:
     def column(self, distance, lateral):
         return self.vanishing_x + lateral * self.focal / distance
 
+    def ground_distance(self, row):
+        """Distance (metres) of the road seen at image `row` (below the horizon)."""
+        return CAMERA_HEIGHT * self.focal / (row - self.horizon)
+
+    def height_seen(self, row, distance):
+        """Height (metres) of the point at image `row` on a surface `distance` away."""
+        return CAMERA_HEIGHT - (row - self.horizon) * distance / self.focal
+
 
 class _Canvas:
-    """An object-id map painted back to front, and the class of each object.
+    """An object-id map painted back to front, the class of each object, and a
+    detail map (NO_DETAIL, GLASS, PAINT) of the texture drawn on the objects.
 
     Object 0 is the sky that fills the canvas at first.
     """
 
     def __init__(self, height, width):
         self.objects = np.zeros((height, width), dtype=np.int32)
+        self.details = np.zeros((height, width), dtype=np.uint8)
         self.object_classes = [SKY]
 
     def new_object(self, class_id):
         self.object_classes.append(class_id)
         return len(self.object_classes) - 1
 
-    def fill(self, obj, mask, rows=slice(None), cols=slice(None)):
-        """Paints `obj` where `mask` (shaped like the window rows x cols) is True."""
+    def fill(self, obj, mask, rows=slice(None), cols=slice(None), details=None):
+        """Paints `obj` where `mask` (shaped like the window rows x cols) is True,
+        with `details` (shaped like `mask`) on it, or none: it hides what was there."""
         self.objects[rows, cols][mask] = obj
+        self.details[rows, cols][mask] = NO_DETAIL if details is None else details[mask]
 
     def _window(self, top, bottom, left, right):
         height, width = self.objects.shape
@@ -133,6 +198,12 @@ class _Canvas:
         left, right = min(left, centre - 0.5), max(right, centre + 0.5)
         rows, cols = self._window(top, bottom, left, right)
         self.objects[rows, cols] = obj
+        self.details[rows, cols] = NO_DETAIL
+        return rows, cols
+
+    def mark(self, detail, top, bottom, left, right):
+        """Draws `detail` over the box [top, bottom) x [left, right)."""
+        self.details[self._window(top, bottom, left, right)] = detail
 
     def ellipse(self, obj, centre_row, centre_col, radius_rows, radius_cols):
         rows, cols = self._window(centre_row - radius_rows, centre_row + radius_rows + 1,
@@ -157,6 +228,15 @@ def _paint_skyline(canvas, camera, rng):
         left = right
 
 
+def _lane_markings(camera, lateral, rows, road_half):
+    """The detail map of the road at `lateral` metres (seen on `rows`): PAINT on
+    the dashed centre line and the lines inside the kerbs."""
+    distance = camera.ground_distance(rows)
+    centre = (np.abs(lateral) < LINE_HALF_WIDTH) & (np.mod(distance, DASH_PERIOD) < DASH_LENGTH)
+    edges = np.abs(np.abs(lateral) - (road_half - EDGE_LINE_INSET)) < LINE_HALF_WIDTH
+    return np.where(centre | edges, PAINT, NO_DETAIL).astype(np.uint8)
+
+
 def _paint_ground(canvas, camera, street):
     """Road, sidewalks and (beyond them) terrain below the horizon."""
     first_row = int(np.ceil(camera.horizon))
@@ -171,13 +251,30 @@ def _paint_ground(canvas, camera, street):
         canvas.fill(canvas.new_object(TERRAIN), on_side & (abs(lateral) >= outer), rows)
         canvas.fill(canvas.new_object(SIDEWALK),
                     on_side & (abs(lateral) >= road_half) & (abs(lateral) < outer), rows)
-    canvas.fill(canvas.new_object(ROAD), abs(lateral) < road_half, rows)
+    markings = (_lane_markings(camera, lateral, y, road_half) if street["layout"].details
+                else None)
+    canvas.fill(canvas.new_object(ROAD), abs(lateral) < road_half, rows, details=markings)
 
 
-def _paint_side_wall(canvas, camera, rng, *, side, lateral, class_id, heights, lengths):
+def _windows(camera, distance):
+    """The detail map of a facade whose column x is `distance[x]` metres away:
+    GLASS in the middle of each bay and storey above the ground floor."""
+    rows = np.arange(camera.height)[:, None] + 0.5
+    height = camera.height_seen(rows, distance)
+    with np.errstate(invalid="ignore"):  # columns that never see the wall: inf
+        bay = np.mod(distance, WINDOW_BAY) / WINDOW_BAY
+        storey = np.mod(height, WINDOW_STOREY) / WINDOW_STOREY
+        glass = ((bay > 0.3) & (bay < 0.7) & (storey > 0.3) & (storey < 0.75)
+                 & (height > GROUND_FLOOR))
+    return np.where(glass, GLASS, NO_DETAIL).astype(np.uint8)
+
+
+def _paint_side_wall(canvas, camera, rng, *, side, lateral, class_id, heights, lengths,
+                     windows=False):
     """A vertical wall along the street at `lateral` metres on `side` (-1 left,
     +1 right), cut into consecutive objects (`lengths` metres long, `heights`
-    metres tall, drawn uniformly from the given ranges) up to 150 m away."""
+    metres tall, drawn uniformly from the given ranges) up to 150 m away, with
+    `windows` on it or none."""
     x = np.arange(camera.width) + 0.5
     offset = side * (x - camera.vanishing_x)
     boundaries = np.cumsum(rng.uniform(*lengths, size=64))
@@ -192,12 +289,13 @@ def _paint_side_wall(canvas, camera, rng, *, side, lateral, class_id, heights, l
     height_m = np.where(on_wall, segment_heights[np.minimum(segment, boundaries.size - 1)], 0.0)
     y = np.arange(camera.height)[:, None] + 0.5
     inside = (y >= camera.row(distance, z=height_m)) & (y < camera.row(distance)) & on_wall
+    details = _windows(camera, distance) if windows else None
     for index in np.unique(segment[on_wall]):
-        canvas.fill(canvas.new_object(class_id), inside & (segment == index))
+        canvas.fill(canvas.new_object(class_id), inside & (segment == index), details=details)
 
 
-def _paint_car(canvas, camera, rng, distance, lateral):
-    """Seen from behind: a body and a narrower cabin."""
+def _paint_car(canvas, camera, rng, distance, lateral, rear_window=False):
+    """Seen from behind: a body and a narrower cabin, with a `rear_window` or none."""
     obj = canvas.new_object(CAR)
     centre = camera.column(distance, lateral)
     metre = camera.pixels_per_metre(distance)
@@ -206,6 +304,9 @@ def _paint_car(canvas, camera, rng, distance, lateral):
                centre - half_width * metre, centre + half_width * metre)
     canvas.box(obj, camera.row(distance, roof), camera.row(distance, 0.95),
                centre - 0.75 * half_width * metre, centre + 0.75 * half_width * metre)
+    if rear_window:
+        canvas.mark(GLASS, camera.row(distance, roof - 0.1), camera.row(distance, 1.1),
+                    centre - 0.6 * half_width * metre, centre + 0.6 * half_width * metre)
 
 
 def _paint_person(canvas, camera, rng, distance, lateral):
@@ -252,37 +353,51 @@ def _distances(rng, count):
     return np.exp(rng.uniform(np.log(4.5), np.log(70.0), size=count))
 
 
+def _paint_bonnet(canvas, camera, bonnet):
+    """The ego car's bonnet: `bonnet` of the image height at the centre, curving
+    down towards the sides."""
+    x = (np.arange(camera.width) + 0.5) / camera.width - 0.5
+    top = camera.height * (1.0 - bonnet * (1.0 - 3.2 * x ** 2))
+    y = np.arange(camera.height)[:, None] + 0.5
+    canvas.fill(canvas.new_object(EGO_VEHICLE), y >= top[None, :])
+
+
 def _place_objects(rng, street):
     """[(distance, lateral, painter)] of the scene's cars, persons, poles and trees."""
-    road_half, sidewalk = street["road_half"], street["sidewalk"]
+    road_half, sidewalk, layout = street["road_half"], street["sidewalk"], street["layout"]
     sides = rng.choice((-1, 1), size=32)
+    paint_car = functools.partial(_paint_car, rear_window=layout.details)
     placed = []
-    for distance, side in zip(_distances(rng, rng.integers(1, 5)), sides[:8]):
+    for distance, side in zip(_distances(rng, rng.integers(*layout.cars)), sides[:8]):
         lane = rng.choice((0.5, road_half - 1.1))  # driving, or parked at the kerb
-        placed.append((distance, side * lane + rng.uniform(-0.3, 0.3), _paint_car))
-    for distance, side in zip(_distances(rng, rng.integers(0, 7)), sides[8:16]):
+        placed.append((distance, side * lane + rng.uniform(-0.3, 0.3), paint_car))
+    for distance, side in zip(_distances(rng, rng.integers(*layout.persons)), sides[8:16]):
         placed.append((distance, side * (road_half + rng.uniform(0.4, sidewalk - 0.3)),
                        _paint_person))
-    for distance, side in zip(_distances(rng, rng.integers(1, 4)), sides[16:24]):
+    for distance, side in zip(_distances(rng, rng.integers(*layout.poles)), sides[16:24]):
         placed.append((distance, side * (road_half + 0.3), _paint_pole))
-    for distance, side in zip(_distances(rng, rng.integers(0, 6)), sides[24:32]):
+    for distance, side in zip(_distances(rng, rng.integers(*layout.trees)), sides[24:32]):
         beyond = rng.uniform(0.5, 3.0) if street["park"][side] else -0.7
         placed.append((distance, side * (road_half + sidewalk + beyond), _paint_tree))
     return placed
 
 
-def scene_layout(rng, height, width):
-    """A random street scene.
+def scene_layout(rng, height, width, layout=STREET_LAYOUT):
+    """A random street scene drawn from `layout`.
 
     Returns:
       (objects int32 [height, width] object ids, object_classes uint8
-      [num_objects] train id of each object); the label is
+      [num_objects] train id of each object (EGO_VEHICLE: ignore), details
+      uint8 [height, width] NO_DETAIL, GLASS or PAINT); the label is
       object_classes[objects].
     """
-    camera = _Camera(height, width, horizon=height * rng.uniform(0.40, 0.52),
-                     vanishing_x=width * rng.uniform(0.40, 0.60))
-    street = {"road_half": rng.uniform(3.5, 6.0), "sidewalk": rng.uniform(2.0, 4.0),
-              "park": {side: rng.random() < 0.3 for side in (-1, 1)}}
+    camera = _Camera(height, width, horizon=height * rng.uniform(*layout.horizon),
+                     vanishing_x=width * rng.uniform(0.40, 0.60),
+                     focal_per_width=layout.focal_per_width)
+    street = {"road_half": rng.uniform(*layout.road_half),
+              "sidewalk": rng.uniform(*layout.sidewalk),
+              "park": {side: rng.random() < layout.park_probability for side in (-1, 1)},
+              "layout": layout}
     canvas = _Canvas(height, width)
     _paint_skyline(canvas, camera, rng)
     _paint_ground(canvas, camera, street)
@@ -293,19 +408,27 @@ def scene_layout(rng, height, width):
                              class_id=VEGETATION, heights=(1.0, 2.5), lengths=(10.0, 40.0))
         else:
             _paint_side_wall(canvas, camera, rng, side=side, lateral=outer,
-                             class_id=BUILDING, heights=(6.0, 22.0), lengths=(8.0, 30.0))
+                             class_id=BUILDING, heights=layout.building_heights,
+                             lengths=(8.0, 30.0), windows=layout.details)
     for distance, lateral, paint in sorted(_place_objects(rng, street), key=lambda p: -p[0]):
         paint(canvas, camera, rng, distance, lateral)
-    return canvas.objects, np.asarray(canvas.object_classes, dtype=np.uint8)
+    if layout.bonnet:
+        _paint_bonnet(canvas, camera, layout.bonnet)
+    return canvas.objects, np.asarray(canvas.object_classes, dtype=np.uint8), canvas.details
 
 
 # Appearance ---------------------------------------------------------------
 
-def flat_colours(objects, object_classes, rng):
-    """float32 [H, W, 3] in 0..255: each object's class colour plus its own jitter."""
-    colours = _COLOUR_TABLE[object_classes] + rng.normal(
-        0.0, OBJECT_COLOUR_JITTER, size=(len(object_classes), 3)).astype(np.float32)
-    return colours[objects]
+def flat_colours(objects, object_classes, details, rng):
+    """float32 [H, W, 3] in 0..255: each object's class colour (its details'
+    colours where it has details) plus the object's own jitter."""
+    jitter = rng.normal(0.0, OBJECT_COLOUR_JITTER, size=(len(object_classes), 3)).astype(
+        np.float32)
+    image = (_COLOUR_TABLE[object_classes] + jitter)[objects]
+    if details.any():
+        image = np.where(details[..., None] != NO_DETAIL,
+                         _DETAIL_COLOUR_TABLE[details] + jitter[objects], image)
+    return image
 
 
 def target_colour_transform(image):
@@ -331,16 +454,16 @@ def _vignette(height, width):
     return 1.0 - TARGET_VIGNETTING * 2.0 * (x ** 2 + y ** 2)
 
 
-def render_source(objects, object_classes, rng):
+def render_source(objects, object_classes, details, rng):
     """The synthetic look: uint8 [H, W, 3] flat colours with per-object jitter."""
-    image = flat_colours(objects, object_classes, rng)
+    image = flat_colours(objects, object_classes, details, rng)
     return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
-def render_target(objects, object_classes, rng):
+def render_target(objects, object_classes, details, rng):
     """The real look: uint8 [H, W, 3]; see the module docstring."""
     height, width = objects.shape
-    image = flat_colours(objects, object_classes, rng)
+    image = flat_colours(objects, object_classes, details, rng)
     grain = _GRAIN_TABLE[object_classes][objects] * rng.standard_normal((height, width),
                                                                          dtype=np.float32)
     shading = 1.0 + grain + TARGET_SHADING * _smooth_field(rng, height, width)
@@ -353,15 +476,19 @@ def render_target(objects, object_classes, rng):
     return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
-_RENDERERS = {"demo_source": render_source, "demo_target": render_target}
+# Each domain's (layout, renderer).
+DOMAINS = {"demo_source": (STREET_LAYOUT, render_source),
+           "demo_target": (STREET_LAYOUT, render_target),
+           "demo_city": (CITY_LAYOUT, render_target)}
 
 
 def generate_scene(domain, split, index, size=DEMO_SIZE):
     """Scene `index` of `domain`/`split`: (uint8 [h, w, 3] RGB image, uint8 [h, w] train ids)."""
     seed = zlib.crc32(f"{domain}/{split}".encode("utf-8"))
     rng = np.random.default_rng([seed, index])
-    objects, object_classes = scene_layout(rng, *size)
-    return _RENDERERS[domain](objects, object_classes, rng), object_classes[objects]
+    layout, render = DOMAINS[domain]
+    objects, object_classes, details = scene_layout(rng, *size, layout)
+    return render(objects, object_classes, details, rng), object_classes[objects]
 
 
 def _checked_size(size):

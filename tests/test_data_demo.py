@@ -1,4 +1,5 @@
 """The built-in demo domains: deterministic, fast, same layouts, a genuine appearance gap."""
+import hashlib
 import time
 
 import numpy as np
@@ -93,3 +94,57 @@ def test_generating_a_scene_takes_a_few_milliseconds():
             demo.generate_scene(domain, "train", index)
         # About 1.5 ms (source) and 3.5 ms (target) measured; generous on a busy machine.
         assert (time.perf_counter() - start) / 20 < 0.025
+
+
+def test_the_source_and_target_stay_the_scenes_every_result_was_measured_on():
+    # demo_source and demo_target are the yardstick of the README's tables: a change
+    # of the generator (demo_city's layouts and details) must leave them as they were.
+    labels = hashlib.sha256()
+    means = []
+    for domain, split in (("demo_source", "train"), ("demo_target", "val")):
+        for index in range(3):
+            image, label = demo.generate_scene(domain, split, index)
+            labels.update(label.tobytes())
+            means.append(image.reshape(-1, 3).mean(axis=0))
+    assert labels.hexdigest() == (
+        "c43a0e576085afcbe443a257546cf3d4b4efd413858b13e3399acd847afe1d06")
+    # Image means, not bytes: float rounding in OpenCV may differ between CPUs.
+    np.testing.assert_allclose(means, [
+        [125.207, 117.275, 122.507], [132.287, 101.343, 101.417], [127.49, 121.129, 122.894],
+        [129.249, 131.014, 112.531], [123.04, 123.709, 111.834], [133.471, 124.715, 118.236]],
+        atol=0.01)
+
+
+def test_demo_city_changes_layout_and_texture_besides_the_targets_colours():
+    _, target = _pixels("demo_target", "train", 60, size=(64, 128))
+    _, city = _pixels("demo_city", "train", 60, size=(64, 128))
+    share = {name: np.bincount(labels, minlength=256) / labels.size
+             for name, labels in (("target", target), ("city", city))}
+    assert set(np.unique(city)) <= set(demo.SCENE_CLASSES) | {255}
+    # A camera pitched down between tall buildings: less sky; a crowded street: more cars.
+    assert share["city"][demo.SKY] < 0.5 * share["target"][demo.SKY]
+    assert share["city"][demo.CAR] > 1.5 * share["target"][demo.CAR]
+    # The ego car's bonnet is ignored, as Cityscapes ignores its ego vehicle.
+    assert 0.05 < share["city"][255] < 0.15 and share["target"][255] == 0
+    for index in range(5):
+        _, label = demo.generate_scene("demo_city", "val", index)
+        assert (label[-3:, 100:156] == 255).all() and (label[:-20] != 255).all()
+    assert data_pipelines.open_dataset("demo_city", split="val").read_label(0).max() == 255
+
+
+def test_demo_city_details_are_labelled_as_the_surface_they_are_on():
+    rng = np.random.default_rng(0)
+    counts = {demo.GLASS: {}, demo.PAINT: {}}
+    for _ in range(10):
+        objects, object_classes, details = demo.scene_layout(rng, 128, 256, demo.CITY_LAYOUT)
+        labels = object_classes[objects]
+        for detail in counts:
+            for class_id, count in zip(*np.unique(labels[details == detail], return_counts=True)):
+                counts[detail][class_id] = counts[detail].get(class_id, 0) + count
+    # Windows on facades and cars' rear windows; lane markings on the road only.
+    assert set(counts[demo.GLASS]) == {demo.BUILDING, demo.CAR}
+    assert set(counts[demo.PAINT]) == {demo.ROAD}
+    assert min(counts[demo.GLASS].values()) > 100 and counts[demo.PAINT][demo.ROAD] > 100
+    # The source's and demo_target's streets have no details.
+    _, _, details = demo.scene_layout(rng, 128, 256)
+    assert not details.any()

@@ -123,7 +123,7 @@ class DataConfig:
                          _one_of(*DATASET_NAMES))
     source_root: typing.Optional[str] = _field(None, "Folder of the source dataset.")
     target: str = _field("cityscapes", "Target dataset (its train images are used unlabelled, "
-                         "except by the oracle): cityscapes, demo_target.",
+                         "except by the oracle): cityscapes, demo_target, demo_city.",
                          _one_of(*DATASET_NAMES))
     target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.")
     patch_size: int = _field(600, "Side of the square random training patches.", _positive)

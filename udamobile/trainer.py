@@ -182,7 +182,7 @@ def first_replica(batch, strategy):
 
 
 # The labelled split each target dataset is scored on: the test set, never for choosing.
-TEST_SPLITS = {"cityscapes": "val", "demo_target": "val"}
+TEST_SPLITS = {"cityscapes": "val", "demo_target": "val", "demo_city": "val"}
 
 
 def evaluation_split(cfg):

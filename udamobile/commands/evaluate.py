@@ -20,8 +20,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tflite file.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint of the work directory: latest (default), "
                     "best (of its periodic evaluation) or a name such as ckpt-12.")
-flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, demo_source or "
-                    "demo_target.")
+flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, demo_source, "
+                    "demo_target or demo_city.")
 flags.DEFINE_string("root", None, "Folder of the dataset (none for the demo domains).")
 flags.DEFINE_string("split", "val", "Split to evaluate (a labelled one).")
 flags.DEFINE_enum("protocol", "19", ["19", "16", "13"], "Classes averaged in the mIoU.")
