@@ -87,13 +87,14 @@ def main(argv):
 
     print("\nbuilt-in demo domains (128x256, generated on demand):")
     rates = {domain: demo_generation_rate(domain, split, FLAGS.demo_images)
-             for domain, split in (("demo_source", "train"), ("demo_target", "train"))}
+             for domain, split in (("demo_source", "train"), ("demo_target", "train"),
+                                   ("demo_city", "train"))}
     for domain, rate in rates.items():
         print(f"  {domain}: {rate:7.1f} images/s ({1000 / rate:.2f} ms each)")
     consumed = demo_step_images_per_second(FLAGS.demo_steps)
     print(f"  demo source-only step consumes {consumed:.1f} images/s (batch 8, 64x64 patches)")
-    print(f"  ratio generation / consumption: source {rates['demo_source'] / consumed:.1f}x, "
-          f"target {rates['demo_target'] / consumed:.1f}x (one thread; tf.data uses both cores)")
+    ratios = ", ".join(f"{domain} {rate / consumed:.1f}x" for domain, rate in rates.items())
+    print(f"  ratio generation / consumption: {ratios} (one thread; tf.data uses both cores)")
 
 
 if __name__ == "__main__":

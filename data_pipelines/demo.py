@@ -1,12 +1,13 @@
 """Built-in demo domains: procedurally generated street scenes, in memory.
 
-Both domains draw scenes from ONE layout generator: a straight street seen
+Every domain draws scenes from ONE layout generator: a straight street seen
 from a car (pinhole camera 1.6 m above the road, square pixels) with a road,
 sidewalks, building facades or a park with a hedge on each side, a distant
 skyline, and cars, persons, poles with traffic signs and trees placed on the
 ground and painted far to near. Labels use 10 of the 19 train ids (road,
 sidewalk, building, pole, traffic sign, vegetation, terrain, sky, person, car).
-So the two domains differ in appearance only, as GTA5 and Cityscapes do:
+The source and `demo_target` draw from the same `STREET_LAYOUT`, so they
+differ in appearance only; `demo_city` differs in layout and texture too:
 
 - `demo_source` ("synthetic"): flat class colours with a mild colour jitter
   per object and sharp edges.
@@ -27,11 +28,11 @@ So the two domains differ in appearance only, as GTA5 and Cityscapes do:
   and the bonnet of the ego car across the bottom of every image, labelled
   255 (ignore) as Cityscapes labels its ego vehicle.
 
-The source and `demo_target` share `STREET_LAYOUT`, so they differ in
-appearance only. Every (domain, split, index) is its own deterministic scene: the random
+Every (domain, split, index) is its own deterministic scene: the random
 generator is seeded with (CRC-32 of "domain/split", index). Nothing is stored;
 generating a 128 x 256 image and its label takes about 1.5 ms (source) or
-3.5 ms (target) on one CPU core.
+3.5 ms (target) on one CPU core; a demo_city scene took 1.8x a demo_target
+one in the same run of benchmarks/data_pipeline.py (beside training runs).
 """
 import dataclasses
 import functools
@@ -57,7 +58,7 @@ ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (
 SCENE_CLASSES = (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR)
 EGO_VEHICLE = classes.IGNORE_LABEL  # the bonnet of demo_city's ego car: not scored
 
-# Flat colours of both domains before the target's appearance change (RGB).
+# Flat colours of every domain before the targets' appearance change (RGB).
 CLASS_COLOURS = {
     ROAD: (90, 88, 96), SIDEWALK: (180, 160, 150), BUILDING: (150, 100, 75),
     POLE: (215, 215, 220), SIGN: (235, 200, 40), VEGETATION: (60, 125, 45),
@@ -501,10 +502,10 @@ def _checked_size(size):
 
 
 class DemoDataset(Dataset):
-    """A split of `demo_source` or `demo_target`, generated on demand.
+    """A split of `demo_source`, `demo_target` or `demo_city`, generated on demand.
 
     Args:
-      domain: "demo_source" or "demo_target".
+      domain: a key of DOMAINS.
       split: a key of SPLIT_SIZES[domain].
       size: (height, width) of the images, default DEMO_SIZE.
     """

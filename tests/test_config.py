@@ -142,3 +142,10 @@ def test_overrides_survive_the_round_trip_through_flags():
                  "resize_width": None, "init_checkpoint": None, "lambda_sem": 0.5}
     words = config_flags.as_flags(overrides)
     assert config_flags.config_overrides(_parsed_config_flags(*words)) == overrides
+
+
+def test_demo_city_is_a_target_scored_on_its_val_split():
+    from udamobile import method_runner
+    cfg = config_lib.override(config_lib.get_config("demo", "adaptation"), target="demo_city")
+    config_lib.validate(cfg)
+    assert method_runner.target_test_split(cfg) == ("demo_city", None, "val")

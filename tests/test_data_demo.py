@@ -1,6 +1,5 @@
 """The built-in demo domains: deterministic, fast, same layouts, a genuine appearance gap."""
 import hashlib
-import time
 
 import numpy as np
 
@@ -84,16 +83,6 @@ def test_the_target_colour_change_keeps_greys_and_moves_colours():
         demo.TARGET_TINT - demo.TARGET_TINT.mean())[None], atol=1e-3)
     sky = np.array([demo.CLASS_COLOURS[demo.SKY]], np.float32)
     assert demo.target_colour_transform(sky)[0].argmax() == 0  # blue sky turns reddish
-
-
-def test_generating_a_scene_takes_a_few_milliseconds():
-    for domain in ("demo_source", "demo_target"):
-        demo.generate_scene(domain, "train", 0)
-        start = time.perf_counter()
-        for index in range(20):
-            demo.generate_scene(domain, "train", index)
-        # About 1.5 ms (source) and 3.5 ms (target) measured; generous on a busy machine.
-        assert (time.perf_counter() - start) / 20 < 0.025
 
 
 def test_the_source_and_target_stay_the_scenes_every_result_was_measured_on():

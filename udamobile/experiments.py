@@ -15,7 +15,8 @@
 Table 4 is not the paper's: it sets the paper's method beside the baselines
 a practitioner tries first (colour transfer, AdaBN) and beside its
 extension by self-training, on the built-in demo domains by default
-(`--preset=demo`), or on any source and target given.
+(`--preset=demo`), or on any source and target given: `--target=demo_city`
+is the demo target whose shift also changes texture and layout.
 
 Each row is one `train.py --method=<row>` command, run in <workdir>/<row>; it
 scores its stages on the target's val split with the table's protocol (19
