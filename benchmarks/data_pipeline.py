@@ -6,10 +6,12 @@
    and 8-bit palette label PNGs, written to a temporary folder first, read
    by `supervised_patches` into 600x600 patches (batch 5, flips), with the
    paper's resize widths. Reports patches per second.
-2. The built-in demo domains: images generated per second, and the same
-   rate divided by the rate at which the demo's source-only step consumes
-   images (measured here too): above 1, data never holds training back.
+2. The built-in demo domains: milliseconds per generated scene (median and
+   minimum over interleaved rounds), and the median rate divided by the rate
+   at which the demo's source-only step consumes images (measured here too):
+   above 1, data never holds training back.
 """
+import statistics
 import tempfile
 import time
 
@@ -20,7 +22,8 @@ from common import GTA5_SIZE, machine, write_full_size_gta5
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("pairs", 12, "Full-size GTA5-format image/label pairs to write.")
 flags.DEFINE_integer("patches", 60, "600x600 patches timed per setting (after one warm-up batch).")
-flags.DEFINE_integer("demo_images", 200, "Demo images generated per domain.")
+flags.DEFINE_integer("demo_images", 40, "Demo images generated per domain in each round.")
+flags.DEFINE_integer("demo_rounds", 7, "Interleaved rounds over the demo domains.")
 flags.DEFINE_integer("demo_steps", 20, "Demo source-only steps timed (after tracing).")
 
 def patches_per_second(dataset, *, resize_width, patches):
@@ -37,14 +40,19 @@ def patches_per_second(dataset, *, resize_width, patches):
     return batches * batch / (time.perf_counter() - start)
 
 
-def demo_generation_rate(domain, split, count):
-    from data_pipelines import open_dataset
+def demo_generation_ms(domains, count, rounds):
+    """{domain: [ms per scene of each round]}, the domains taking turns each round."""
+    from data_pipelines import demo
 
-    dataset = open_dataset(domain, split=split)
-    start = time.perf_counter()
-    for i in range(count):
-        dataset.read_pair(i) if dataset.has_labels else dataset.read_image(i)
-    return count / (time.perf_counter() - start)
+    times = {domain: [] for domain in domains}
+    for round_index in range(rounds):
+        for domain in domains:
+            first = round_index * count
+            start = time.perf_counter()
+            for index in range(first, first + count):
+                demo.generate_scene(domain, "train", index)
+            times[domain].append(1000 * (time.perf_counter() - start) / count)
+    return times
 
 
 def demo_step_images_per_second(steps):
@@ -86,11 +94,14 @@ def main(argv):
             print(f"  resize_width={width:<5} ({origin}): {rate:6.1f} patches/s")
 
     print("\nbuilt-in demo domains (128x256, generated on demand):")
-    rates = {domain: demo_generation_rate(domain, split, FLAGS.demo_images)
-             for domain, split in (("demo_source", "train"), ("demo_target", "train"),
-                                   ("demo_city", "train"))}
-    for domain, rate in rates.items():
-        print(f"  {domain}: {rate:7.1f} images/s ({1000 / rate:.2f} ms each)")
+    times = demo_generation_ms(("demo_source", "demo_target", "demo_city"),
+                               FLAGS.demo_images, FLAGS.demo_rounds)
+    rates = {}
+    for domain, ms in times.items():
+        median = statistics.median(ms)
+        rates[domain] = 1000 / median
+        print(f"  {domain}: {median:.2f} ms per scene median, {min(ms):.2f} min "
+              f"({len(ms)} interleaved rounds of {FLAGS.demo_images})")
     consumed = demo_step_images_per_second(FLAGS.demo_steps)
     print(f"  demo source-only step consumes {consumed:.1f} images/s (batch 8, 64x64 patches)")
     ratios = ", ".join(f"{domain} {rate / consumed:.1f}x" for domain, rate in rates.items())

@@ -2,15 +2,13 @@
 from data_pipelines import demo, file_datasets
 from data_pipelines.base import DatasetError
 
-DATASET_NAMES = ("gta5", "synthia", "cityscapes", "demo_source", "demo_target", "demo_city")
+DATASET_NAMES = ("gta5", "synthia", "cityscapes", *demo.SPLIT_SIZES)
 
 SPLITS = {
     "gta5": ("train", "heldout"),
     "synthia": ("train", "heldout"),
     "cityscapes": ("train", "val"),
-    "demo_source": tuple(demo.SPLIT_SIZES["demo_source"]),
-    "demo_target": tuple(demo.SPLIT_SIZES["demo_target"]),
-    "demo_city": tuple(demo.SPLIT_SIZES["demo_city"]),
+    **{domain: tuple(sizes) for domain, sizes in demo.SPLIT_SIZES.items()},
 }
 SYNTHIA_PROTOCOLS = (16, 13)
 

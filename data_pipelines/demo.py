@@ -30,9 +30,11 @@ differ in appearance only; `demo_city` differs in layout and texture too:
 
 Every (domain, split, index) is its own deterministic scene: the random
 generator is seeded with (CRC-32 of "domain/split", index). Nothing is stored;
-generating a 128 x 256 image and its label takes about 1.5 ms (source) or
-3.5 ms (target) on one CPU core; a demo_city scene took 1.8x a demo_target
-one in the same run of benchmarks/data_pipeline.py (beside training runs).
+generating a 128 x 256 image and its label took 3.4 ms (source), 6.9 ms
+(demo_target) and 12.9 ms (demo_city) on one core of the 2-core Xeon
+(medians of 7 interleaved rounds of benchmarks/data_pipeline.py, minimums
+3.3, 6.5 and 12.4 ms, nothing else running): 1.5 to 5.7 times the rate the
+demo's source-only step consumes images.
 """
 import dataclasses
 import functools
@@ -200,7 +202,6 @@ class _Canvas:
         rows, cols = self._window(top, bottom, left, right)
         self.objects[rows, cols] = obj
         self.details[rows, cols] = NO_DETAIL
-        return rows, cols
 
     def mark(self, detail, top, bottom, left, right):
         """Draws `detail` over the box [top, bottom) x [left, right)."""
