@@ -3,7 +3,6 @@ import pytest
 
 from data_pipelines.base import UsageError
 from udamobile import config as config_lib, config_flags
-from udamobile.presets import PRESETS
 
 
 def test_paper_preset_holds_the_values_stated_in_the_paper():
@@ -45,14 +44,10 @@ def test_a_presets_stage_edit_wins_over_its_edit_for_every_stage():
     assert adaptation.optim.segmenter_lr == 1e-3
     assert config_lib.get_config("demo", "source_only").data.patch_size == 64
     assert config_lib.get_config("demo", "self_training").data.patch_size == 128
-
-
-@pytest.mark.parametrize("preset", sorted(set(PRESETS) - {"demo"}))
-def test_only_the_demo_drops_the_target_term_of_eq4(preset):
-    # The paper's Eq. 4 has both directions; the demo's fix is its own flag.
-    assert config_lib.get_config(preset, "adaptation").loss.semantic_directions == "both"
-    assert config_lib.get_config("demo", "adaptation").loss.semantic_directions == "source"
-    assert config_lib.get_config("demo", "semantic_translation").loss.semantic_directions == "both"
+    # On those patches its image discriminators are the paper's, five stride-2 convs.
+    assert adaptation.model.discriminator_strides == (2, 2, 2, 2, 2)
+    assert config_lib.get_config("demo", "translation").model.discriminator_strides == (
+        2, 2, 1, 1, 1)
 
 
 def test_baseline_stages_fill_in_the_original_papers_values():
