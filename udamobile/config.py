@@ -190,11 +190,6 @@ class LossConfig:
         20.0, "Weight of the cycle-consistency loss (Eq. 3), on each direction.", _non_negative)
     lambda_sem: float = _field(0.1, "Weight of the semantic-consistency loss (Eq. 4).",
                                _non_negative)
-    semantic_directions: str = _field(
-        "both", "Terms of Eq. 4: both (the paper) or source (beyond the paper: only "
-        "L_ce(M(G_ST(x_S)), rho(M(x_S))), whose targets come from M on the images it was "
-        "trained on; the target term asks G_TS to keep what the source-trained M sees in "
-        "x_T, its mistakes included; docs/demo_study.md).", _one_of("both", "source"))
     lambda_feat: float = _field(1e-4, "Weight of the feature-level adversarial losses (Eq. 6-7).",
                                 _non_negative)
     lambda_ce: float = _field(

@@ -123,10 +123,9 @@ class CycleStage(Stage):
             m_fake_s = segmenter(fake_s, training=in_training)
             sem = tf.constant(0.0)
             if use_sem:  # Eq. 4
-                sem = losses.semantic_consistency_loss(m_fake_t["logits"], m_x_s["logits"])
-                if lam.semantic_directions == "both":
-                    sem += losses.semantic_consistency_loss(m_fake_s["logits"], m_x_t["logits"])
-                sem = lam.lambda_sem * sem
+                sem = lam.lambda_sem * (
+                    losses.semantic_consistency_loss(m_fake_t["logits"], m_x_s["logits"])
+                    + losses.semantic_consistency_loss(m_fake_s["logits"], m_x_t["logits"]))
             objectives[GENERATORS.name] += sem
             metrics["loss/semantic"] = sem
             if self.segmenter == "trained":
