@@ -105,10 +105,10 @@ PRESETS = {
         "patches; the adaptation and self-training stages train on 128x128 ones (batch 1 "
         "and 2) with the segmenter at 1e-3 (on 64x64 patches the translators lost the sky: "
         "seed 0 scored 12.2 -> 15.5 mIoU; docs/demo_study.md), and the paper's image "
-        "discriminators. `python train.py --preset=demo --oracle --workdir=runs/demo` "
-        "scored 9.2 -> 56.3 on demo_target val, the oracle 60.7 (seed 0), in 16.8 min on "
-        "a 2-core Xeon that ran the unchanged oracle stage 1.6x slower than the one "
-        "where the demo took 9.9 min before; Table 4 (`--table=4`) is in the README.",
+        "discriminators. `python train.py --preset=demo --workdir=runs/demo` scored 9.2 "
+        "-> 56.3 on demo_target val (seed 0) in 13.2 min on a 2-core Xeon; `--oracle` "
+        "adds the oracle (60.7) and 4.6 min, over the demo's 15-minute budget on that "
+        "machine. Table 4 (`--table=4`), with the baselines and three seeds, is in the README.",
         base="paper_gta5",
         edits=dict(
             source="demo_source", target="demo_target", resize_width=None, patch_size=64,
