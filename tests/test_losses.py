@@ -37,6 +37,27 @@ def test_cross_entropy_averages_over_non_ignored_pixels_only():
     assert float(losses.cross_entropy(tf.fill([1, 2, 2], 255), logits)) == 0.0
 
 
+def test_class_weights_weigh_each_pixel_and_divide_by_their_sum():
+    # Pixel 0 (class 0) is certain (CE 0); pixel 1 (class 1) is uniform (CE log 4).
+    logits = tf.constant([[[[50.0, 0, 0, 0], [0, 0, 0, 0]]]])
+    labels = tf.constant([[[0, 1]]])
+    weights = np.array([1.0, 3.0, 1.0, 1.0], np.float32)
+    assert float(losses.cross_entropy(labels, logits)) == pytest.approx(math.log(4) / 2)
+    assert float(losses.cross_entropy(labels, logits, weights)) == pytest.approx(
+        3 * math.log(4) / 4, rel=1e-6)
+    ignored = tf.constant([[[0, 255]]])  # an ignored pixel weighs nothing, whatever its class
+    assert float(losses.cross_entropy(ignored, logits, weights)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_class_balanced_weights_are_the_median_share_over_each_share_to_the_power():
+    shares = np.array([0.5, 0.2, 0.05, 0.0, 0.25])  # median of the present shares: 0.225
+    assert losses.class_balanced_weights(shares, 1.0) == pytest.approx(
+        [0.45, 1.125, 4.5, 1.0, 0.9])
+    assert losses.class_balanced_weights(shares, 0.5) == pytest.approx(
+        np.sqrt([0.45, 1.125, 4.5, 1.0, 0.9]))
+    assert losses.class_balanced_weights(shares, 0.0) == pytest.approx(np.ones(5))
+
+
 def test_semantic_consistency_targets_the_argmax_of_the_original():
     rng = np.random.default_rng(0)
     original = tf.constant(rng.normal(size=(1, 3, 3, 5)), tf.float32)

@@ -18,7 +18,7 @@ from udamobile import checkpointing, config as config_lib, method_runner, method
 from udamobile import pseudo_labels
 from udamobile.pseudo_labels import CONFIDENCE_LEVELS
 from udamobile.stages import get_stage
-from udamobile.stages.self_training import round_folder, round_of, round_starts
+from udamobile.stages.self_training import class_weights, round_folder, round_of, round_starts
 from udamobile.state import TrainingState
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +116,41 @@ def test_the_self_training_loss_leaves_ignored_target_pixels_out(tiny_config, ea
     metrics = step({"source_image": images[0], "source_label": labels,
                     "target_image": images[1], "target_label": ignored})
     assert float(metrics["loss/target_ce"]) == 0.0 and float(metrics["loss/source_ce"]) > 0
+
+
+def test_class_weights_come_from_the_source_labels_and_are_off_in_cbst(domains):
+    assert class_weights(_config(domains, class_weight_power=0.0)) is None
+    assert config_lib.get_config("paper_gta5", "self_training").loss.class_weight_power == 0
+    weights = class_weights(_config(domains, class_weight_power=1.0))
+    source = data_pipelines.open_dataset("gta5", domains[0], "train")
+    shares = np.zeros(19)
+    for index in range(len(source)):  # 8 train labels: all read
+        label = source.read_label(index)
+        shares += np.bincount(label[label != IGNORE_LABEL], minlength=19)[:19]
+    shares /= shares.sum()
+    present = shares > 0
+    assert set(np.flatnonzero(present)) == {0, 1, 2, 8, 10, 13}
+    assert weights[present] == pytest.approx(np.median(shares[present]) / shares[present])
+    assert weights[~present] == pytest.approx(1.0)
+
+
+def test_class_weights_weigh_the_source_cross_entropy_and_not_the_pseudo_labels(
+        tiny_config, eagerly):
+    stage = get_stage("self_training")
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (2, 2, 32, 32, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 19, (2, 2, 32, 32)), tf.int32)
+    batch = {"source_image": images[0], "source_label": labels[0],
+             "target_image": images[1], "target_label": labels[1]}
+    metrics = {}
+    for power in (0.0, 1.0):
+        cfg = tiny_config("self_training", dropout_rate=0.0, class_weight_power=power)
+        tf.keras.utils.set_random_seed(0)  # the same initial weights for both
+        state = TrainingState(cfg, stage)
+        metrics[power] = stage.make_step(state, cfg, stage.active_updates(0, cfg))(batch)
+    assert float(metrics[1.0]["loss/target_ce"]) == pytest.approx(
+        float(metrics[0.0]["loss/target_ce"]), rel=1e-5)
+    assert abs(float(metrics[1.0]["loss/source_ce"]) - float(metrics[0.0]["loss/source_ce"])) > 1e-3
 
 
 # --- the stage in the trainer: rounds, resuming, errors --------------------------

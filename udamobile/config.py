@@ -194,6 +194,12 @@ class LossConfig:
                                 _non_negative)
     lambda_ce: float = _field(
         1.0, "Weight of the cross-entropy on translated source images (Eq. 8).", _non_negative)
+    class_weight_power: float = _field(
+        0.0, "Self-training stage: weigh each pixel of the source's cross-entropy by "
+        "(m / f_c)^power, f_c its class's share of the source's labelled pixels and m the "
+        "median share (the pseudo-labelled target's stays unweighted); 0: all pixels alike "
+        "(CBST). Beyond CBST: it lets the thin classes (poles, signs, persons) count.",
+        _non_negative)
     real_label: float = _field(1.0, "LSGAN target for real samples (authors' code: 0.9).",
                                _within(0, 1, low_open=True))
     pool_size: int = _field(50, "Past fakes kept per image discriminator (CycleGAN image pool).",

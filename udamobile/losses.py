@@ -11,6 +11,7 @@ over the global count); the optimizers sum the replicas' gradients, so N
 replicas with B/N examples each take the step one device takes with B.
 On one device the share is the whole mean.
 """
+import numpy as np
 import tensorflow as tf
 
 from data_pipelines.classes import IGNORE_LABEL
@@ -60,10 +61,12 @@ def cycle_consistency_loss(images, reconstructions):
     return global_mean(tf.abs(tf.cast(reconstructions, tf.float32) - tf.cast(images, tf.float32)))
 
 
-def cross_entropy(labels, logits):
+def cross_entropy(labels, logits, class_weights=None):
     """Eq. 5: pixel-wise cross-entropy averaged over non-ignored pixels.
 
     labels: [B, H, W] int train ids (255 ignored); logits: [B, H, W, C].
+    class_weights: [C] or None; each pixel then counts with its label's weight,
+    and the mean divides by the sum of the weights (`class_balanced_weights`).
     Returns 0 when every pixel is ignored.
     """
     labels = tf.cast(labels, tf.int32)
@@ -71,7 +74,25 @@ def cross_entropy(labels, logits):
     safe_labels = tf.where(valid, labels, tf.zeros_like(labels))
     per_pixel = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_labels, logits=tf.cast(logits, tf.float32))
-    return global_mean(per_pixel, valid)
+    weights = tf.cast(valid, tf.float32)
+    if class_weights is not None:
+        weights *= tf.gather(tf.constant(class_weights, tf.float32), safe_labels)
+    return global_mean(per_pixel, weights)
+
+
+def class_balanced_weights(shares, power):
+    """float32 [C]: (m / f_c)^power for each class c with a share f_c > 0 of the
+    labelled pixels, m the median of those shares; 1 for classes with none.
+
+    power 1 is median-frequency balancing (Eigen and Fergus, ICCV 2015), 0
+    weighs every pixel alike; in between, rare classes weigh more, less steeply.
+    """
+    shares = np.asarray(shares, np.float64)
+    present = shares > 0
+    weights = np.ones_like(shares)
+    if present.any():
+        weights[present] = (np.median(shares[present]) / shares[present]) ** power
+    return weights.astype(np.float32)
 
 
 def semantic_consistency_loss(translated_logits, original_logits):

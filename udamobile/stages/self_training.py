@@ -20,7 +20,13 @@ trains on
 
     lambda_ce CE(y_S, M(G_ST(x_S))) + CE(y^_T, M(x_T)) + L2
 
-with the ignored pixels (255) of y^_T left out of the mean. Each domain's
+with the ignored pixels (255) of y^_T left out of the mean. With
+`class_weight_power` > 0 (beyond CBST) the source's cross-entropy weighs
+each pixel by its class's weight (`losses.class_balanced_weights`, from the
+class shares of the source's labels), so that the thin classes count. The
+target's stays unweighted: CBST's thresholds already balance its classes,
+and weighing a pseudo-label multiplies the segmenter's own mistakes (on the
+demo, weighted pseudo-labels spread traffic signs over the sky). Each domain's
 batch is its own forward pass, so batch norm normalizes each with its own
 statistics while it trains.
 
@@ -31,10 +37,13 @@ stopped while labelling labels again from the same weights.
 """
 import os
 
+from absl import logging
+
 import data_pipelines
 from data_pipelines.base import DatasetError
+from data_pipelines.classes import CLASS_NAMES
 from data_pipelines.images import to_pixels
-from udamobile import losses, pseudo_labels
+from udamobile import losses, pseudo_labels, signals
 from udamobile.state import patch_shape
 from udamobile.stages.base import Stage, colour_labels, one_sided_step, prediction_image
 from udamobile.stages.supervised import SEGMENTER
@@ -55,6 +64,24 @@ def round_of(step, cfg):
 
 def round_folder(workdir, round_index):
     return os.path.join(workdir, PSEUDO_LABEL_DIR, f"round_{round_index}")
+
+
+def class_weights(cfg):
+    """The per-class weights of the stage's source cross-entropy, or None with
+    `class_weight_power` 0; logged, since they shape what the stage learns."""
+    power = cfg.loss.class_weight_power
+    if power == 0:
+        return None
+    data = cfg.data
+    source = data_pipelines.open_dataset(data.source, data.source_root, "train",
+                                         synthia_classes=data.synthia_classes)
+    weights = losses.class_balanced_weights(
+        signals.label_shares(source, signals.SOURCE_LABEL_IMAGES), power)
+    logging.info("class weights (--class_weight_power=%g, from %d %s labels): %s", power,
+                 min(signals.SOURCE_LABEL_IMAGES, len(source)), data.source,
+                 ", ".join(f"{name} {w:.2f}" for name, w in zip(CLASS_NAMES, weights)
+                           if w != 1))
+    return weights
 
 
 class SelfTrainingStage(Stage):
@@ -105,12 +132,14 @@ class SelfTrainingStage(Stage):
         "source_label", "target_label": [B, P, P] train ids}."""
         segmenter, g_st = state.networks["segmenter"], state.networks["g_st"]
         lambda_ce, weight_decay = cfg.loss.lambda_ce, cfg.optim.weight_decay
+        weights = class_weights(cfg)
 
         def compute(batch):
             translated = g_st(batch["source_image"], training=False)
             source_logits = segmenter(translated, training=True)["logits"]
             target_logits = segmenter(batch["target_image"], training=True)["logits"]
-            source_ce = losses.cross_entropy(batch["source_label"], source_logits)  # Eq. 8
+            source_ce = losses.cross_entropy(batch["source_label"], source_logits,  # Eq. 8
+                                             weights)
             target_ce = losses.cross_entropy(batch["target_label"], target_logits)
             l2 = losses.l2_regularization(state.regularized, weight_decay)
             return ({SEGMENTER.name: lambda_ce * source_ce + target_ce + l2},
