@@ -1,8 +1,11 @@
 """Presets, overrides and the JSON round trip of the one config object."""
+import json
+
 import pytest
 
 from data_pipelines.base import UsageError
-from udamobile import config as config_lib, config_flags
+from udamobile import config as config_lib, config_flags, methods
+from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES
 
 
 def test_paper_preset_holds_the_values_stated_in_the_paper():
@@ -50,13 +53,34 @@ def test_a_presets_stage_edit_wins_over_its_edit_for_every_stage():
         2, 2, 1, 1, 1)
 
 
-def test_baseline_stages_fill_in_the_original_papers_values():
-    translation = config_lib.get_config("paper_gta5", "translation")
-    # CycleGAN: lambda 10, Adam 2e-4 / 0.5, constant then linear decay over the second half.
+def test_baseline_rows_fill_in_the_original_papers_values():
+    translation = methods.stage_config("paper_gta5", "cyclegan", "translation", {})
+    # CycleGAN: lambda 10, Adam 2e-4 / 0.5, constant then linear decay over the second
+    # half, its 70x70 PatchGAN.
     assert (translation.loss.lambda_cycle, translation.optim.gan_lr) == (10.0, 2e-4)
     assert translation.optim.gan_lr_decay_start == translation.optim.steps // 2
-    assert config_lib.get_config("paper_gta5", "semantic_translation").loss.lambda_sem == 1.0
+    assert translation.model.discriminator_strides == IMAGE_DISCRIMINATOR_STRIDES["patchgan70"]
+    # CyCADA: lambda_sem 1 in its translation, lambda_feat 0.1 in its feature stage.
+    cycada = methods.stage_configs("paper_gta5", "cycada", {})
+    assert cycada["semantic_translation"].loss.lambda_sem == 1.0
+    assert cycada["feature_alignment"].loss.lambda_feat == 0.1
     assert config_lib.get_config("paper_gta5", "adaptation").optim.gan_lr_decay_start is None
+
+
+def test_the_paper_presets_run_tf1s_adam_epsilon_and_synthias_lr_in_every_later_stage():
+    for preset in ("paper_gta5", "paper_synthia", "authors_code_gta5", "authors_code_synthia"):
+        assert config_lib.get_config(preset, "adaptation").optim.adam_epsilon == 1e-8
+    assert config_lib.get_config("demo", "adaptation").optim.adam_epsilon == 1e-7
+    for preset in ("paper_synthia", "authors_code_synthia"):
+        for stage in ("adaptation", "feature_alignment", "self_training"):
+            assert config_lib.get_config(preset, stage).optim.segmenter_lr == 5e-6
+    # A config.json written before a field existed reads back what that run trained with.
+    for stage, assignment in (("self_training", "argmax"), ("adaptation", "normalised")):
+        old = json.loads(config_lib.to_json(config_lib.get_config("paper_gta5", stage)))
+        del old["optim"]["adam_epsilon"], old["optim"]["pseudo_label_assignment"]
+        read = config_lib.from_json(json.dumps(old))
+        assert (read.optim.adam_epsilon, read.optim.pseudo_label_assignment) == (
+            1e-7, assignment)
 
 
 def test_override_replaces_flat_names_and_rejects_unknown_ones():
@@ -76,7 +100,7 @@ def test_every_preset_is_valid_and_survives_json(preset, stage):
 @pytest.mark.parametrize("name, value, message", [
     ("output_stride", 12, "output_stride"), ("steps", 0, "steps"), ("lambda_sem", -1.0, "lambda_sem"),
     ("real_label", 1.5, "real_label"), ("discriminator_strides", (2, 3), "discriminator_strides"),
-    ("on_nonfinite", "ignore", "on_nonfinite"), ("synthia_classes", 19, "synthia_classes"),
+    ("on_nonfinite", "ignore", "on_nonfinite"), ("seed", -1, "seed"), ("synthia_classes", 19, "synthia_classes"),
     # The network builders trust these: the config is their one check.
     ("width_multiplier", -1.0, "width_multiplier"), ("num_classes", 0, "num_classes"),
     ("num_classes", 5, "num_classes"),

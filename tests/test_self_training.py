@@ -32,7 +32,7 @@ def test_the_thresholds_keep_the_stated_fraction_of_each_class():
     counts = pseudo_labels.level_counts(predicted, levels, 3)
     for fraction, kept in ((0.3, (3, 6, 0)), (0.5, (5, 10, 1)), (1.0, (10, 20, 3))):
         thresholds = pseudo_labels.class_balanced_thresholds(counts, fraction)
-        label = pseudo_labels.pseudo_label(predicted, levels, thresholds)
+        label = pseudo_labels.argmax_label(predicted, levels, thresholds)
         assert tuple(int((label == c).sum()) for c in range(3)) == kept
         # The most confident of each class are the ones kept; the rest are ignored.
         for c in range(3):
@@ -59,6 +59,29 @@ def test_confidence_levels_are_steps_of_the_log_odds_and_do_not_saturate():
     assert pseudo_labels.confidence_of_level(levels[0]) == pytest.approx(0.8, abs=1e-3)
 
 
+def test_cbst_assigns_the_class_of_the_largest_ratio_to_its_threshold():
+    # p = (0.6, 0.4) against k = (0.99, 0.3): 0.6 / 0.99 < 1 <= 0.4 / 0.3.
+    log_p, log_k = np.log([[0.6, 0.4]]), np.log([0.99, 0.3])
+    assert pseudo_labels.class_normalised_label(log_p, log_k).tolist() == [1]
+    # The top class alone (the argmax assignment) misses its threshold: ignored.
+    assert pseudo_labels.class_normalised_label(log_p, np.log([0.99, 0.5])).tolist() == [
+        IGNORE_LABEL]
+    assert pseudo_labels.class_normalised_label(log_p, [np.log(0.5), np.inf]).tolist() == [0]
+
+
+def test_both_assignments_label_logits_by_thresholds_of_levels():
+    # Pixel 0: class 0 sure; pixel 1: class 0 barely above class 2, whose threshold is low.
+    logits = np.array([[9.0, 0.0, 0.0], [1.0, -9.0, 0.9]])
+    predicted, levels = pseudo_labels.confidence_levels(logits)
+    low_for_2 = pseudo_labels.level_of(np.log(0.4 / 0.6))
+    thresholds = np.array([levels[0], CONFIDENCE_LEVELS, low_for_2])
+    assert pseudo_labels.pseudo_label(logits, thresholds, "argmax").tolist() == [0, IGNORE_LABEL]
+    assert pseudo_labels.pseudo_label(logits, thresholds, "normalised").tolist() == [0, 2]
+    # Exact where the probability rounds to 1: log p of the top class stays below 0.
+    sure = pseudo_labels.log_probabilities(np.array([[60.0, 0.0, 0.0]]))
+    assert sure[0, 0] < 0 and sure[0, 0] == pytest.approx(-2 * np.exp(-60.0), rel=1e-9)
+
+
 def test_the_fraction_grows_each_round_up_to_its_maximum():
     schedule = [pseudo_labels.round_fraction(r, initial=0.2, step=0.05, maximum=0.3)
                 for r in range(4)]
@@ -66,13 +89,17 @@ def test_the_fraction_grows_each_round_up_to_its_maximum():
 
 
 class _FixedLabeller:
-    """Predicts class (column // 8) % 3 everywhere, with a confidence growing along the row."""
+    """Predicts class (column // 8) % 3 everywhere, with a confidence growing along the
+    row: one logit per pixel above the others' 0, each distinct."""
 
-    def levels(self, images):
+    def logits(self, images):
         height, width = images[0].shape[:2]
-        predicted = np.tile((np.arange(width) // 8) % 3, (height, 1)).astype(np.int32)
-        levels = np.tile(np.arange(width) * 10, (height, 1)) + np.arange(height)[:, None]
-        return [(predicted, levels.astype(np.int32))] * len(images)
+        predicted = np.tile((np.arange(width) // 8) % 3, (height, 1))
+        top = 3.0 + 0.01 * (np.tile(np.arange(width) * 16, (height, 1))
+                            + np.arange(height)[:, None])
+        logits = np.zeros((height, width, 19), np.float32)
+        np.put_along_axis(logits, predicted[..., None], top[..., None], -1)
+        return np.stack([logits] * len(images))
 
 
 def _labels(count, shape=(16, 32)):
@@ -89,6 +116,7 @@ def test_a_round_is_stored_whole_and_read_back_with_the_ignored_pixels(tmp_path)
     folder = str(tmp_path / "round_0")
     record = pseudo_labels.label_round(_FixedLabeller(), target, folder, fraction=0.25,
                                        num_classes=19, bad_files=bad_files, about={"round": 0})
+    assert record["assignment"] == "normalised"
     assert record["labelled"] == [0, 1, 3] and len(bad_files) == 1  # the bad one skipped
     assert pseudo_labels.read_round(folder) == record
     # Per class, a quarter of its 3 x 16 x 8 predicted pixels: the 96 most confident.

@@ -225,3 +225,8 @@ def test_the_optimizer_reads_the_schedule_of_its_stage(tiny_config):
     assert float(state.learning_rates()["generators"]) == pytest.approx(cfg.optim.gan_lr * 2 / 3)
     assert float(state.learning_rates()["feature_discriminators"]) == pytest.approx(
         cfg.optim.feature_discriminator_lr)
+    # Every optimizer runs the config's Adam epsilon (TF1's 1e-8 in the paper presets).
+    cfg = tiny_config("adaptation", adam_epsilon=1e-8)
+    state = TrainingState(cfg, get_stage("adaptation"))
+    assert {name: opt.epsilon for name, opt in state.optimizers.items()} == dict.fromkeys(
+        ("generators", "segmenter", "discriminators", "feature_discriminators"), 1e-8)

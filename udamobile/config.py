@@ -5,7 +5,8 @@ stage (`source_only`, `translation`, `adaptation`, ...), the networks, data,
 optimizers, loss weights and bookkeeping. It is written to
 `<stage workdir>/config.json` and read back by evaluation and export.
 
-`get_config(preset, stage)` builds it in four layers, each a few edits:
+`get_config(preset, stage)` builds it in four layers, each a few edits
+(`config_layers`, which also say where each value came from):
 
 1. the field defaults below: the paper's adaptation stage (Sec. 4);
 2. `STAGE_RECIPES[stage]`: what every other stage changes (steps, batch, ...);
@@ -163,6 +164,9 @@ class OptimConfig:
         _optional(_non_negative))
     gan_beta1: float = _field(0.5, "Adam beta1 of generators and all discriminators.",
                               _within(0, 1, high_open=True))
+    adam_epsilon: float = _field(
+        1e-8, "Epsilon of every Adam optimizer: TF1's tf.train.AdamOptimizer default, which "
+        "the authors' code runs (Keras's is 1e-7; docs/paper.md).", _positive)
     feature_discriminator_lr: float = _field(2e-4, "Learning rate of D'_S, D'_T.", _positive)
     segmenter_frozen_steps: int = _field(
         20_000, "Adaptation stage: the segmenter is not updated before this step.",
@@ -181,6 +185,12 @@ class OptimConfig:
         0.05, "Self-training: how much p grows each round (CBST: 5%).", _within(0, 1))
     pseudo_label_fraction_max: float = _field(
         0.5, "Self-training: the largest p (CBST: 50%).", _within(0, 1, low_open=True))
+    pseudo_label_assignment: str = _field(
+        "normalised", "Self-training: how a pixel's pseudo-label follows from the class "
+        "thresholds k_c. normalised (CBST): argmax_c p_c / k_c, kept where that ratio is at "
+        "least 1, so a confident rare class can take a pixel whose top class is common; "
+        "argmax: the top class, kept where its p reaches its k (this package's first recipe).",
+        _one_of("normalised", "argmax"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,12 +219,14 @@ class LossConfig:
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Bookkeeping: seeds, initialization, checkpoints, logs, periodic evaluation."""
-    seed: int = _field(0, "Seed of data order, crops, flips and initialization.")
+    seed: int = _field(0, "Seed of data order, crops, flips and initialization.",
+                       _within(0, 2 ** 31 - 1))
     init_checkpoint: typing.Optional[str] = _field(
         None, "Start the segmenter of the method's first stage from this local file or folder: "
         "a Keras MobileNetV2 ImageNet .h5, a TF-slim/TF-DeepLab MobileNetV2 checkpoint "
         "(folder, prefix or .tar.gz), or a stage work directory of ours. Later stages start "
-        "from the stage before. Ignored when resuming.")
+        "from the stages before; on a later stage run by name it is refused when an earlier "
+        "stage of the method is in the work directory. Ignored when resuming.")
     init_allow_partial: bool = _field(
         False, "Let --init_checkpoint skip variables whose shapes differ (listed at start-up).")
     restore_checkpoint: str = _field(
@@ -302,22 +314,39 @@ def override(cfg, **values):
 def _preset_chain(preset):
     chain = []
     while preset is not None:
-        chain.insert(0, PRESETS[preset])
+        chain.insert(0, (preset, PRESETS[preset]))
         preset = PRESETS[preset].base
     return chain
 
 
-def get_config(preset="paper_gta5", stage="adaptation"):
-    """The config of `stage` in `preset`, before any method edit or flag."""
+def config_layers(preset, stage):
+    """[(origin, {field: value})]: the edits that make the config of `stage` in
+    `preset` from the field defaults, in the order they apply (module docstring)."""
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     if stage not in STAGES:
         raise UsageError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    cfg = override(Config(preset=preset, stage=stage), **STAGE_RECIPES[stage])
-    for layer in _preset_chain(preset):
+    layers = [(f"stage recipe {stage}", STAGE_RECIPES[stage])]
+    for name, layer in _preset_chain(preset):
+        layers.append((f"preset {name}", layer.edits))
         # A stage's edit of a field wins over the same preset's edit for every stage.
-        cfg = override(cfg, **{**layer.edits, **layer.stage_edits.get(stage, {})})
-    return cfg
+        layers.append((f"preset {name}, stage {stage}", layer.stage_edits.get(stage, {})))
+    return layers
+
+
+def apply_layers(cfg, layers):
+    """(`cfg` with each layer's edits applied in order, {field: origin of the last
+    layer that set it})."""
+    origins = {}
+    for origin, edits in layers:
+        cfg = override(cfg, **edits)
+        origins.update(dict.fromkeys(edits, origin))
+    return cfg, origins
+
+
+def get_config(preset="paper_gta5", stage="adaptation"):
+    """The config of `stage` in `preset`, before any method edit or flag."""
+    return apply_layers(Config(preset=preset, stage=stage), config_layers(preset, stage))[0]
 
 
 # --- validation and (de)serialization ------------------------------------------
@@ -372,12 +401,23 @@ def to_json(cfg):
     return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
 
 
+# Fields added since a config.json could be written: {field: (the value a
+# run that wrote none was trained with, the stages that read the field)}.
+# Other stages take today's default, so that an older finished stage still
+# matches its twin when a later stage starts from it.
+WRITTEN_BEFORE_THE_FIELD = {"adam_epsilon": (1e-7, STAGES),
+                            "pseudo_label_assignment": ("argmax", ("self_training",))}
+
+
 def from_json(text):
-    """Inverse of `to_json`; tuples come back as tuples."""
+    """Inverse of `to_json`; tuples come back as tuples. A field the text lacks
+    (written before the field existed) takes `WRITTEN_BEFORE_THE_FIELD`'s value."""
     raw = json.loads(text)
-    values = {}
+    stage = raw.get("stage", "adaptation")
+    values = {name: value for name, (value, readers) in WRITTEN_BEFORE_THE_FIELD.items()
+              if stage in readers and name not in raw.get(field_index()[name][0], {})}
     for section in SECTIONS:
         for name, value in raw.get(section, {}).items():
             values[name] = tuple(value) if isinstance(value, list) else value
-    cfg = Config(preset=raw.get("preset", "paper_gta5"), stage=raw.get("stage", "adaptation"))
+    cfg = Config(preset=raw.get("preset", "paper_gta5"), stage=stage)
     return override(cfg, **values)

@@ -24,6 +24,15 @@ and restores each network it takes from an earlier stage (`Stage.restores`)
 from the latest earlier stage of the method that built it; only the first
 stage is initialized by `--init_checkpoint`.
 
+A method's `stage_edits` are its defining settings: what makes the row the
+row (full_no_sem's lambda_sem=0, CyCADA's lambda_feat=0.1). Settings apply
+in the order field defaults, stage recipe, preset, method, flags; a flag
+that contradicts a defining setting is a usage error naming both values,
+unless the command asks to keep the method's settings
+(`--keep_method_settings`, which the table runner passes): then the method's
+value stays on its stages, the flag applies to the others, and what was not
+applied is listed (`contradictions`).
+
 This module holds the table and resolves configs and folders; it imports no
 TensorFlow (train.py defines its flags from it). Like `config`, it raises
 UsageError for a flag value that does not fit.
@@ -33,6 +42,7 @@ import os
 
 from data_pipelines.base import UsageError
 from udamobile import config as config_lib
+from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,15 +76,21 @@ METHODS = {
     "cyclegan": Method(
         "CycleGAN translation (Eq. 1-3, no segmenter), then the source-only segmenter "
         "fine-tuned on G_ST(x_S) with y_S; both on whole rescaled images, as the paper "
-        "trains its CycleGAN baseline.",
+        "trains its CycleGAN baseline, with the cited CycleGAN's cycle weight (10 per "
+        "direction) and 70x70 PatchGAN discriminators.",
         ("source_only", "translation", "translated_source"),
-        stage_edits={"translation": dict(whole_images=True),
+        stage_edits={"translation": dict(
+                         whole_images=True, lambda_cycle=10.0,
+                         discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["patchgan70"]),
                      "translated_source": dict(whole_images=True)}),
     "cycada": Method(
-        "CyCADA's three steps: translation with semantic consistency (Eq. 4) against the "
-        "fixed source-only segmenter, the segmenter trained on translated source, then "
-        "feature-level adversarial alignment of its encoder, task loss kept.",
-        ("source_only", "semantic_translation", "translated_source", "feature_alignment")),
+        "CyCADA's three steps: translation with semantic consistency (Eq. 4, CyCADA's "
+        "weight 1) against the fixed source-only segmenter, the segmenter trained on "
+        "translated source, then feature-level adversarial alignment of its encoder "
+        "(CyCADA's weight 0.1), task loss kept.",
+        ("source_only", "semantic_translation", "translated_source", "feature_alignment"),
+        stage_edits={"semantic_translation": dict(lambda_sem=1.0, lambda_cycle=10.0),
+                     "feature_alignment": dict(lambda_feat=0.1)}),
     "full": Method("The paper's framework, all networks trained together (Eq. 9).",
                    ("source_only", "adaptation")),
     "full_no_sem": _ablation(lambda_sem=0.0),
@@ -94,32 +110,88 @@ def get_method(name):
     return METHODS[name]
 
 
-def stage_config(preset, method, stage, overrides):
+@dataclasses.dataclass(frozen=True)
+class Contradiction:
+    """A flag that contradicts a setting defining `method` on `stage`."""
+    method: str
+    stage: str
+    field: str
+    flag_value: object
+    method_value: object
+
+    def __str__(self):
+        return (f"--{self.field}={self.flag_value} (--method={self.method} sets "
+                f"{self.field}={self.method_value} on its {self.stage} stage)")
+
+
+def contradictions(method, stages, overrides):
+    """[Contradiction] of the flags `overrides` against `method`'s defining settings
+    on `stages`; a flag equal to the method's value is none."""
+    edits = get_method(method).stage_edits
+    return [Contradiction(method, stage, name, overrides[name], value)
+            for stage in stages for name, value in edits.get(stage, {}).items()
+            if name in overrides and overrides[name] != value]
+
+
+def stage_layers(preset, method, stage, overrides, *, keep_method_settings=False):
+    """The config layers of `stage` of `method` (`config.config_layers`), then the
+    method's edits, then the flags `overrides` (less those its edits keep)."""
+    edits = get_method(method).stage_edits.get(stage, {})
+    if keep_method_settings:
+        overrides = {k: v for k, v in overrides.items() if k not in edits}
+    return [*config_lib.config_layers(preset, stage), (f"method {method}", edits),
+            ("flag", overrides)]
+
+
+def stage_config(preset, method, stage, overrides, *, keep_method_settings=False):
     """The validated Config of `stage` of `method`: preset, method edits, then `overrides`."""
-    cfg = config_lib.get_config(preset, stage)
-    cfg = config_lib.override(cfg, **get_method(method).stage_edits.get(stage, {}))
-    return config_lib.validate(config_lib.override(cfg, **overrides))
+    layers = stage_layers(preset, method, stage, overrides,
+                          keep_method_settings=keep_method_settings)
+    cfg = config_lib.Config(preset=preset, stage=stage)
+    return config_lib.validate(config_lib.apply_layers(cfg, layers)[0])
 
 
-def stage_configs(preset, method, overrides, *, only=None):
+def value_origins(cfg, preset, method, overrides, *, keep_method_settings=False):
+    """{field: where its value came from} of the fields of `cfg` (a stage of
+    `method`) that differ from the field defaults."""
+    layers = stage_layers(preset, method, cfg.stage, overrides,
+                          keep_method_settings=keep_method_settings)
+    _, origins = config_lib.apply_layers(config_lib.Config(preset=preset, stage=cfg.stage),
+                                         layers)
+    defaults = config_lib.flat_values(config_lib.Config())
+    return {name: origins[name] for name, value in config_lib.flat_values(cfg).items()
+            if value != defaults[name]}
+
+
+def stage_configs(preset, method, overrides, *, only=None, keep_method_settings=False):
     """{stage: Config} of the stages of `method` to run: all, or `only` one.
 
-    `--init_checkpoint` belongs to the first stage: every later stage of a
-    whole run starts from the stages before it, so its config drops the flag.
-    A single later stage run by name keeps it: there the user asks to start
-    that stage's segmenter from the named file instead of the stage before.
+    A flag that contradicts the method's defining settings on those stages
+    raises UsageError naming both values, unless `keep_method_settings`
+    (module docstring). `--init_checkpoint` belongs to the first stage: every
+    later stage of a whole run starts from the stages before it, so its config
+    drops the flag. A single later stage run by name keeps it: there the user
+    asks to start that stage's segmenter from the named file, which the runner
+    allows only where no earlier stage of the method is in the work directory.
     """
     stages = get_method(method).stages
     if only is not None and only not in stages:
         raise UsageError(f"--stage={only} is not a stage of --method={method}; its stages are "
                           f"{', '.join(stages)} (or all)")
+    run = stages if only is None else (only,)
+    contradicting = contradictions(method, run, overrides)
+    if contradicting and not keep_method_settings:
+        raise UsageError(
+            "; ".join(map(str, contradicting)) + ": leave the flag out, choose another "
+            "method, or give --keep_method_settings to keep the method's value there")
     configs = {}
-    for index, stage in enumerate(stages if only is None else (only,)):
+    for index, stage in enumerate(run):
         values = dict(overrides)
         if only is None and index > 0:
             values.pop("init_checkpoint", None)
             values.pop("init_allow_partial", None)
-        configs[stage] = stage_config(preset, method, stage, values)
+        configs[stage] = stage_config(preset, method, stage, values,
+                                      keep_method_settings=keep_method_settings)
     return configs
 
 

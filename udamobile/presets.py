@@ -26,9 +26,10 @@ _SUPERVISED = dict(
     # Paper: 90K steps at batch 5; its LR is not stated, the authors' train_S.py uses 1e-4.
     steps=90_000, batch_size=5, segmenter_lr=1e-4)
 _TRANSLATION = dict(
-    # CycleGAN (Zhu et al. 2017): lambda 10 per direction, constant LR for the first
-    # half, then linear decay to 0; the step budget is the paper's adaptation stage's.
-    steps=80_000, batch_size=1, lambda_cycle=10.0, gan_lr_decay_start=40_000)
+    # CycleGAN (Zhu et al. 2017): constant LR for the first half, then linear decay
+    # to 0; the step budget is the paper's adaptation stage's. The loss weights of
+    # the CycleGAN and CyCADA rows define those rows (udamobile/methods.py).
+    steps=80_000, batch_size=1, gan_lr_decay_start=40_000)
 
 STAGE_RECIPES = {
     "source_only": _SUPERVISED,
@@ -42,11 +43,10 @@ STAGE_RECIPES = {
     # trains its task model on translated images like on source images).
     "translated_source": _SUPERVISED,
     "translation": _TRANSLATION,
-    # CyCADA's semantic-consistency weight is 1 (Hoffman et al. 2018).
-    "semantic_translation": {**_TRANSLATION, "lambda_sem": 1.0},
-    # CyCADA's feature stage: batch 1, generator-side weight 0.1, the paper's
-    # adaptation LRs; the step budget is the paper's adaptation stage's.
-    "feature_alignment": dict(steps=80_000, batch_size=1, lambda_feat=0.1),
+    "semantic_translation": _TRANSLATION,
+    # CyCADA's feature stage: batch 1, the paper's adaptation LRs; the step
+    # budget is the paper's adaptation stage's.
+    "feature_alignment": dict(steps=80_000, batch_size=1),
     "adaptation": {},
     # Three rounds of 10,000 steps on a source and a target patch (our choice;
     # CBST trains a few epochs per round), at the adaptation stage's LR.
@@ -84,8 +84,10 @@ PRESETS = {
         "`python -m udamobile.experiments --table=2 --preset=paper_synthia ...`; paper: "
         "32.6 mIoU (full), 18.2 source only. Needs a GPU, as paper_gta5.",
         base="paper_gta5", edits=dict(source="synthia", resize_width=1280),
-        stage_edits={"adaptation": dict(segmenter_lr=5e-6),
-                     "feature_alignment": dict(segmenter_lr=5e-6)}),
+        # The paper's SYNTHIA LR, in every stage that starts from the source-only one:
+        # self-training trains at the adaptation stage's LR in every preset.
+        stage_edits={stage: dict(segmenter_lr=5e-6)
+                     for stage in ("adaptation", "feature_alignment", "self_training")}),
     "authors_code_gta5": Preset(
         "GTA5 -> Cityscapes with the defaults of the authors' TF1 train_S.py / train_DA.py "
         "where they differ from the paper (docs/paper.md). `python train.py "
@@ -117,7 +119,10 @@ PRESETS = {
             generator_filters=16, generator_blocks=3, discriminator_filters=16,
             discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["demo"],
             checkpoint_every=250, log_every=25, image_every=250, eval_every=0,
-            eval_max_images=100),
+            eval_max_images=100,
+            # Keras's Adam epsilon, which every demo figure (Table 4) was measured with;
+            # the paper presets run TF1's 1e-8.
+            adam_epsilon=1e-7),
         stage_edits={
             "source_only": _DEMO_SUPERVISED, "oracle": _DEMO_SUPERVISED,
             "translated_source": _DEMO_SUPERVISED, "colour_transfer": _DEMO_SUPERVISED,

@@ -11,8 +11,16 @@ vanishing from the labels.
 
 A round's labels are computed in two passes over the split, both with the
 same segmenter: the first counts, per class, how many pixels reach each
-confidence level, which gives the thresholds; the second writes one 8-bit
-grey PNG of train ids per image. The levels (`CONFIDENCE_LEVELS` of them,
+confidence level, which gives the thresholds k_c; the second writes one
+8-bit grey PNG of train ids per image. How a pixel gets its label from the
+thresholds is `pseudo_label_assignment`:
+
+    normalised  CBST's (`issegm/solve_ST.py`): argmax_c p_c / k_c, kept where
+                that ratio is at least 1, so a pixel whose top class is common
+                but whose second, rare class is confident enough for that
+                class goes to the rare class
+    argmax      the top class, kept where its p reaches its k (this package's
+                first recipe, kept for comparison: docs/self_training.md) The levels (`CONFIDENCE_LEVELS` of them,
 so the counts of a 25,000-image split stay a few MB) are steps of the
 confidence's log-odds log(p / (1 - p)), computed from the logits: a
 trained segmenter gives most pixels a confidence that rounds to 1.0 in
@@ -54,17 +62,33 @@ def round_fraction(round_index, *, initial, step, maximum):
     return min(initial + round_index * step, maximum)
 
 
+def _gaps_to_top(logits):
+    """logits [..., C] -> (z - z_top [..., C], the sum over the other classes of
+    exp(z_j - z_top) [...]), in float64: the terms that keep the top class's
+    probability exact where it rounds to 1."""
+    logits = np.asarray(logits, np.float64)
+    top = logits.argmax(-1)[..., None]
+    gaps = logits - np.take_along_axis(logits, top, -1)
+    others = np.exp(gaps)
+    np.put_along_axis(others, top, 0.0, -1)  # the sum runs over the other classes
+    return gaps, others.sum(-1)
+
+
 def log_odds(logits):
     """logits [..., C] -> the log-odds log(p / (1 - p)) of the top softmax probability p.
 
     p / (1 - p) = 1 / sum_{j != top} exp(z_j - z_top): no rounding of p to 1.
     """
-    logits = np.asarray(logits, np.float64)
-    top = logits.argmax(-1)[..., None]
-    gaps = logits - np.take_along_axis(logits, top, -1)
-    np.put_along_axis(gaps, top, -np.inf, -1)  # the sum runs over the other classes
+    _, others = _gaps_to_top(logits)
     with np.errstate(divide="ignore"):  # all others underflow: +inf, the top level
-        return -np.log(np.exp(gaps).sum(-1))
+        return -np.log(others)
+
+
+def log_probabilities(logits):
+    """logits [..., C] -> float64 log softmax [..., C], exact for the top class:
+    log p_c = (z_c - z_top) - log(1 + sum_{j != top} exp(z_j - z_top))."""
+    gaps, others = _gaps_to_top(logits)
+    return gaps - np.log1p(others)[..., None]
 
 
 def level_of(log_odds_values):
@@ -112,11 +136,42 @@ def class_balanced_thresholds(counts, fraction):
     return thresholds.astype(np.int64)
 
 
-def pseudo_label(predicted, levels, thresholds):
+def log_threshold_confidences(thresholds):
+    """float64 [C]: log k_c, the log of the confidence at each class's threshold level;
+    +inf for a class that keeps no pixel."""
+    low, high = LOG_ODDS_RANGE
+    levels = np.asarray(thresholds, np.float64)
+    edge = low + levels / CONFIDENCE_LEVELS * (high - low)  # the level's lower log-odds
+    return np.where(levels >= CONFIDENCE_LEVELS, np.inf, -np.log1p(np.exp(-edge)))
+
+
+def argmax_label(predicted, levels, thresholds):
     """uint8 [...] train ids: the predicted class where its level reaches the class's
-    threshold, IGNORE_LABEL elsewhere."""
+    threshold, IGNORE_LABEL elsewhere (`pseudo_label_assignment=argmax`)."""
     kept = levels >= thresholds[predicted]
     return np.where(kept, predicted, IGNORE_LABEL).astype(np.uint8)
+
+
+def class_normalised_label(log_probs, log_thresholds):
+    """uint8 [...] train ids by CBST's assignment: argmax_c p_c / k_c where that ratio
+    is at least 1, IGNORE_LABEL elsewhere (`pseudo_label_assignment=normalised`).
+
+    log_probs: [..., C] log p_c; log_thresholds: [C] log k_c (+inf: never chosen).
+    """
+    ratios = np.asarray(log_probs) - np.asarray(log_thresholds)  # log(p_c / k_c)
+    label = ratios.argmax(-1)
+    kept = np.take_along_axis(ratios, label[..., None], -1)[..., 0] >= 0
+    return np.where(kept, label, IGNORE_LABEL).astype(np.uint8)
+
+
+def pseudo_label(logits, thresholds, assignment):
+    """uint8 [...] train ids of one image's logits [..., C] under the class thresholds
+    (levels, `class_balanced_thresholds`) by `assignment` (module docstring)."""
+    if assignment == "normalised":
+        return class_normalised_label(log_probabilities(logits),
+                                      log_threshold_confidences(thresholds))
+    predicted, levels = confidence_levels(logits)
+    return argmax_label(predicted, levels, thresholds)
 
 
 def label_path(folder, index):
@@ -138,11 +193,10 @@ class Labeller:
                 crop_fitting_size(tf.shape(image)[:2], self.resize_width, self.patch_size))
         return resize_to(image, size=size)[0]
 
-    def levels(self, images):
-        """[uint8 [H, W, 3]] of one size -> [(predicted, levels)] at the scale patches
-        are cut at, one forward pass for all."""
-        logits = self._logits(tf.stack([self._input(pixels) for pixels in images])).numpy()
-        return [confidence_levels(one) for one in logits]
+    def logits(self, images):
+        """[uint8 [H, W, 3]] of one size -> float32 logits [N, h, w, C] at the scale
+        patches are cut at, one forward pass for all."""
+        return self._logits(tf.stack([self._input(pixels) for pixels in images])).numpy()
 
 
 def _batches(dataset, bad_files):
@@ -157,17 +211,17 @@ def _batches(dataset, bad_files):
         yield batch
 
 
-def _levels_of_batches(labeller, dataset, bad_files, progress):
-    """Yields (index, pixels, predicted, levels) of every readable image of `dataset`."""
+def _logits_of_batches(labeller, dataset, bad_files, progress):
+    """Yields (index, pixels, logits) of every readable image of `dataset`."""
     for batch in _batches(dataset, bad_files):
-        for (index, pixels), (predicted, levels) in zip(
-                batch, labeller.levels([pixels for _, pixels in batch])):
-            yield index, pixels, predicted, levels
+        for (index, pixels), logits in zip(
+                batch, labeller.logits([pixels for _, pixels in batch])):
+            yield index, pixels, logits
         progress.update(len(batch))
 
 
-def label_round(labeller, dataset, folder, *, fraction, num_classes, bad_files=None,
-                about=None):
+def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment="normalised",
+                bad_files=None, about=None):
     """Writes the pseudo-labels of every image of `dataset` to `folder` (see the module
     docstring); returns the round's record, also written to <folder>/round.json.
 
@@ -176,17 +230,17 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, bad_files=N
     """
     counts = np.zeros((num_classes, CONFIDENCE_LEVELS), np.int64)
     with Progress(len(dataset), "pseudo-label thresholds", unit="img") as progress:
-        for _, _, predicted, levels in _levels_of_batches(labeller, dataset, bad_files, progress):
-            counts += level_counts(predicted, levels, num_classes)
+        for _, _, logits in _logits_of_batches(labeller, dataset, bad_files, progress):
+            counts += level_counts(*confidence_levels(logits), num_classes)
     thresholds = class_balanced_thresholds(counts, fraction)
     kept = np.zeros(num_classes, np.int64)
     labelled = []
     with files.atomic_output(folder) as staging:
         os.makedirs(staging)
         with Progress(len(dataset), "pseudo-labels", unit="img") as progress:
-            for index, pixels, predicted, levels in _levels_of_batches(
-                    labeller, dataset, bad_files, progress):
-                label = pseudo_label(predicted, levels, thresholds)
+            for index, pixels, logits in _logits_of_batches(labeller, dataset, bad_files,
+                                                            progress):
+                label = pseudo_label(logits, thresholds, assignment)
                 kept += np.bincount(label[label != IGNORE_LABEL], minlength=num_classes)[
                     :num_classes]
                 label = readers.fit_label_to_size(label, *pixels.shape[:2])
@@ -194,11 +248,13 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, bad_files=N
                 labelled.append(index)
         predicted_pixels = counts.sum(axis=1)
         record = {
-            **(about or {}), "fraction": fraction, "images": len(labelled),
-            "dataset": f"{dataset.name}/{dataset.split}",
+            **(about or {}), "fraction": fraction, "assignment": assignment,
+            "images": len(labelled), "dataset": f"{dataset.name}/{dataset.split}",
             "thresholds": [None if t >= CONFIDENCE_LEVELS else confidence_of_level(t)
                            for t in thresholds.tolist()],
             "predicted_pixels": predicted_pixels.tolist(),
+            # Pixels labelled c over pixels predicted as c: with the normalised
+            # assignment, a rare class can keep more than the fraction p.
             "kept_fraction": [float(k / n) if n else None
                               for k, n in zip(kept.tolist(), predicted_pixels.tolist())],
             "labelled": labelled}

@@ -100,7 +100,8 @@ class TrainingState(tf.Module):
             rate = (lambda name: lambda: learning_rate(name, cfg, self.step, segmenter_start))(
                 update.name)
             self.optimizers[update.name] = distribute.optimizer_for(
-                keras.optimizers.Adam(learning_rate=rate, beta_1=beta_1),
+                keras.optimizers.Adam(learning_rate=rate, beta_1=beta_1,
+                                      epsilon=cfg.optim.adam_epsilon),
                 cfg.run.mixed_precision)
         trained = "segmenter" in self.networks and "segmenter" not in self.stage.frozen
         self.regularized = regularized_kernels(self.networks["segmenter"]) if trained else []

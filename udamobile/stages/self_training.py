@@ -123,7 +123,9 @@ class SelfTrainingStage(Stage):
                 state.networks["segmenter"], resize_width=data.resize_width,
                 patch_size=patch_shape(cfg), whole_images=data.whole_images)
             pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
-                                      num_classes=cfg.model.num_classes, bad_files=bad_files,
+                                      num_classes=cfg.model.num_classes,
+                                      assignment=optim.pseudo_label_assignment,
+                                      bad_files=bad_files,
                                       about={"round": round_index, "step": start})
         return {"target": pseudo_labels.PseudoLabelled(target, folder)}
 
