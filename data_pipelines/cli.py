@@ -7,6 +7,8 @@
   CPU features) are hidden unless absl's own --verbosity flag is 1 or more,
   so the first line a program prints is its own. A program that does not
   (the dataset check, the table runner) does not pay for the import.
+- `--help` (`-h`, `--helpshort`) prints the program's docstring and the
+  flags a user sets most, `--helpfull` every flag; both exit with status 0.
 - Every error a user can cause is one line, `<program>: <message>`, on
   stderr. A flag the program cannot take (absl's flag errors,
   `app.UsageError`, `UsageError`) exits with status 2, any other `UserError`
@@ -20,6 +22,7 @@ it, `python -m data_pipelines.check` included.
 import contextlib
 import os
 import sys
+import textwrap
 
 from absl import app, flags
 
@@ -92,9 +95,39 @@ def fail(program, message, status=ERROR_STATUS):
     sys.exit(status)
 
 
-def run(program, main, *, uses_tensorflow=True):
-    """Runs absl `main(argv)` as `program`, with the conventions of the module docstring."""
+SHORT_HELP = ("--help", "-h", "-?", "--helpshort")
+FULL_HELP = "--helpfull"
+
+
+def _flag_help(flag):
+    default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+    return textwrap.fill(f"--{flag.name}: {flag.help}{default}", width=88,
+                         initial_indent="  ", subsequent_indent="      ")
+
+
+def help_text(program, main, common=(), *, full=False):
+    """The help of `program`: the docstring of `main`'s module, then its own flags and
+    the `common` ones, or with `full` every flag of the program."""
+    module = sys.modules[main.__module__]
+    doc = (module.__doc__ or "").strip()
+    if full:
+        return f"{doc}\n\nEvery flag of {program}:\n{flags.FLAGS.get_help()}"
+    own = flags.FLAGS.get_flags_for_module(module.__name__)
+    chosen = [*own, *(flags.FLAGS[name] for name in common)]
+    return (f"{doc}\n\nFlags used most:\n" + "\n".join(_flag_help(f) for f in chosen)
+            + f"\n\nEvery flag: {program} --helpfull")
+
+
+def run(program, main, *, uses_tensorflow=True, common_flags=()):
+    """Runs absl `main(argv)` as `program`, with the conventions of the module docstring.
+
+    `common_flags`: flags defined elsewhere that its --help lists beside its own.
+    """
     program = program_name(program)
+    asked = set(sys.argv[1:])
+    if asked & {*SHORT_HELP, FULL_HELP}:
+        print(help_text(program, main, common_flags, full=FULL_HELP in asked))
+        sys.exit(0)
 
     def parse_flags(argv):
         try:

@@ -1,4 +1,4 @@
-"""udamobile-export (or python -m export): the segmenter of a work directory as SavedModel and TFLite files.
+r"""udamobile-export (or python -m export): the segmenter of a work directory as SavedModel and TFLite files.
 
     python -m export --workdir=runs/gta5_adapted --output_dir=exports/gta5 \
         --formats=saved_model,tflite_float32,tflite_float16,tflite_int8 \

@@ -176,10 +176,17 @@ def read_config(workdir):
                 f"{', '.join(os.path.join(workdir, s) for s in stages)}" if stages else "")
         raise WorkdirError(f"{workdir} is not a udamobile work directory: {path} is "
                            f"missing{hint}")
+    return read_config_file(path)
+
+
+def read_config_file(path):
+    """The Config in a config.json file (`config.to_json`)."""
     try:
         with open(path, encoding="utf-8") as f:
             return config_lib.from_json(f.read())
-    except (ValueError, KeyError) as e:
+    except FileNotFoundError:
+        raise WorkdirError(f"{path} does not exist; expected a stage's config.json") from None
+    except (ValueError, KeyError, TypeError) as e:
         raise WorkdirError(f"{path} is not a valid udamobile config: {e}") from e
 
 

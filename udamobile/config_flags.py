@@ -28,6 +28,8 @@ def define_config_flags(flag_values=flags.FLAGS):
         kind, optional = _value_type(field)
         if optional:
             help_text += " 0 or empty: none."
+        help_text += (" Default: the preset's value for each stage (train.py ... --print_config "
+                      "shows it).")
         if kind is bool:
             flags.DEFINE_boolean(name, None, help_text, flag_values=flag_values)
         elif kind is int:

@@ -1,4 +1,4 @@
-"""Every row of a table, trained, scored and printed (a paper table's beside the paper's).
+r"""Every row of a table, trained, scored and printed (a paper table's beside the paper's).
 
     python -m udamobile.experiments --table=1 --source_root=/data/GTA5 \
         --target_root=/data/cityscapes --workdir=runs/table1
@@ -29,8 +29,12 @@ results.json exists is skipped, so running the same command again resumes
 the table; a row that was run with another command, or whose stages were
 trained with other settings than the same command gives now (a preset
 changed since), is an error, never a silently mixed table. `--rows` picks
-rows, `--dry_run` prints each row's command and runs nothing. Any config flag (see `train.py --helpfull`) is
-passed on to every row; `--preset` defaults to the table's paper preset.
+rows, `--dry_run` prints each row's command and runs nothing. Any config flag (see
+`train.py --helpfull`) is passed on to every row, except where it contradicts
+what defines a row (its method's settings: `--lambda_sem=0.2` leaves the
+λsem=0 rows at 0): the runner says once which flags it kept off which rows,
+and passes `--keep_method_settings` to those rows. `--preset` defaults to the
+table's paper preset.
 
 At the end the table is printed, our column beside the paper's, and written
 to <workdir>/table<N>.json. With the source_only and oracle rows both run,
@@ -125,14 +129,24 @@ def reused_row(row, available):
     return None
 
 
-def row_command(row, *, preset, workdir, flags, reuse=None):
+def row_command(row, *, preset, workdir, flags, reuse=None, keep_method_settings=False):
     """The train.py argv of `row` (`flags`: the --name=value config flags passed on);
-    with `reuse` (a row), the stages it shares with that row come from there."""
+    with `reuse` (a row), the stages it shares with that row come from there; with
+    `keep_method_settings`, a flag that contradicts the row's method keeps off its stages."""
     command = [sys.executable, *TRAIN, f"--preset={preset}", f"--method={row}",
                f"--workdir={row_dir(workdir, row)}", *flags]
+    if keep_method_settings:
+        command.append("--keep_method_settings")
     if reuse:
         command.append(f"--reuse_stages_from={row_dir(workdir, reuse)}")
     return command
+
+
+def unapplied_flags(rows, overrides):
+    """{row: [methods.Contradiction]}: the flags a row keeps off the stages its method
+    defines (a table-wide flag never changes what a row is)."""
+    return {row: found for row in rows
+            if (found := methods.contradictions(row, methods.get_method(row).stages, overrides))}
 
 
 def printable(command):
@@ -249,15 +263,23 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     table = get_table(number)
     selected = select_rows(number, rows)
     preset = preset or table.preset
-    # Every row's configs resolve (and validate) before anything runs.
-    configs = {row: methods.stage_configs(preset, row, overrides) for row in selected}
+    # Every row's configs resolve (and validate) before anything runs; a row's
+    # defining settings win over the table-wide flags.
+    configs = {row: methods.stage_configs(preset, row, overrides, keep_method_settings=True)
+               for row in selected}
+    unapplied = unapplied_flags(selected, overrides)
+    if unapplied:
+        print("flags not applied where they would change what defines a row:\n" + "".join(
+            f"  row {row}: {c}\n" for row, found in unapplied.items() for c in found),
+            end="", flush=True)
     flags = config_flags.as_flags(overrides)
     # Printed commands run in order, so a row exists by the time the later
     # ones take its stages; without it they train their own.
     available = set(selected) | {row for row in table.rows
                                  if os.path.isdir(row_dir(workdir, row))}
     commands = {row: row_command(row, preset=preset, workdir=workdir, flags=flags,
-                                 reuse=reused_row(row, available))
+                                 reuse=reused_row(row, available),
+                                 keep_method_settings=row in unapplied)
                 for row in selected}
     if dry_run:
         print("\n".join(printable(commands[row]) for row in selected))

@@ -33,7 +33,7 @@ from data_pipelines.base import UsageError
 from data_pipelines.images import to_pixels, to_unit_range
 from export.artifacts import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
-                       files, methods, model_adapters, networks, report, trainer)
+                       files, methods, model_adapters, networks, plan, report, trainer)
 from udamobile.stages import get_stage
 
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
@@ -150,23 +150,22 @@ def reused_dir(reuse_from, stage, cfg):
 def stage_sources(method, stage_name, dirs, cfg):
     """{network: checkpoint} the stage's restored networks start from.
 
-    Each comes from the nearest earlier stage of the method that built it,
-    which must have finished; `--restore_checkpoint=best` takes the best
-    segmenter (other networks: the latest checkpoint). A single stage run
+    Each comes from the nearest earlier stage of the method that built it
+    (`plan.source_stage`), which must have finished; `--restore_checkpoint=best`
+    takes the best segmenter of the nearest that trained one (other networks:
+    the latest checkpoint). A single stage run
     with --init_checkpoint takes its segmenter from that file instead, and
     with --allow_random_start one whose earlier stage was never run starts
     its segmenter at random.
     """
-    stage = get_stage(stage_name)
     sources = {}
-    for name in stage.restores:
+    for name in get_stage(stage_name).restores:
         if name == "segmenter" and cfg.run.init_checkpoint:
-            continue
-        earlier = [s for s in methods.earlier_stages(method, stage_name)
-                   if name in get_stage(s).networks]
-        if not earlier:
+            continue  # plan.check refused it if an earlier stage is there
+        earlier = plan.source_stage(method, stage_name, name, cfg)
+        if earlier is None:
             continue  # the trainer says what is missing, or starts fresh
-        folder = dirs[earlier[0]]
+        folder = dirs[earlier]
         done, step = (checkpointing.finished(folder)
                       if os.path.isfile(checkpointing.config_path(folder)) else (False, None))
         if step is None and name == "segmenter" and cfg.run.allow_random_start:
@@ -175,11 +174,27 @@ def stage_sources(method, stage_name, dirs, cfg):
             state = "has not been run" if step is None else f"stopped at step {step}"
             raise checkpointing.WorkdirError(
                 f"stage {stage_name} of --method={method} starts its {name} from stage "
-                f"{earlier[0]} ({folder}), which {state}: run --stage={earlier[0]} (or "
+                f"{earlier} ({folder}), which {state}: run --stage={earlier} (or "
                 "--stage=all) to the end first")
         which = cfg.run.restore_checkpoint if name == "segmenter" else checkpointing.LATEST
         sources[name] = checkpointing.resolve_checkpoint(folder, which)
     return sources
+
+
+def stage_dirs(workdir, method, configs):
+    """{stage: its work directory} of a method folder: the method's stages, and any
+    other stage in `configs` (the oracle beside them)."""
+    return {stage: methods.stage_dir(workdir, stage)
+            for stage in (*methods.get_method(method).stages, *configs)}
+
+
+def plan_warnings(method, configs, dirs):
+    """`plan.check` of the method's stages and of the oracle beside them."""
+    own = {stage: cfg for stage, cfg in configs.items() if stage != ORACLE}
+    warnings = plan.check(method, own, dirs)
+    if ORACLE in configs and method != ORACLE:
+        warnings += plan.check(ORACLE, {ORACLE: configs[ORACLE]}, dirs)
+    return warnings
 
 
 def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
@@ -199,14 +214,15 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
         raise UsageError("--oracle adds the oracle beside a whole run of a method that "
                          "does not train it: use --stage=all, and a method other than oracle")
     _check_method_dir(workdir, method)
-    dirs = {stage: methods.stage_dir(workdir, stage) for stage in stages}
     if oracle is not None:
         configs = {**configs, ORACLE: oracle}
-        dirs[ORACLE] = methods.stage_dir(workdir, ORACLE)
+    dirs = stage_dirs(workdir, method, configs)
     for stage, cfg in configs.items():
         reused = reused_dir(reuse_from, stage, cfg) if reuse_from else None
         if reused:
             dirs[stage] = reused
+    for warning in plan_warnings(method, configs, dirs):
+        print(f"warning: {warning}", flush=True)
     announce_full_check(configs, whole)
     if whole:  # scored on at the end: a bad file there should not wait for it
         last = configs[stages[-1]]

@@ -227,7 +227,8 @@ class _LabelFree:
 def _start(state, cfg, workdir, sources, chief):
     """Restores `sources`, then `--init_checkpoint`; checks nothing needed starts at random.
 
-    Returns {network: where it came from}, written to sources.json.
+    Returns {network: where it came from: a checkpoint and its step, a file, or
+    random initialization}, printed and written to sources.json.
     """
     stage = state.stage
     origins = {}
@@ -257,8 +258,11 @@ def _start(state, cfg, workdir, sources, chief):
                 if name == "segmenter" else "")
         raise StartError(f"stage {stage.name} starts its {name} from an earlier stage, but no "
                          f"earlier stage provides one.{hint}")
-    for name, origin in origins.items():
-        logging.info("%s <- %s", name, origin)
+    for name in stage.networks:
+        origins.setdefault(name, "random initialization")
+    print(f"stage {stage.name} starts from:\n"
+          + "".join(f"  {name} <- {origin}\n" for name, origin in origins.items()),
+          end="", flush=True)
     if chief:
         files.write_json(os.path.join(workdir, "sources.json"), origins)
     return origins
@@ -271,7 +275,8 @@ def _initialize(state, cfg, workdir, sources, chief):
         # The manager's files also hold its save counter, which the state does not track:
         # every object of ours must match, and that counter alone is left over.
         state.checkpoint().read(latest).assert_existing_objects_matched().expect_partial()
-        logging.info("Resumed from %s at step %d", latest, int(state.step))
+        print(f"stage {state.stage.name} resumes from {latest} at step {int(state.step)} "
+              f"(where it started from: {os.path.join(workdir, 'sources.json')})", flush=True)
         return True
     _start(state, cfg, workdir, sources, chief)
     return False

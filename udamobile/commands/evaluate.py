@@ -1,4 +1,4 @@
-"""Evaluates a segmenter with the paper's protocol: per-class IoU and mIoU.
+r"""Evaluates a segmenter with the paper's protocol: per-class IoU and mIoU.
 
     udamobile-evaluate --model=runs/gta5_adapted --dataset=cityscapes \
         --root=/data/cityscapes --split=val --protocol=19 --compare_paper=gta5

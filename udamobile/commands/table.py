@@ -1,4 +1,4 @@
-"""udamobile-table: every row of one of the paper's tables, trained, scored and printed.
+r"""udamobile-table: every row of one of the paper's tables, trained, scored and printed.
 
     udamobile-table --table=1 --source_root=/data/GTA5 --target_root=/data/cityscapes \
         --workdir=runs/table1 [--rows=source_only,full] [--dry_run] [--preset=demo]

@@ -14,7 +14,8 @@ A stage is a small object that says:
   `restores`: those it takes from an earlier stage of its method;
 - `updates`: its players, each an optimizer over some networks' variables;
   every other network it builds stays frozen;
-- `active_updates(step, cfg)`: which players update at a step (its phases);
+- `update_starts(cfg)`: the step each player starts at, and the flag that
+  sets it (its phases); `active_updates(step, cfg)` follows from it;
 - `make_step(state, cfg, active)`: its tf.function over a batch;
 - `summary_images(state, batch)`, `progress_metrics`: what it shows.
 
@@ -67,13 +68,29 @@ class Stage(abc.ABC):
     def update(self, name):
         return next(u for u in self.updates if u.name == name)
 
+    def update_starts(self, cfg):
+        """{update name: (first step, the flag that sets it or None)} of the updates
+        this config runs; an update left out never runs (its loss weighted 0)."""
+        return {u.name: (0, None) for u in self.updates}
+
     def segmenter_start_step(self, cfg):
         """The step the segmenter starts training (its LR decays from there)."""
-        return 0
+        return self.update_starts(cfg).get("segmenter", (0, None))[0]
 
     def active_updates(self, step, cfg):
         """The names of the updates applied at global step `step` (a frozenset)."""
-        return frozenset(u.name for u in self.updates)
+        return frozenset(name for name, (start, _) in self.update_starts(cfg).items()
+                         if step >= start)
+
+    def idle_updates(self, cfg):
+        """{update name: (first step, flag)} of the updates that would start, but not
+        within the config's steps: a shrunk run that never trains them."""
+        return {name: start for name, start in self.update_starts(cfg).items()
+                if start[0] >= cfg.optim.steps}
+
+    @property
+    def draws_images(self):
+        return type(self).summary_images is not Stage.summary_images
 
     @abc.abstractmethod
     def make_step(self, state, cfg, active):

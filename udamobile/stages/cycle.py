@@ -56,17 +56,14 @@ class CycleStage(Stage):
             self.progress_metrics += ("loss/task_ce",)
         self.restores = ("segmenter",) if segmenter else ()
 
-    def segmenter_start_step(self, cfg):
-        return cfg.optim.segmenter_frozen_steps if self.segmenter == "trained" else 0
-
-    def active_updates(self, step, cfg):
-        active = {GENERATORS.name, DISCRIMINATORS.name}
+    def update_starts(self, cfg):
+        starts = {GENERATORS.name: (0, None), DISCRIMINATORS.name: (0, None)}
         if self.segmenter == "trained":
-            if step >= self.segmenter_start_step(cfg):
-                active.add(SEGMENTER.name)
-            if step >= cfg.optim.feature_adaptation_start and cfg.loss.lambda_feat > 0:
-                active.add(FEATURE_DISCRIMINATORS.name)
-        return frozenset(active)
+            starts[SEGMENTER.name] = (cfg.optim.segmenter_frozen_steps, "segmenter_frozen_steps")
+            if cfg.loss.lambda_feat > 0:
+                starts[FEATURE_DISCRIMINATORS.name] = (cfg.optim.feature_adaptation_start,
+                                                       "feature_adaptation_start")
+        return starts
 
     def make_step(self, state, cfg, active):
         """One update of every active player on an unpaired batch.

@@ -36,10 +36,12 @@ class FeatureAlignmentStage(Stage):
     updates = (SEGMENTER, FEATURE_DISCRIMINATOR)
     progress_metrics = ("loss/task_ce", "loss/feature_adversarial")
 
-    def active_updates(self, step, cfg):
-        if step >= cfg.optim.feature_adaptation_start and cfg.loss.lambda_feat > 0:
-            return frozenset({SEGMENTER.name, FEATURE_DISCRIMINATOR.name})
-        return frozenset({SEGMENTER.name})
+    def update_starts(self, cfg):
+        starts = {SEGMENTER.name: (0, None)}
+        if cfg.loss.lambda_feat > 0:
+            starts[FEATURE_DISCRIMINATOR.name] = (cfg.optim.feature_adaptation_start,
+                                                  "feature_adaptation_start")
+        return starts
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "source_label", "target_image"}."""
