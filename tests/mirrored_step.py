@@ -8,7 +8,7 @@ short training run on the two replicas left in its work directory.
     python tests/mirrored_step.py results.json [source_only,adaptation]
 
 The suite compares the adaptation stage only. Stage 1 (source_only) shows a
-known, not yet understood difference (README, "Not there yet"); naming it
+known, not yet understood difference (docs/limitations.md); naming it
 in the second argument reproduces it.
 """
 import json

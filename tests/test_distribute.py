@@ -27,7 +27,7 @@ def mirrored_results(tmp_path_factory):
 # Stage 1 (batch norm trained, synchronized on the replicas) is left out: its
 # losses agree to 1e-6 but 10-25% of the weights of the deepest blocks (4x4
 # maps, block_9 to block_16) move more than lr / 10 apart after two Adam
-# steps, which is not understood yet (README, "Not there yet";
+# steps, which is not understood yet (docs/limitations.md;
 # `python tests/mirrored_step.py out.json source_only` reproduces it).
 @pytest.mark.slow
 def test_mirrored_adaptation_step_on_two_cpus_equals_one_device(mirrored_results):
