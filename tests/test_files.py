@@ -59,3 +59,29 @@ def test_every_json_the_package_writes_goes_through_write_json():
                         writers.add(os.path.relpath(path, library))
     assert writers == {os.path.join("udamobile", "files.py"),
                        os.path.join("udamobile", "config.py")}
+
+
+def test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy(tmp_path):
+    path = tmp_path / "row.json"
+    path.write_text('{"command": ["python"]}')
+    assert files.read_json(path, keys=("command",), remedy="run it again") == {
+        "command": ["python"]}
+    for text, problem in (("{\"comm", "is damaged (not JSON"), ("[1, 2]", "holds no 'command'"),
+                          ('{"seconds": 3}', "holds no 'command'")):
+        path.write_text(text)
+        with pytest.raises(files.StateFileError, match="run it again") as error:
+            files.read_json(path, keys=("command",), remedy="run it again")
+        assert str(error.value).startswith(f"{path} ") and problem in str(error.value)
+
+
+def test_every_state_file_the_package_reads_goes_through_read_json():
+    root = os.path.join(os.path.dirname(__file__), "..")
+    readers = []
+    for folder in ("udamobile", "export", "data_pipelines"):
+        for base, _, names in os.walk(os.path.join(root, folder)):
+            for name in names:
+                if name.endswith(".py"):
+                    text = open(os.path.join(base, name), encoding="utf-8").read()
+                    if "json.load(" in text:
+                        readers.append(os.path.relpath(os.path.join(base, name), root))
+    assert readers == [os.path.join("udamobile", "files.py")]

@@ -120,7 +120,8 @@ def test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start(tiny_config, 
     ended = subprocess.Popen(["true"])
     ended.wait()  # its pid now names no process
     (tmp_path / ".lock").write_text(f"{ended.pid} {socket.gethostname()}\n")
-    leftovers = [tmp_path / "checkpoints" / "ckpt-9_temp", tmp_path / ".config.json.partial-x1"]
+    leftovers = [tmp_path / "checkpoints" / "ckpt-9_temp", tmp_path / ".config.json.partial-x1",
+                 tmp_path / "pseudo_labels" / ".round_1.partial-x2"]  # a killed labelling
     for folder in leftovers:
         folder.mkdir(parents=True)
         (folder / "part-00000").write_bytes(b"half a save")

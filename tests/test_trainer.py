@@ -43,7 +43,8 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
     assert pascal in json.loads((source_only / "sources.json").read_text())["segmenter"]
     assert checkpointing.read_config(str(adaptation)).run.init_checkpoint is None
     origin = json.loads((adaptation / "sources.json").read_text())["segmenter"]
-    assert origin == f"{checkpointing.resolve_checkpoint(str(source_only))} (step 6)"
+    assert origin == (f"stage source_only: {checkpointing.resolve_checkpoint(str(source_only))} "
+                      "(step 6)")
     for workdir in (source_only, adaptation):
         assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(str(workdir))) == 6
         assert any(name.startswith("events") for name in os.listdir(workdir / "logs"))

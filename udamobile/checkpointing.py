@@ -15,10 +15,13 @@ its prefix (`ckpt-12`), `latest` or `best`.
 
 TF writes a checkpoint's files first and then, atomically, the `checkpoint`
 state file that names the latest one: a run killed mid-save still resumes
-from the previous complete checkpoint.
+from the previous complete checkpoint. A state file that is missing, empty
+or garbled while checkpoints are on disk is never read as "no checkpoint"
+(which would train the stage again from step 0 over them): the checkpoints
+are found from their files (`newest_checkpoint`), and a resumed run writes
+the state file anew.
 """
 import contextlib
-import json
 import math
 import os
 import re
@@ -125,11 +128,14 @@ def remove_failed_saves(workdir):
     TensorFlow writes a checkpoint into `<prefix>_temp/` and renames it when
     complete; files.atomic_output stages into `.<name>.partial-*`.
     """
-    folders = (checkpoint_dir(workdir), best_checkpoint_dir(workdir), workdir,
-               os.path.join(workdir, "eval"))
-    leftovers = sorted({os.path.join(folder, name) for folder in folders if os.path.isdir(folder)
-                        for name in os.listdir(folder)
-                        if name.endswith("_temp") or ".partial-" in name})
+    saves = (checkpoint_dir(workdir), best_checkpoint_dir(workdir))
+    leftovers = set()
+    for folder, subfolders, names in os.walk(workdir):
+        leftovers.update(os.path.join(folder, name) for name in (*subfolders, *names)
+                         if ".partial-" in name or (folder in saves and name.endswith("_temp")))
+        subfolders[:] = [name for name in subfolders
+                         if os.path.join(folder, name) not in leftovers]
+    leftovers = sorted(leftovers)
     for path in leftovers:
         logging.warning("Removing %s, left by a save that did not finish", path)
         files.remove(path)
@@ -145,7 +151,7 @@ def prepare_workdir(cfg, workdir, chief=True):
     """
     if chief:
         remove_failed_saves(workdir)
-    resuming = tf.train.latest_checkpoint(checkpoint_dir(workdir))
+    resuming = newest_checkpoint(checkpoint_dir(workdir))
     if resuming and os.path.exists(config_path(workdir)):
         changes = _config_changes(read_config(workdir), cfg)
         if changes:
@@ -204,7 +210,7 @@ def resolve_checkpoint(workdir, checkpoint=None):
         if not tf.io.gfile.exists(path + ".index"):
             raise WorkdirError(f"checkpoint {path} not found (no {path}.index)")
         return path
-    latest = tf.train.latest_checkpoint(folder)
+    latest = newest_checkpoint(folder)
     if latest is None:
         raise WorkdirError(f"{workdir} has no checkpoint in {folder}: has the run saved one yet?")
     return latest
@@ -239,9 +245,66 @@ def summary_writer(logdir):
         return tf.summary.create_file_writer(logdir)
 
 
+STATE_FILE = "checkpoint"  # tf.train.CheckpointManager's state file
+_CHECKPOINT_INDEX = re.compile(r"^(ckpt-(\d+))\.index$")
+
+
+def checkpoints_on_disk(folder):
+    """Prefixes of the checkpoints whose index file is in `folder`, newest first."""
+    found = [(int(m.group(2)), os.path.join(folder, m.group(1)))
+             for m in map(_CHECKPOINT_INDEX.match, os.listdir(folder) if os.path.isdir(folder)
+                          else ()) if m]
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _listed_checkpoints(folder):
+    """The checkpoints the state file of `folder` lists, newest first; None when it
+    is missing or cannot be read (TensorFlow reads a garbled one as none, an
+    empty one as an error)."""
+    if not os.path.isfile(os.path.join(folder, STATE_FILE)):
+        return None
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except (ValueError, tf.errors.OpError):
+        return None
+    return list(reversed(state.all_model_checkpoint_paths)) if state else None
+
+
+def checkpoint_candidates(folder):
+    """(checkpoints of `folder`, newest first, whether they were found from the files
+    on disk because the state file is missing or damaged)."""
+    listed = _listed_checkpoints(folder)
+    if listed:
+        return listed, False
+    on_disk = checkpoints_on_disk(folder)
+    if on_disk:
+        problem = ("is missing" if not os.path.exists(os.path.join(folder, STATE_FILE))
+                   else "cannot be read")
+        logging.warning("%s %s; the checkpoints are taken from their files: %s",
+                        os.path.join(folder, STATE_FILE), problem,
+                        ", ".join(os.path.basename(p) for p in on_disk))
+    return on_disk, bool(on_disk)
+
+
+def newest_checkpoint(folder):
+    """The newest checkpoint of `folder` (`checkpoint_candidates`), or None."""
+    candidates, _ = checkpoint_candidates(folder)
+    return candidates[0] if candidates else None
+
+
 def checkpoint_step(path):
     """The training step stored in a checkpoint."""
     return int(tf.train.load_variable(path, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def describe_checkpoint(path):
+    """'stage <name>: <path> (step N)', the stage read from the config.json of the work
+    directory holding checkpoint `path` (its checkpoints/ or checkpoints/best/)."""
+    folder = os.path.dirname(path)
+    while folder != os.path.dirname(folder) and not os.path.isfile(config_path(folder)):
+        folder = os.path.dirname(folder)
+    stage = f"stage {read_config(folder).stage}: " if os.path.isfile(config_path(folder)) else ""
+    return f"{stage}{path} (step {checkpoint_step(path)})"
 
 
 def damage(path):
@@ -261,21 +324,36 @@ def damage(path):
     return None
 
 
-def latest_intact_checkpoint(workdir):
+def _write_state(folder, checkpoints):
+    """The state file of `folder` naming `checkpoints` (oldest first, the last the
+    latest) relative to it, as tf.train.CheckpointManager writes it."""
+    names = [os.path.basename(path) for path in checkpoints]
+    files.write_text(os.path.join(folder, STATE_FILE),
+                     f'model_checkpoint_path: "{names[-1]}"\n'
+                     + "".join(f'all_model_checkpoint_paths: "{n}"\n' for n in names))
+
+
+def latest_intact_checkpoint(workdir, *, repair_state=False):
     """The newest checkpoint of `workdir` that reads whole, or None if it has none.
 
     A damaged newer one is skipped with a warning naming it; raises
-    WorkdirError when every checkpoint is damaged.
+    WorkdirError when every checkpoint is damaged. With `repair_state`, a
+    state file that was missing or damaged is written anew naming the intact
+    checkpoints, so that the run's CheckpointManager continues from them.
     """
-    state = tf.train.get_checkpoint_state(checkpoint_dir(workdir))
-    candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
-    for path in candidates:
+    folder = checkpoint_dir(workdir)
+    candidates, recovered = checkpoint_candidates(folder)
+    for index, path in enumerate(candidates):
         problem = damage(path)
         if problem is None:
+            if recovered and repair_state:
+                _write_state(folder, list(reversed(candidates[index:])))
+                logging.warning("%s written anew; resuming from %s",
+                                os.path.join(folder, STATE_FILE), path)
             return path
         logging.warning("Checkpoint %s is damaged (%s); trying the one before it", path, problem)
     if candidates:
-        raise WorkdirError(f"every checkpoint in {checkpoint_dir(workdir)} is damaged, the "
+        raise WorkdirError(f"every checkpoint in {folder} is damaged, the "
                            f"newest, {candidates[0]}, by: {damage(candidates[0])}")
     return None
 
@@ -304,7 +382,7 @@ def restore_into(path, **objects):
 
 def finished(workdir):
     """(whether the stage in `workdir` ran all its steps, its latest step or None)."""
-    latest = tf.train.latest_checkpoint(checkpoint_dir(workdir))
+    latest = newest_checkpoint(checkpoint_dir(workdir))
     if latest is None:
         return False, None
     step = checkpoint_step(latest)
@@ -336,8 +414,8 @@ class BestCheckpoint:
             step_counter=state.step)
         self.best = None
         if os.path.isfile(self.path) and self.manager.latest_checkpoint:
-            with open(self.path, encoding="utf-8") as f:
-                self.best = json.load(f)["miou"]
+            self.best = files.read_json(self.path, keys=("miou",), remedy=(
+                "remove it: the next evaluation writes it again"))["miou"]
 
     def offer(self, scores):
         miou = scores["miou"]

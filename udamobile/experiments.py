@@ -42,9 +42,9 @@ each row also shows the fraction of the source-only -> oracle gap in mIoU
 that it closes (`report.gap_fractions`).
 """
 import dataclasses
-import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -162,14 +162,14 @@ def finished_row(workdir, row, command, configs):
     record = os.path.join(folder, ROW_FILE)
     if not (os.path.isfile(record) and os.path.isfile(os.path.join(folder, RESULTS_FILE))):
         return False
-    with open(record, encoding="utf-8") as f:
-        previous = json.load(f)["command"]
+    previous = files.read_json(record, keys=("command",), remedy=(
+        "remove it: the runner then runs the row's command again, which finds its finished "
+        "stages"))["command"]
     if previous[2:] != command[2:]:
         raise ExperimentError(
             f"row {row} in {folder} was run as\n  {printable(previous)}\nnot\n  "
             f"{printable(command)}\nuse another --workdir, or remove {folder} to run it again")
-    with open(os.path.join(folder, methods.METHOD_FILE), encoding="utf-8") as f:
-        stage_folders = json.load(f)["stages"]
+    stage_folders = methods.read_method_file(os.path.join(folder, methods.METHOD_FILE))["stages"]
     for stage, cfg in configs.items():
         with open(os.path.join(stage_folders[stage], config_lib.CONFIG_FILE),
                   encoding="utf-8") as f:
@@ -185,8 +185,38 @@ def finished_row(workdir, row, command, configs):
 
 def row_scores(workdir, row):
     """The scores of the row's last stage (its segmenter) on the target's val split."""
-    with open(os.path.join(row_dir(workdir, row), RESULTS_FILE), encoding="utf-8") as f:
-        return list(json.load(f).values())[-1]
+    results = files.read_json(os.path.join(row_dir(workdir, row), RESULTS_FILE), remedy=(
+        "remove it: the row's command scores its finished stages again"))
+    if not results:
+        raise files.StateFileError(f"{os.path.join(row_dir(workdir, row), RESULTS_FILE)} holds "
+                                   "no scores; remove it: the row's command scores its "
+                                   "finished stages again")
+    return list(results.values())[-1]
+
+
+def run_row(command):
+    """Runs a row's train.py; returns (its exit code, the name of the SIGINT or SIGTERM
+    the runner received meanwhile, or None).
+
+    Either signal is passed on to the row, which saves a checkpoint and
+    exits, and the runner waits for that: a row never outlives the runner,
+    and is never killed before it saves.
+    """
+    child = subprocess.Popen(command)
+    received = []
+
+    def forward(signum, frame):
+        received.append(signal.Signals(signum).name)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return code, (received[0] if received else None)
 
 
 def run_rows(rows, commands, workdir, configs):
@@ -198,7 +228,11 @@ def run_rows(rows, commands, workdir, configs):
             continue
         print(f"row {row}: {printable(commands[row])}", flush=True)
         started = time.perf_counter()
-        code = subprocess.run(commands[row]).returncode
+        code, interrupted = run_row(commands[row])
+        if interrupted:
+            raise ExperimentError(
+                f"{interrupted}: row {row} stopped after saving a checkpoint (exit code "
+                f"{code}); the rows before it are kept. Run the same command to resume")
         if code != 0:
             raise ExperimentError(
                 f"row {row} stopped (exit code {code}); the rows before it are kept. Run the "

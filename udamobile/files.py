@@ -9,7 +9,9 @@ half-written artifact at `path`.
 
 JSON is written by `write_json`, which turns NaN and infinities (an
 undefined IoU, say) into null: `json.dumps` would write `NaN`, which is not
-JSON.
+JSON. The state files the package reads back (method.json, row.json,
+results.json, eval/best.json, round.json, ...) are read by `read_json`, which
+names a damaged file, what it should hold and how to make it again.
 """
 import contextlib
 import json
@@ -19,6 +21,12 @@ import shutil
 import tempfile
 
 import numpy as np
+
+from data_pipelines.base import UserError
+
+
+class StateFileError(UserError):
+    """A state file the package wrote that cannot be read back as it should."""
 
 
 def remove(path):
@@ -94,3 +102,23 @@ def json_ready(value):
 def write_json(path, value):
     """Writes `value` as indented JSON (NaN and infinities as null) atomically."""
     return write_text(path, json.dumps(json_ready(value), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path, *, keys=(), remedy):
+    """The JSON object in the state file `path`, holding at least `keys`.
+
+    Raises StateFileError naming the file, what was wrong and `remedy` (what
+    makes the file again) when it is not such an object: damaged by hand, or
+    cut short on a full disk by a tool other than ours.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StateFileError(f"{path} is damaged (not JSON: {e}); {remedy}") from None
+    missing = [key for key in keys if not isinstance(value, dict) or key not in value]
+    if missing:
+        raise StateFileError(f"{path} is damaged: it holds no {', '.join(map(repr, missing))}; "
+                             f"{remedy}")
+    return value
+

@@ -22,7 +22,6 @@ config) is in that method work directory is taken from there instead of
 being trained again: the table runner shares one source-only stage between
 all its rows this way.
 """
-import json
 import os
 
 import cv2
@@ -108,8 +107,7 @@ def _check_method_dir(workdir, method):
             "which holds one sub-folder per stage")
     path = os.path.join(workdir, methods.METHOD_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            held = json.load(f)["method"]
+        held = methods.read_method_file(path)["method"]
         if held != method:
             raise checkpointing.WorkdirError(
                 f"{workdir} holds a run of --method={held}, not {method}; use another --workdir")
@@ -120,8 +118,7 @@ def _stage_folder(method_dir, stage):
     names (a stage it took from another run), else its sub-folder."""
     path = os.path.join(method_dir, methods.METHOD_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            held = json.load(f)["stages"]
+        held = methods.read_method_file(path)["stages"]
         if stage in held:
             return held[stage]
     return methods.stage_dir(method_dir, stage)

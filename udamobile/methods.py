@@ -203,3 +203,11 @@ def earlier_stages(method, stage):
 
 def stage_dir(workdir, stage):
     return os.path.join(workdir, stage)
+
+
+def read_method_file(path):
+    """{"method", "stages"} of a method folder's method.json."""
+    from udamobile import files  # keeps this module free of numpy for the flag definitions
+
+    return files.read_json(path, keys=("method", "stages"), remedy=(
+        "remove it: the same train.py command writes it again"))

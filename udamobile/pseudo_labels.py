@@ -33,7 +33,6 @@ Images are labelled at the scale patches are cut at (resized as the
 training pipeline resizes them), and the labels are stored at the image's
 own size, as a dataset's labels are.
 """
-import json
 import os
 
 import numpy as np
@@ -267,8 +266,8 @@ def read_round(folder):
     path = os.path.join(folder, ROUND_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return files.read_json(path, keys=("labelled",), remedy=(
+        f"restore {folder}, or remove the stage's work directory to run the stage again"))
 
 
 class PseudoLabelled(Dataset):

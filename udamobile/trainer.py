@@ -235,7 +235,7 @@ def _start(state, cfg, workdir, sources, chief):
     for path in sorted(set(sources.values())):
         names = sorted(n for n, p in sources.items() if p == path)
         checkpointing.restore_into(path, **{n: state.networks[n] for n in names})
-        origins.update({n: f"{path} (step {checkpointing.checkpoint_step(path)})" for n in names})
+        origins.update(dict.fromkeys(names, checkpointing.describe_checkpoint(path)))
     if cfg.run.init_checkpoint:
         if "segmenter" not in state.networks:
             raise StartError(f"--init_checkpoint initializes a segmenter; stage {stage.name} "
@@ -270,7 +270,7 @@ def _start(state, cfg, workdir, sources, chief):
 
 def _initialize(state, cfg, workdir, sources, chief):
     """Resumes from the work directory (returns True), else starts (see `_start`)."""
-    latest = checkpointing.latest_intact_checkpoint(workdir)
+    latest = checkpointing.latest_intact_checkpoint(workdir, repair_state=chief)
     if latest:
         # The manager's files also hold its save counter, which the state does not track:
         # every object of ours must match, and that counter alone is left over.

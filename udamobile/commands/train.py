@@ -27,7 +27,6 @@ Each stage's resolved config is written to <workdir>/<stage>/config.json
 and where its networks started from to <workdir>/<stage>/sources.json.
 (`python train.py` in a checkout runs the same program.)
 """
-import json
 import os
 
 from absl import flags
@@ -69,10 +68,7 @@ COMMON_FLAGS = ("source_root", "target_root", "init_checkpoint", "steps", "seed"
 def _method_of(stage_dir):
     """The method named by the method folder holding `stage_dir`, or None."""
     path = os.path.join(os.path.dirname(os.path.abspath(stage_dir)), methods.METHOD_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("method")
+    return methods.read_method_file(path)["method"] if os.path.isfile(path) else None
 
 
 def saved_config(path):

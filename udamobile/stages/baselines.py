@@ -31,7 +31,6 @@ of n batches' values, with equal weights: the population statistics the
 method asks for, not a moving average that forgets. `steps` x `batch_size`
 patches make the passes over the target train split (the demo: 3 passes).
 """
-import json
 import os
 
 import tensorflow as tf
@@ -50,8 +49,8 @@ def target_colour_statistics(cfg, workdir, *, chief, bad_files=None):
     """The target's average Lab statistics, from the work directory or computed (and kept)."""
     path = os.path.join(workdir, COLOUR_STATISTICS_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return files.read_json(path, keys=("mean", "std"), remedy=(
+            "remove it: the stage computes the statistics again from the target's images"))
     target = data_pipelines.open_dataset(cfg.data.target, cfg.data.target_root, "train",
                                          synthia_classes=cfg.data.synthia_classes)
     statistics = colour.average_lab_statistics(target, COLOUR_STATISTICS_IMAGES, bad_files)

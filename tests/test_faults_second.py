@@ -1,0 +1,113 @@
+"""Faults of the second round (issue 34) pinned so far, through the programs.
+
+| "Why" case                                          | test |
+|-----------------------------------------------------|------|
+| 1. a garbled, empty or missing checkpoint state file | test_a_damaged_or_missing_state_file_resumes_at_the_newest_intact_step |
+| 2. SIGINT / SIGTERM to the table runner             | test_the_table_runner_passes_a_stop_to_its_row_and_waits_for_its_checkpoint |
+| 11. a damaged JSON state file (method.json here; every one is read by files.read_json) | test_a_damaged_method_file_is_one_line_naming_it_and_the_remedy, test_files.py::test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy |
+| 13. --seed=-1                                       | test_a_negative_seed_is_a_usage_error_that_writes_nothing |
+| 21. a killed round's `.round_N.partial-*` folder    | test_resume.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from udamobile import checkpointing
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# One demo stage at test size: 4 steps, a checkpoint every 2.
+STAGE_FLAGS = [
+    "--preset=demo", "--method=source_only", "--patch_size=32", "--width_multiplier=0.35",
+    "--aspp_filters=8", "--low_level_filters=4", "--decoder_filters=8", "--batch_size=2",
+    "--steps=4", "--checkpoint_every=2", "--log_every=1", "--image_every=1000",
+    "--eval_max_images=1", "--label_free_images=1"]
+
+
+def _train(workdir, *args):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *STAGE_FLAGS,
+                           f"--workdir={workdir}", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_damaged_or_missing_state_file_resumes_at_the_newest_intact_step(tmp_path):
+    first = _train(tmp_path / "run")
+    assert first.returncode == 0, first.stderr[-2000:]
+    stage = tmp_path / "run" / "source_only"
+    folder = stage / "checkpoints"
+    state = folder / checkpointing.STATE_FILE
+    newest = sorted(folder.glob("ckpt-4.*"))
+    written = {path: path.stat().st_mtime_ns for path in newest}
+    for damage in ("garbled", "empty", "missing"):
+        if damage == "missing":
+            state.unlink()
+        else:
+            state.write_text("not a checkpoint state {\n" if damage == "garbled" else "")
+        again = _train(tmp_path / "run")
+        assert again.returncode == 0, (damage, again.stderr[-2000:])
+        # Resumed at the finished step, nothing trained or saved over it.
+        assert f"resumes from {folder / 'ckpt-4'} at step 4" in again.stdout, damage
+        assert "source_only  1/4" not in again.stdout + again.stderr
+        assert {path: path.stat().st_mtime_ns for path in newest} == written
+        assert "the checkpoints are taken from their files" in again.stderr
+        assert checkpointing.newest_checkpoint(str(folder)) == str(folder / "ckpt-4")
+        assert state.read_text().startswith('model_checkpoint_path: "ckpt-4"')
+
+
+def test_a_negative_seed_is_a_usage_error_that_writes_nothing(tmp_path):
+    result = _train(tmp_path / "run", "--seed=-1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--seed=-1" in result.stderr and not (tmp_path / "run").exists()
+
+
+def _processes_naming(text):
+    """Pids of the live processes whose command line holds `text`."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_the_table_runner_passes_a_stop_to_its_row_and_waits_for_its_checkpoint(tmp_path, stop):
+    workdir = tmp_path / "table"
+    flags = [flag for flag in STAGE_FLAGS if not flag.startswith(("--method", "--steps"))]
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "udamobile.experiments", "--table=4", "--rows=source_only",
+         f"--workdir={workdir}", *flags, "--steps=100000", "--checkpoint_every=3"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True)
+    folder = workdir / "source_only" / "source_only" / "checkpoints"
+    deadline = time.monotonic() + 500
+    while not list(folder.glob("ckpt-3.index")) and time.monotonic() < deadline:
+        assert runner.poll() is None, runner.communicate()
+        time.sleep(1)
+    os.kill(runner.pid, stop)  # the runner alone, as a service manager stops it
+    out, err = runner.communicate(timeout=300)
+    assert runner.returncode == 1 and "Traceback" not in err, err[-2000:]
+    assert f"{stop.name}: row source_only stopped after saving a checkpoint" in err
+    assert "Run the same command to resume" in err
+    assert _processes_naming(str(workdir)) == []  # no train.py outlives the runner
+    saved = int(err.split(f"{stop.name} at step ")[1].split(":")[0])
+    assert checkpointing.newest_checkpoint(str(folder)) == str(folder / f"ckpt-{saved}")
+
+
+def test_a_damaged_method_file_is_one_line_naming_it_and_the_remedy(tmp_path):
+    (tmp_path / "run").mkdir()
+    method_file = tmp_path / "run" / "method.json"
+    method_file.write_text('{"method": "source_on')  # cut short
+    result = _train(tmp_path / "run")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: {method_file} is damaged (not JSON")
+    assert "the same train.py command writes it again" in line
