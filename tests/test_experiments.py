@@ -71,7 +71,8 @@ def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_ref
     stage = folder / "source_only"
     stage.mkdir(parents=True)
     (stage / config_lib.CONFIG_FILE).write_text(config_lib.to_json(configs["source_only"]))
-    (folder / methods.METHOD_FILE).write_text(json.dumps({"stages": {"source_only": str(stage)}}))
+    (folder / methods.METHOD_FILE).write_text(json.dumps(
+        {"method": "source_only", "stages": {"source_only": str(stage)}}))
     (folder / experiments.RESULTS_FILE).write_text("{}")
     (folder / experiments.ROW_FILE).write_text(json.dumps({"command": command}))
     assert experiments.finished_row(str(tmp_path), "source_only", command, configs)

@@ -19,9 +19,10 @@ import pytest
 from udamobile import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# One demo stage at test size: 4 steps, a checkpoint every 2.
+# One demo stage at test size: 4 steps, a checkpoint every 2 (one stage alone:
+# no scoring on the target, export or figures).
 STAGE_FLAGS = [
-    "--preset=demo", "--method=source_only", "--patch_size=32", "--width_multiplier=0.35",
+    "--preset=demo", "--method=source_only", "--stage=source_only", "--patch_size=32", "--width_multiplier=0.35",
     "--aspp_filters=8", "--low_level_filters=4", "--decoder_filters=8", "--batch_size=2",
     "--steps=4", "--checkpoint_every=2", "--log_every=1", "--image_every=1000",
     "--eval_max_images=1", "--label_free_images=1"]
@@ -81,7 +82,8 @@ def _processes_naming(text):
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_the_table_runner_passes_a_stop_to_its_row_and_waits_for_its_checkpoint(tmp_path, stop):
     workdir = tmp_path / "table"
-    flags = [flag for flag in STAGE_FLAGS if not flag.startswith(("--method", "--steps"))]
+    flags = [flag for flag in STAGE_FLAGS
+             if not flag.startswith(("--method", "--stage", "--steps"))]
     runner = subprocess.Popen(
         [sys.executable, "-m", "udamobile.experiments", "--table=4", "--rows=source_only",
          f"--workdir={workdir}", *flags, "--steps=100000", "--checkpoint_every=3"],

@@ -165,7 +165,8 @@ def test_cli_refuses_a_work_directory_in_use_naming_the_pid(tmp_path):
 
 
 def test_cli_refuses_a_workdir_that_holds_another_method(tmp_path):
-    (tmp_path / methods.METHOD_FILE).write_text(json.dumps({"method": "cyclegan"}))
+    (tmp_path / methods.METHOD_FILE).write_text(json.dumps(
+        {"method": "cyclegan", "stages": {}}))
     result = _cli(f"--workdir={tmp_path}", "--preset=demo", "--method=full")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "holds a run of --method=cyclegan" in result.stderr
