@@ -3,7 +3,6 @@ defining settings, start weights that cannot surprise, shrunk runs, the
 resolved config shown before a run, a saved config run again, and --help.
 
 Most go through the programs, as a user types them."""
-import json
 import os
 import subprocess
 import sys
@@ -148,21 +147,22 @@ def test_a_shrunk_run_warns_of_a_feature_game_or_images_that_never_come(tmp_path
         "full_no_feat", ablation, dirs))
 
 
-@pytest.mark.slow
 def test_a_saved_config_runs_again_exactly(tmp_path):
     cfg = methods.stage_configs("demo", "source_only", {**TINY, "steps": 2, "seed": 5})
     saved = tmp_path / "config.json"
     saved.write_text(config_lib.to_json(cfg["source_only"]))
     refused = run("train.py", f"--config={saved}", "--steps=3", f"--workdir={tmp_path}/a")
     assert refused.returncode == 2 and "--steps" in refused.stderr
+    # What the run would train, shown without running it: the saved values, each one.
     result = run("train.py", f"--config={saved}", "--method=source_only",
-                 f"--workdir={tmp_path}/again")
+                 f"--workdir={tmp_path}/again", "--print_config")
     assert result.returncode == 0, result.stderr[-2000:]
-    written = (tmp_path / "again" / "source_only" / config_lib.CONFIG_FILE).read_text()
-    assert config_lib.from_json(written) == cfg["source_only"]
-    assert "segmenter <- random initialization" in result.stdout
-    sources = json.loads((tmp_path / "again" / "source_only" / "sources.json").read_text())
-    assert sources == {"segmenter": "random initialization"}
+    printed = {line.split()[0]: line.split("=", 1)[1].split("   [")[0].strip()
+               for line in result.stdout.splitlines() if line.startswith("    ") and " = " in line}
+    assert printed == {name: repr(value) for name, value in
+                       config_lib.flat_values(cfg["source_only"]).items()}
+    assert f"   [--config {saved}]" in result.stdout  # where the non-default values came from
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

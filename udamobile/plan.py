@@ -134,14 +134,21 @@ def start_weights(method, stage_name, cfg, dirs):
     return origins
 
 
-def describe(method, configs, dirs, *, preset, overrides, keep_method_settings=False):
-    """The text of `train.py --print_config`: each stage's fields and start weights."""
+def describe(method, configs, dirs, *, preset, overrides, keep_method_settings=False,
+             config_file=None):
+    """The text of `train.py --print_config`: each stage's fields and start weights;
+    with `config_file`, the configs were read from it (`--config`), which is where
+    every value came from."""
     blocks = []
+    defaults = config_lib.flat_values(config_lib.Config())
     for stage_name, cfg in configs.items():
         # A stage beside the method's (the oracle) is the one stage of its own method.
         owner = method if stage_name in methods.get_method(method).stages else stage_name
-        origins = methods.value_origins(cfg, preset, owner, overrides,
-                                        keep_method_settings=keep_method_settings)
+        origins = ({name: f"--config {config_file}" for name, value in
+                    config_lib.flat_values(cfg).items() if value != defaults[name]}
+                   if config_file else methods.value_origins(
+                       cfg, preset, owner, overrides,
+                       keep_method_settings=keep_method_settings))
         lines = [f"stage {stage_name} of --method={owner} (preset {preset}), in "
                  f"{dirs[stage_name]}", "  start weights:"]
         lines += [f"    {network} <- {origin}" for network, origin in

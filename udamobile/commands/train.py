@@ -121,7 +121,8 @@ def main(argv):
         dirs = method_runner.stage_dirs(FLAGS.workdir, method, everything)
         warnings = method_runner.plan_warnings(method, everything, dirs)
         print(plan.describe(method, everything, dirs, preset=preset, overrides=overrides,
-                            keep_method_settings=FLAGS.keep_method_settings)
+                            keep_method_settings=FLAGS.keep_method_settings,
+                            config_file=FLAGS.config)
               + "".join(f"\nwarning: {w}" for w in warnings))
         return
     method_runner.run(method, configs, FLAGS.workdir, whole=FLAGS.stage == "all" and not
