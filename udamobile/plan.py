@@ -119,10 +119,11 @@ def start_weights(method, stage_name, cfg, dirs):
             return dict.fromkeys(stage.networks, resumed)
     origins = {}
     for network in stage.networks:
+        earlier = (source_stage(method, stage_name, network, cfg)
+                   if network in stage.restores else None)
         if network == SEGMENTER and cfg.run.init_checkpoint:
             origins[network] = f"file {cfg.run.init_checkpoint} (--init_checkpoint)"
-        elif network in stage.restores and source_stage(method, stage_name, network, cfg):
-            earlier = source_stage(method, stage_name, network, cfg)
+        elif earlier:
             which = cfg.run.restore_checkpoint if network == SEGMENTER else checkpointing.LATEST
             origins[network] = (f"stage {earlier}, {which} checkpoint of {dirs[earlier]} "
                                 f"({_checkpoint_state(dirs[earlier])})")

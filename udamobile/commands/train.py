@@ -72,7 +72,7 @@ def _method_of(stage_dir):
 
 
 def saved_config(path):
-    """(method, {stage: Config}) of `--config`: the stage its file holds, exactly."""
+    """(method, preset, {stage: Config}) of `--config`: the stage its file holds, exactly."""
     stage_dir = path if os.path.isdir(path) else os.path.dirname(path)
     if os.path.isdir(path):
         path = os.path.join(path, config_lib.CONFIG_FILE)
