@@ -1,4 +1,5 @@
 """Every artifact is written whole or not at all; JSON never holds NaN."""
+import errno
 import json
 import os
 
@@ -85,3 +86,13 @@ def test_every_state_file_the_package_reads_goes_through_read_json():
                     if "json.load(" in text:
                         readers.append(os.path.relpath(os.path.join(base, name), root))
     assert readers == [os.path.join("udamobile", "files.py")]
+
+
+def test_a_full_disk_names_the_file_the_writer_did_not_name(tmp_path):
+    # PIL and numpy raise ENOSPC without a file name; the user needs the path.
+    target = tmp_path / "panel.png"
+    with pytest.raises(OSError) as raised:
+        with files.atomic_output(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
+    assert str(target) in str(raised.value) and not list(tmp_path.iterdir())

@@ -69,6 +69,12 @@ def atomic_output(path):
         if not os.path.lexists(temporary):
             raise FileNotFoundError(f"nothing was written for {path}")
         _move_into_place(temporary, path)
+    except OSError as error:
+        # A writer that names no file (PIL's, numpy's) would leave "No space left
+        # on device" without the path the user must free space for.
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), path) from error
+        raise
     finally:
         remove(staging)
 
