@@ -2,6 +2,7 @@
 real run of two rows of Table 1 on GTA5- and Cityscapes-format files."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -82,6 +83,40 @@ def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_ref
         experiments.finished_row(str(tmp_path), "source_only", command, changed)
 
 
+@pytest.mark.parametrize("written_before", [False, True])
+def test_a_copied_table_folder_runs_on_from_its_own_finished_rows(tmp_path, written_before):
+    # The full row of a table at original/, its source_only stage taken from the
+    # source_only row; method.json as written now (relative) or before (absolute).
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    configs = methods.stage_configs("demo", "full", {})
+    shared = original / "source_only" / "source_only"
+    row = original / "full"
+    dirs = {"source_only": shared, "adaptation": row / "adaptation"}
+    for stage, folder in dirs.items():
+        folder.mkdir(parents=True)
+        (folder / config_lib.CONFIG_FILE).write_text(config_lib.to_json(configs[stage]))
+    record = (methods.method_record("full", row, dirs) if not written_before else
+              {"method": "full", "stages": {s: str(d) for s, d in dirs.items()}})
+    (row / methods.METHOD_FILE).write_text(json.dumps(record))
+    (row / experiments.RESULTS_FILE).write_text("{}")
+    (row / experiments.ROW_FILE).write_text(json.dumps({"command": experiments.row_command(
+        "full", preset="demo", workdir=str(original), flags=[], reuse="source_only")}))
+    shutil.copytree(original, copy)
+    command = experiments.row_command("full", preset="demo", workdir=str(copy), flags=[],
+                                      reuse="source_only")
+    assert experiments.finished_row(str(copy), "full", command, configs)
+    held = methods.read_method_file(str(copy / "full" / methods.METHOD_FILE))["stages"]
+    assert held == {"source_only": str(copy / "source_only" / "source_only"),
+                    "adaptation": str(copy / "full" / "adaptation")}
+    # Another command in the copy is refused without asking to remove finished rows.
+    other = experiments.row_command("full", preset="demo", workdir=str(copy), flags=["--seed=1"],
+                                    reuse="source_only")
+    with pytest.raises(experiments.ExperimentError) as refused:
+        experiments.finished_row(str(copy), "full", other, configs)
+    assert "use another --workdir for this command (the finished rows here are kept)" in str(
+        refused.value) and "remove" not in str(refused.value)
+
+
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
     result = _runner("--table=5", f"--workdir={tmp_path}")
     assert result.returncode != 0 and "--table=5" in result.stderr
@@ -102,15 +137,19 @@ def test_two_rows_of_table_1_run_resume_and_print_beside_the_paper(tmp_path, rea
     full = table["rows"]["full"]
     assert full["paper"]["miou"] == 41.1 and full["ours"]["dataset"]["name"] == "cityscapes"
     # The full method's stages, its source-only one taken from the source_only row.
-    method = json.loads((workdir / "full" / "method.json").read_text())
+    method = methods.read_method_file(str(workdir / "full" / "method.json"))
     assert method["stages"]["source_only"] == str(workdir / "source_only" / "source_only")
     assert sorted(os.listdir(workdir / "full")) == [
         "adaptation", "export", "figures", "method.json", "results.json", "row.json"]
     assert "full (paper)" in first.stdout and "41.1" in first.stdout
 
-    again = _runner(*args)  # everything done: nothing is trained again
-    assert again.returncode == 0 and "row full: done" in again.stdout
-    assert "source_only  1/2" not in again.stderr + again.stdout
+    # Everything done, here and in a copy of the folder: nothing is trained again.
+    shutil.copytree(workdir, tmp_path / "copy")
+    for folder in (workdir, tmp_path / "copy"):
+        again = _runner(*[arg for arg in args if not arg.startswith("--workdir=")],
+                        f"--workdir={folder}")
+        assert again.returncode == 0 and "row full: done" in again.stdout, again.stderr[-2000:]
+        assert "source_only  1/2" not in again.stderr + again.stdout
 
     other = _runner(*args[:-1], "--steps=3")
     assert other.returncode != 0 and "Traceback" not in other.stderr

@@ -1,13 +1,18 @@
-"""Faults of the second round (issue 34) pinned so far, through the programs.
+"""Faults of the second round (issue 34), through the programs.
 
 | "Why" case                                          | test |
 |-----------------------------------------------------|------|
 | 1. a garbled, empty or missing checkpoint state file | test_a_damaged_or_missing_state_file_resumes_at_the_newest_intact_step |
 | 2. SIGINT / SIGTERM to the table runner             | test_the_table_runner_passes_a_stop_to_its_row_and_waits_for_its_checkpoint |
+| 3. evaluate.py --save_predictions_dir on a full disk | test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels |
+| 4. the TensorBoard log fills the disk mid-run       | test_a_tensorboard_write_error_is_one_warning_and_training_goes_on |
 | 11. a damaged JSON state file (method.json here; every one is read by files.read_json) | test_a_damaged_method_file_is_one_line_naming_it_and_the_remedy, test_files.py::test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy |
 | 13. --seed=-1                                       | test_a_negative_seed_is_a_usage_error_that_writes_nothing |
+| 17. "No space left on device" naming no path       | test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels, test_files.py::test_a_full_disk_names_the_file_the_writer_did_not_name |
+| 19. a table folder copied elsewhere                 | test_experiments.py::test_a_copied_table_folder_runs_on_from_its_own_finished_rows, ::test_two_rows_of_table_1_run_resume_and_print_beside_the_paper |
 | 21. a killed round's `.round_N.partial-*` folder    | test_resume.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
 """
+import json
 import os
 import signal
 import subprocess
@@ -113,3 +118,81 @@ def test_a_damaged_method_file_is_one_line_naming_it_and_the_remedy(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith(f"train.py: {method_file} is damaged (not JSON")
     assert "the same train.py command writes it again" in line
+
+
+def _with_patch(patch, program, *args):
+    """Runs `program` (a path) with `args` after executing `patch`: Python that makes
+    a library call fail as a full disk would, in the program's own process."""
+    script = (f"import runpy, sys\n{patch}\nsys.argv = [{program!r}, *sys.argv[1:]]\n"
+              f"runpy.run_path({program!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
+                          text=True, timeout=600)
+
+
+# The third TensorBoard scalar on, every write fails as on a full disk.
+FULL_DISK_SUMMARIES = """
+import tensorflow as tf
+scalar, calls = tf.summary.scalar, []
+def failing(*args, **kwargs):
+    calls.append(1)
+    if len(calls) > 2:
+        raise tf.errors.ResourceExhaustedError(
+            None, None, "Could not flush events file: No space left on device")
+    return scalar(*args, **kwargs)
+tf.summary.scalar = failing
+"""
+
+
+@pytest.fixture(scope="module")
+def run_without_summaries(tmp_path_factory):
+    """A stage whose TensorBoard log fills the disk at its first logged step."""
+    workdir = tmp_path_factory.mktemp("summaries") / "run"
+    result = _with_patch(FULL_DISK_SUMMARIES, os.path.join(REPO, "train.py"), *STAGE_FLAGS,
+                         f"--workdir={workdir}")
+    return workdir, result
+
+
+@pytest.mark.slow
+def test_a_tensorboard_write_error_is_one_warning_and_training_goes_on(run_without_summaries):
+    workdir, result = run_without_summaries
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    logs = workdir / "source_only" / "logs"
+    warnings = [line for line in result.stderr.splitlines() if "TensorBoard" in line]
+    assert len(warnings) == 1 and f"{logs}: writing TensorBoard summaries failed (" in warnings[0]
+    assert "No space left on device" in warnings[0]
+    folder = workdir / "source_only" / "checkpoints"
+    assert checkpointing.newest_checkpoint(str(folder)) == str(folder / "ckpt-4")
+
+
+# The second prediction panel on, PIL's writes fail as on a full disk (no file name).
+FULL_DISK_PANELS = """
+import errno
+from PIL import Image
+save, calls = Image.Image.save, []
+def failing(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) > 1:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return save(self, *args, **kwargs)
+Image.Image.save = failing
+"""
+
+
+@pytest.mark.slow
+def test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels(
+        run_without_summaries, tmp_path):
+    workdir, _ = run_without_summaries
+    panels, output = tmp_path / "panels", tmp_path / "results.json"
+    result = _with_patch(FULL_DISK_PANELS, os.path.join(REPO, "evaluate.py"),
+                         f"--model={workdir / 'source_only'}", "--dataset=demo_target",
+                         "--split=val", "--max_images=3", f"--save_predictions_dir={panels}",
+                         f"--output_json={output}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "mIoU" in result.stdout and f"results written to {output}" in result.stdout
+    scored = json.loads(output.read_text())
+    assert scored["dataset"]["num_images"] == 3 and scored["prediction_panels"]["written"] == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"evaluate.py: {panels}: writing prediction panels stopped after 1: ")
+    assert "No space left on device" in line and str(panels / "00001_") in line
+    assert [p.name for p in panels.iterdir()] == ["00000_0.png"]  # no 0-byte PNG left

@@ -223,10 +223,10 @@ def _tensorflow_file_errors(path, doing):
     try:
         yield
     except tf.errors.OpError as e:
-        raise WorkdirError(f"{path}: {doing} failed: {_tensorflow_cause(e)}") from e
+        raise WorkdirError(f"{path}: {doing} failed: {tensorflow_cause(e)}") from e
 
 
-def _tensorflow_cause(error):
+def tensorflow_cause(error):
     """The first line of a TensorFlow error without its op decorations."""
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message.splitlines()[0])
     return re.sub(r"\s*\[Op:\w+\].*$", "", text)[:300]

@@ -80,6 +80,7 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
     examples = data_pipelines.evaluation_images(dataset, input_width=input_width,
                                                 bad_files=bad_files).take(count)
     matrix = metrics.ConfusionMatrix(NUM_CLASSES)
+    panels = report.PredictionPanels(predictions_dir) if predictions_dir else None
     label_sizes = set()
     scored = 0
     with Progress(count, "evaluate", unit="img") as progress:
@@ -89,9 +90,8 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
             _check_predictions(prediction, model)
             matrix.update(label, prediction)
             label_sizes.add(label.shape)
-            if predictions_dir:
-                report.write_prediction_panel(predictions_dir, dataset, int(example["index"]),
-                                       prediction, label)
+            if panels:
+                panels.write(dataset, int(example["index"]), prediction, label)
             progress.update(miou=metrics.mean_iou(matrix.result(), PROTOCOL_CLASSES[protocol]))
             scored += 1
     bad_files.check()
@@ -104,6 +104,9 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
         "label_sizes": sorted(list(size) for size in label_sizes),
         "images_per_second": progress.rate(),
         "confusion_matrix": matrix.result().numpy().tolist(),
+        **({"prediction_panels": {"folder": os.path.abspath(predictions_dir),
+                                  "written": panels.written, "failure": panels.failure}}
+           if panels else {}),
     }
 
 

@@ -149,6 +149,21 @@ def unapplied_flags(rows, overrides):
             if (found := methods.contradictions(row, methods.get_method(row).stages, overrides))}
 
 
+TABLE_FOLDER_FLAGS = ("--workdir", "--reuse_stages_from")  # folders inside the table's
+
+
+def in_table(arguments):
+    """A row's train.py `arguments` with the folders inside the table given relative
+    to it: a table folder copied or moved elsewhere runs the same rows."""
+    workdir = next(arg.split("=", 1)[1] for arg in arguments if arg.startswith("--workdir="))
+    table = os.path.dirname(os.path.abspath(workdir))
+    flag_values = [arg.split("=", 1) if arg.startswith("--") and "=" in arg else (arg, None)
+                   for arg in arguments]
+    return [f"{flag}={os.path.relpath(os.path.abspath(value), table)}"
+            if flag in TABLE_FOLDER_FLAGS else flag if value is None else f"{flag}={value}"
+            for flag, value in flag_values]
+
+
 def printable(command):
     """The command as a shell line: `udamobile-train ...`, the program it runs."""
     return shlex.join(["udamobile-train", *command[1 + len(TRAIN):]])
@@ -165,10 +180,11 @@ def finished_row(workdir, row, command, configs):
     previous = files.read_json(record, keys=("command",), remedy=(
         "remove it: the runner then runs the row's command again, which finds its finished "
         "stages"))["command"]
-    if previous[2:] != command[2:]:
+    if in_table(previous[2:]) != in_table(command[2:]):
         raise ExperimentError(
             f"row {row} in {folder} was run as\n  {printable(previous)}\nnot\n  "
-            f"{printable(command)}\nuse another --workdir, or remove {folder} to run it again")
+            f"{printable(command)}\nuse another --workdir for this command (the finished rows "
+            "here are kept), or run the command the rows were run with")
     stage_folders = methods.read_method_file(os.path.join(folder, methods.METHOD_FILE))["stages"]
     for stage, cfg in configs.items():
         with open(os.path.join(stage_folders[stage], config_lib.CONFIG_FILE),
@@ -178,8 +194,8 @@ def finished_row(workdir, row, command, configs):
             raise ExperimentError(
                 f"row {row}: its stage {stage} ({stage_folders[stage]}) was trained with other "
                 f"settings than the same command gives now ({'; '.join(changed[:5])}): the "
-                f"preset changed since? Use another --workdir, or remove {folder} to run it "
-                "again")
+                "preset changed since? Use another --workdir (the finished rows here are "
+                "kept)")
     return True
 
 

@@ -226,7 +226,7 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
         trainer.check_data(last, [target_test_split(last)])
     os.makedirs(workdir, exist_ok=True)
     files.write_json(os.path.join(workdir, methods.METHOD_FILE),
-                     {"method": method, "stages": {s: os.path.abspath(d) for s, d in dirs.items()}})
+                     methods.method_record(method, workdir, dirs))
     scores = {}
     for stage, cfg in configs.items():
         if dirs[stage] != methods.stage_dir(workdir, stage):

@@ -205,9 +205,46 @@ def stage_dir(workdir, stage):
     return os.path.join(workdir, stage)
 
 
+def method_record(method, workdir, dirs):
+    """The content of a method folder's method.json: the method, and the folder of each
+    stage relative to `workdir`, so that a copied or moved folder (a whole table's,
+    say) keeps pointing into itself rather than at the original's stages."""
+    return {"method": method, "stages": {
+        stage: os.path.relpath(os.path.abspath(folder), os.path.abspath(workdir))
+        for stage, folder in dirs.items()}}
+
+
 def read_method_file(path):
-    """{"method", "stages"} of a method folder's method.json."""
+    """{"method", "stages": {stage: absolute folder}} of a method folder's method.json."""
     from udamobile import files  # keeps this module free of numpy for the flag definitions
 
-    return files.read_json(path, keys=("method", "stages"), remedy=(
+    record = files.read_json(path, keys=("method", "stages"), remedy=(
         "remove it: the same train.py command writes it again"))
+    folder = os.path.dirname(os.path.abspath(path))
+    stages = record["stages"]
+    moved_from = _written_in(folder, stages)
+    record["stages"] = {stage: os.path.normpath(os.path.join(folder, held)) if not
+                        os.path.isabs(held) else _moved(held, moved_from, folder)
+                        for stage, held in stages.items()}
+    return record
+
+
+def _written_in(folder, stages):
+    """Where a method.json of absolute folders (written before they were stored
+    relative) was written, when its method folder has moved to `folder` since: the
+    parent of a stage folder it names that is now a sub-folder of `folder`; else None."""
+    written = {os.path.dirname(held) for stage, held in stages.items()
+               if os.path.isabs(held) and os.path.basename(held) == stage
+               and os.path.isdir(os.path.join(folder, stage))}
+    return written.pop() if len(written) == 1 and folder not in written else None
+
+
+def _moved(held, moved_from, folder):
+    """An absolute stage folder of an older method.json, moved with the method folder:
+    the folders that were beside it (its table's rows) are looked for beside it now."""
+    if moved_from is None:
+        return held
+    table = os.path.dirname(moved_from)
+    if os.path.commonpath([held, table]) != table:
+        return held  # taken from outside the table: it did not move
+    return os.path.join(os.path.dirname(folder), os.path.relpath(held, table))

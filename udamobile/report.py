@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from data_pipelines.classes import colorize
+from udamobile import files
 from udamobile.paper_tables import PAPER_LABEL_SIZE
 
 
@@ -120,12 +121,29 @@ def prediction_panel(image, prediction, label):
     return np.concatenate([image, colorize(prediction), colorize(label)], axis=1)
 
 
-def write_prediction_panel(folder, dataset, index, prediction, label):
-    """Writes prediction_panel(...) of image `index` to `folder` as a PNG; returns its path."""
-    from PIL import Image
+class PredictionPanels:
+    """Writes one prediction panel per image to `folder`, never at the scores' cost.
 
-    os.makedirs(folder, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(dataset.describe(index)))[0]
-    path = os.path.join(folder, f"{index:05d}_{stem}.png")
-    Image.fromarray(prediction_panel(dataset.read_image(index), prediction, label)).save(path)
-    return path
+    Panels are optional output: a write that fails (a full disk, say) is
+    recorded, and no later panel is tried, so that evaluation still prints and
+    saves its scores; the caller reports `failure` after them.
+    """
+
+    def __init__(self, folder):
+        self.folder, self.written, self.failure = folder, 0, None
+
+    def write(self, dataset, index, prediction, label):
+        if self.failure:
+            return
+        from PIL import Image
+
+        stem = os.path.splitext(os.path.basename(dataset.describe(index)))[0]
+        path = os.path.join(self.folder, f"{index:05d}_{stem}.png")
+        try:
+            with files.atomic_output(path) as staging:
+                Image.fromarray(prediction_panel(dataset.read_image(index), prediction,
+                                                 label)).save(staging, format="PNG")
+            self.written += 1
+        except OSError as error:
+            self.failure = (f"writing prediction panels stopped after {self.written}: {error}; "
+                            "the scores above are complete")

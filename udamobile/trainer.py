@@ -39,6 +39,7 @@ from udamobile.model_adapters import KerasSegmenter, ModelIdentity
 from udamobile.progress import Progress
 from udamobile.stages import get_stage
 from udamobile.state import TrainingState, patch_shape
+from udamobile.summaries import Summaries
 
 
 class NonFiniteLossError(data_pipelines.UserError):
@@ -349,8 +350,7 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
     label_free = _LabelFree(cfg, bad_files) if best and _signal_splits(cfg) else None
     if best and cfg.run.label_free_images and not label_free:
         logging.info("No label-free signals: --target_root is not given")
-    writer = (checkpointing.summary_writer(os.path.join(workdir, "logs")) if chief
-              else tf.summary.create_noop_writer())
+    summaries = Summaries(os.path.join(workdir, "logs"), chief=chief)
 
     def stream_from(step):
         options = stage.stream_options(cfg, workdir, chief=chief, bad_files=bad_files,
@@ -389,15 +389,13 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
             scores["label_free"] = label_free(state.networks["segmenter"])
         files.write_json(os.path.join(workdir, "eval", f"{name}.json"), scores)
         best.offer(scores)
-        with writer.as_default():
-            tf.summary.scalar("eval/miou", scores["miou"], step=int(state.step))
-            for tag, value in signals.scalars(scores.get("label_free")).items():
-                tf.summary.scalar(tag, value, step=int(state.step))
+        summaries.scalars(int(state.step), {"eval/miou": scores["miou"],
+                                            **signals.scalars(scores.get("label_free"))})
         return scores
 
     try:
         skipped = 0
-        with _SignalFlag() as interrupt, writer.as_default(), \
+        with _SignalFlag() as interrupt, \
                 Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
             for step in range(start, cfg.optim.steps):
                 if step in restarts:
@@ -422,17 +420,14 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
                 progress.update(**{k.split("/")[-1]: v for k, v in values.items()
                                    if k in stage.progress_metrics})
                 if done % cfg.run.log_every == 0 or done == cfg.optim.steps:
-                    for name, value in values.items():
-                        tf.summary.scalar(name, value, step=done)
-                    for name, rate in state.learning_rates().items():
-                        tf.summary.scalar(f"learning_rate/{name}", rate, step=done)
-                    tf.summary.scalar("step_seconds", seconds, step=done)
-                    tf.summary.scalar("skipped_steps", skipped, step=done)
-                    tf.summary.scalar("data/bad_files", len(bad_files), step=done)
-                if chief and done % cfg.run.image_every == 0:
-                    for name, image in stage.summary_images(
-                            state, first_replica(batch, strategy)).items():
-                        tf.summary.image(name, image, step=done)
+                    summaries.scalars(done, {
+                        **values, "step_seconds": seconds, "skipped_steps": skipped,
+                        "data/bad_files": len(bad_files),
+                        **{f"learning_rate/{name}": rate
+                           for name, rate in state.learning_rates().items()}})
+                if summaries.active and done % cfg.run.image_every == 0:
+                    summaries.images(done, stage.summary_images(
+                        state, first_replica(batch, strategy)))
                 if done % cfg.run.checkpoint_every == 0:
                     save()
                 if (best and cfg.run.eval_every and done % cfg.run.eval_every == 0
@@ -458,6 +453,7 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
         # An iterator still alive at interpreter shutdown can abort or hang the
         # process (data_pipelines.pipelines); the error's traceback would keep it.
         del stream
+        summaries.close()
 
 
 def _next_batch(stream, bad_files):

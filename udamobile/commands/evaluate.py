@@ -54,6 +54,11 @@ def main(argv):
     print(table)
     if evaluation.write_results(results):
         print(f"results written to {results['results_path']}")
+    panels = results.get("prediction_panels")
+    if panels and panels["failure"]:
+        raise evaluation.EvaluationError(f"{panels['folder']}: {panels['failure']}")
+    if panels:
+        print(f"{panels['written']} prediction panels written to {panels['folder']}")
 
 
 def run():
