@@ -18,8 +18,9 @@ import numpy as np
 from absl import app, flags
 
 from common import machine, write_full_size_gta5
-from udamobile import config as config_lib, trainer
+from udamobile import config as config_lib
 from udamobile.stages import get_stage
+from udamobile.stages.base import RunContext
 from udamobile.state import TrainingState
 
 FLAGS = flags.FLAGS
@@ -36,7 +37,9 @@ def time_steps(cfg, steps):
     stage = get_stage(cfg.stage)
     state = TrainingState(cfg, stage)
     step = stage.make_step(state, cfg, frozenset(u.name for u in stage.updates))
-    stream = iter(trainer.make_training_stream(cfg))
+    with tempfile.TemporaryDirectory() as workdir:  # what a stage keeps (colour statistics)
+        context = RunContext(workdir=workdir, chief=True, bad_files=None, state=state)
+        stream = iter(stage.build_inputs(cfg, 0, context))
     step(next(stream))  # tracing
     waiting, computing = [], []
     for _ in range(steps):

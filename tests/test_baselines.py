@@ -10,8 +10,10 @@ import tensorflow as tf
 import data_pipelines
 from data_pipelines import colour, validation
 from data_pipelines.base import Dataset, DatasetError
-from udamobile import experiments, methods, report, segmenter as segmenter_lib, signals, trainer
+from udamobile import (experiments, inputs, methods, report, segmenter as segmenter_lib, signals,
+                       trainer)
 from udamobile.stages import baselines, get_stage
+from udamobile.stages.base import RunContext
 from udamobile.state import TrainingState
 
 
@@ -74,17 +76,17 @@ def test_the_average_statistics_leave_a_bad_file_out_or_raise_without_a_registry
 def test_the_colour_transfer_stage_trains_on_source_images_in_the_targets_colours(
         tiny_config, tmp_path):
     cfg = tiny_config("colour_transfer", steps=1, allow_random_start=True)
-    assert [d[0] for d in trainer.datasets_used(cfg)] == ["demo_source", "demo_target",
-                                                          "demo_source"]
     stage = get_stage("colour_transfer")
-    options = stage.stream_options(cfg, str(tmp_path), chief=True)
+    assert [d[0] for d in inputs.datasets_used(cfg, stage)] == ["demo_source", "demo_target",
+                                                          "demo_source"]
+    statistics = baselines.target_colour_statistics(cfg, str(tmp_path), chief=True)
     kept = json.loads((tmp_path / baselines.COLOUR_STATISTICS_FILE).read_text())
     assert kept["images"] == baselines.COLOUR_STATISTICS_IMAGES
     assert kept["dataset"] == "demo_target/train"
     # The stream's whole images carry the target's statistics, not the source's.
     source = data_pipelines.open_dataset("demo_source", None, "train")
     image = data_pipelines.normalize_image(source.read_image(0))
-    matched_mean, _ = colour.lab_statistics(options["image_transform"](image))
+    matched_mean, _ = colour.lab_statistics(baselines.matched_to(statistics)(image))
     own_mean, _ = colour.lab_statistics(image)
     target_mean = np.array(kept["mean"])
     assert (np.abs(matched_mean - target_mean).max()
@@ -92,9 +94,11 @@ def test_the_colour_transfer_stage_trains_on_source_images_in_the_targets_colour
     # Computed once: a resumed run reads the kept file.
     (tmp_path / baselines.COLOUR_STATISTICS_FILE).write_text(json.dumps(
         {**kept, "mean": [50.0, 0.0, 0.0]}))
-    again = stage.stream_options(cfg, str(tmp_path), chief=True)["image_transform"](image)
+    again = baselines.matched_to(baselines.target_colour_statistics(
+        cfg, str(tmp_path), chief=True))(image)
     assert float(colour.lab_statistics(again)[0][0]) == pytest.approx(50.0, abs=1.0)
-    batch = next(iter(trainer.make_training_stream(cfg, **options)))
+    context = RunContext(workdir=str(tmp_path), chief=True, bad_files=None, state=None)
+    batch = next(iter(stage.build_inputs(cfg, 0, context)))
     assert batch["image"].shape == (2, 32, 32, 3) and batch["label"].shape == (2, 32, 32)
 
 
@@ -143,9 +147,9 @@ def _scores(miou):
 def test_each_row_shows_the_fraction_of_the_source_only_to_oracle_gap_it_closes():
     scores = {"source_only": _scores(0.2), "adabn": _scores(0.25), "full": _scores(0.4),
               "oracle": _scores(0.6)}
-    assert report.gap_fractions(scores) == pytest.approx(
+    assert report.gap_fractions(scores, "source_only", "oracle") == pytest.approx(
         {"source_only": 0.0, "adabn": 0.125, "full": 0.5, "oracle": 1.0})
-    assert report.gap_fractions({"full": _scores(0.4)}) == {}
+    assert report.gap_fractions({"full": _scores(0.4)}, "source_only", "oracle") == {}
     assert report.gap_closed(0.3, 0.5, 0.4) is None  # no gap to close
     text, rows = experiments.comparison(experiments.get_table(4), scores)
     assert "gap closed" in text and "(paper)" not in text
@@ -191,4 +195,5 @@ def test_each_evaluation_writes_the_label_free_signals_and_needs_no_target_root(
     assert saved["label_free"] == label_free
     # A file target without its folder: the stage still runs, without the signals.
     no_root = tiny_config("source_only", steps=1, eval_max_images=1, target="cityscapes")
-    assert [d[0] for d in trainer.datasets_used(no_root)] == ["demo_source", "demo_source"]
+    assert [d[0] for d in inputs.datasets_used(no_root, get_stage("source_only"))] == [
+        "demo_source", "demo_source"]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from data_pipelines.base import UsageError
-from udamobile import config as config_lib, config_flags, methods
+from udamobile import config as config_lib, config_flags, inputs, methods
 from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES
 
 
@@ -173,7 +173,6 @@ def test_overrides_survive_the_round_trip_through_flags():
 
 
 def test_demo_city_is_a_target_scored_on_its_val_split():
-    from udamobile import method_runner
     cfg = config_lib.override(config_lib.get_config("demo", "adaptation"), target="demo_city")
     config_lib.validate(cfg)
-    assert method_runner.target_test_split(cfg) == ("demo_city", None, "val")
+    assert inputs.test_split(cfg) == ("demo_city", None, "val")

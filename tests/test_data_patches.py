@@ -7,7 +7,7 @@ import data_pipelines
 import dataset_files
 from data_pipelines import classes, demo
 from udamobile import config as config_lib
-from udamobile.state import patch_shape
+from udamobile.inputs import patch_shape
 
 TRAIN_ID = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
 VALID_LABELS = set(range(classes.NUM_CLASSES)) | {classes.IGNORE_LABEL}

@@ -14,7 +14,7 @@ import tensorflow as tf
 import data_pipelines
 import dataset_files
 from data_pipelines.classes import IGNORE_LABEL
-from udamobile import checkpointing, config as config_lib, method_runner, methods, trainer
+from udamobile import checkpointing, config as config_lib, method_runner, methods, restore, trainer
 from udamobile import pseudo_labels
 from udamobile.pseudo_labels import CONFIDENCE_LEVELS
 from udamobile.stages import get_stage
@@ -234,16 +234,16 @@ def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
         domains, adapted, tmp_path, monkeypatch, eagerly):
     cfg = _config(domains)  # 4 steps, rounds starting at steps 0 and 2
     workdir = str(tmp_path / "self_training")
-    next_batch = trainer._next_batch
+    next_batch = trainer.StageRun.next_batch
 
-    def stopped_at_step_1(stream, bad_files):  # SIGTERM while the first step runs
+    def stopped_at_step_1(run):  # SIGTERM while the first step runs
         os.kill(os.getpid(), signal.SIGTERM)
-        return next_batch(stream, bad_files)
+        return next_batch(run)
 
-    monkeypatch.setattr(trainer, "_next_batch", stopped_at_step_1)
+    monkeypatch.setattr(trainer.StageRun, "next_batch", stopped_at_step_1)
     with pytest.raises(trainer.Interrupted, match="at step 1"):
         trainer.train(cfg, workdir, sources=adapted)
-    monkeypatch.setattr(trainer, "_next_batch", next_batch)
+    monkeypatch.setattr(trainer.StageRun, "next_batch", next_batch)
     assert os.listdir(os.path.dirname(round_folder(workdir, 0))) == ["round_0"]
     round_0 = _round_files(workdir, 0)
     record = pseudo_labels.read_round(round_folder(workdir, 0))
@@ -267,7 +267,7 @@ def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
 
 
 def test_a_self_training_stage_needs_an_adapted_segmenter(domains, tmp_path):
-    with pytest.raises(trainer.StartError, match="needs a trained segmenter"):
+    with pytest.raises(restore.StartError, match="needs a trained segmenter"):
         trainer.train(_config(domains, allow_random_start=True), str(tmp_path / "random"),
                       sources={})
     dirs = {stage: methods.stage_dir(str(tmp_path), stage)

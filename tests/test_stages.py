@@ -6,7 +6,9 @@ import tensorflow as tf
 
 from udamobile import config as config_lib, losses
 from udamobile.stages import REGISTRY, get_stage
-from udamobile.state import TrainingState, learning_rate, patch_shape, polynomial_decay
+from udamobile.inputs import patch_shape
+from udamobile.stages.updates import SEGMENTER, polynomial_decay
+from udamobile.state import TrainingState
 
 
 def _weights(model):
@@ -35,13 +37,10 @@ def batch_for(stage, cfg, nan=False):
     labels = rng.integers(0, 19, (b, h, w)).astype(np.int32)
     labels[:, :4] = 255  # some ignored pixels, as every dataset has
     labels = tf.constant(labels)
-    if stage.reads in ("unpaired", "pseudo_labelled"):
-        batch = {"source_image": tf.constant(images[0]), "source_label": labels,
-                 "target_image": tf.constant(images[1])}
-        if stage.reads == "pseudo_labelled":
-            batch["target_label"] = tf.reverse(labels, [1])
-        return batch
-    return {"image": tf.constant(images[0]), "label": labels}
+    values = {"image": images[0], "label": labels, "source_image": images[0],
+              "source_label": labels, "target_image": images[1],
+              "target_label": tf.reverse(labels, [1])}
+    return {key: tf.constant(values[key]) for key in stage.batch_keys}
 
 
 def _updated_networks(stage, active):
@@ -207,13 +206,13 @@ def test_segmenter_learning_rate_schedules():
 def test_paper_presets_train_the_segmenter_from_its_initial_rate(preset):
     cfg = config_lib.get_config(preset, "adaptation")
     stage = get_stage("adaptation")
-    start = stage.segmenter_start_step(cfg)
+    start = stage.update_starts(cfg)["segmenter"][0]
     assert start == cfg.optim.segmenter_frozen_steps == 20_000
-    first = learning_rate("segmenter", cfg, tf.constant(start), start)
+    first = SEGMENTER.learning_rate(cfg, tf.constant(start), start)
     assert float(first) == pytest.approx(cfg.optim.segmenter_lr)
     assert "segmenter" in stage.active_updates(start, cfg)
     assert "segmenter" not in stage.active_updates(start - 1, cfg)
-    assert float(learning_rate("segmenter", cfg, tf.constant(cfg.optim.steps), start)) == 0.0
+    assert float(SEGMENTER.learning_rate(cfg, tf.constant(cfg.optim.steps), start)) == 0.0
 
 
 def test_the_optimizer_reads_the_schedule_of_its_stage(tiny_config):

@@ -16,7 +16,7 @@ import tensorflow as tf
 from conftest import TINY
 from data_pipelines.base import UsageError
 from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
-from udamobile import checkpointing, method_runner, methods, model_adapters, trainer
+from udamobile import checkpointing, inputs, method_runner, methods, model_adapters, restore, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -52,8 +52,8 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
         assert final["dataset"]["name"] == "demo_source" and final["dataset"]["split"] == "heldout"
     for stage in ("source_only", "adaptation", "oracle"):
         assert scores[stage]["dataset"] == {"name": "demo_target", "split": "val", "num_images": 200}
-    assert json.loads((tmp_path / "full" / "method.json").read_text())["stages"]["oracle"] == str(
-        tmp_path / "full" / "oracle")
+    assert methods.read_method_file(str(tmp_path / "full" / "method.json"))["stages"][
+        "oracle"] == str(tmp_path / "full" / "oracle")
     results = json.loads((tmp_path / "full" / "results.json").read_text())
     assert results["adaptation"]["miou"] == pytest.approx(scores["adaptation"]["miou"])
     assert results["oracle"]["miou"] == pytest.approx(scores["oracle"]["miou"])
@@ -85,12 +85,12 @@ def test_the_oracle_goes_beside_a_whole_run_of_another_method_only(tmp_path):
 def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, monkeypatch, eagerly):
     cfg = tiny_config("source_only")
 
-    def nan_stream(cfg, start_step=0, bad_files=None):
+    def nan_stream(cfg, split, start_step, bad_files):
         image = np.full((2, 32, 32, 3), np.nan, np.float32)
         label = np.zeros((2, 32, 32), np.int32)
         return tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat()
 
-    monkeypatch.setattr(trainer, "make_training_stream", nan_stream)
+    monkeypatch.setattr(inputs, "labelled_patches", nan_stream)
     with pytest.raises(trainer.NonFiniteLossError, match=r"step 0: non-finite loss/ce"):
         trainer.train(cfg, str(tmp_path))
     skipping = trainer.train(
@@ -124,7 +124,7 @@ def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_pat
 
 def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(
         tiny_config, tmp_path, eagerly):
-    with pytest.raises(trainer.StartError, match="--init_checkpoint, or --allow_random_start"):
+    with pytest.raises(restore.StartError, match="--init_checkpoint, or --allow_random_start"):
         trainer.train(tiny_config("adaptation"), str(tmp_path / "refused"))
     assert not (tmp_path / "refused" / "checkpoints").exists() or not os.listdir(
         tmp_path / "refused" / "checkpoints")
@@ -174,8 +174,8 @@ def test_cli_refuses_a_workdir_that_holds_another_method(tmp_path):
 
 def test_a_patch_larger_than_the_resized_image_is_named_with_the_upscaling():
     # 64x32 images at width 64: a 48-pixel patch needs rows 48, width 96.
-    assert trainer.upscaling_note((32, 64), 64, (48, 48)) == (
+    assert inputs.upscaling_note((32, 64), 64, (48, 48)) == (
         "a 48x48 patch does not fit a 64x32 image resized to width 64: it is resized to 96x48 "
         "instead, 1.5x wider, so that patches hold no padding")
-    assert trainer.upscaling_note((32, 64), 64, (32, 32)) is None
-    assert trainer.upscaling_note((1052, 1914), None, (600, 600)) is None
+    assert inputs.upscaling_note((32, 64), 64, (32, 32)) is None
+    assert inputs.upscaling_note((1052, 1914), None, (600, 600)) is None

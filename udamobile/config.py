@@ -5,14 +5,15 @@ stage (`source_only`, `translation`, `adaptation`, ...), the networks, data,
 optimizers, loss weights and bookkeeping. It is written to
 `<stage workdir>/config.json` and read back by evaluation and export.
 
-`get_config(preset, stage)` builds it in four layers, each a few edits
+`get_config(preset, stage)` builds it in layers, each a few edits
 (`config_layers`, which also say where each value came from):
 
 1. the field defaults below: the paper's adaptation stage (Sec. 4);
-2. `STAGE_RECIPES[stage]`: what every other stage changes (steps, batch, ...);
-3. the preset (`PRESETS`, udamobile/presets.py): its edits to every stage,
-   then to single stages;
-4. (in `udamobile.methods`) the method's edits, then the user's flags.
+2. the stage's recipe, declared by the stage (udamobile/stages/): what every
+   other stage changes (steps, batch, ...);
+3. each preset of the chain (`PRESETS`, udamobile/presets.py): its edits to
+   every stage, then the stage's own edits under the preset's name;
+4. (in `udamobile.methods`) the method's defining settings, then the flags.
 
 Each field carries its help text and its constraint, so `validate` needs no
 list of names. It is the one owner of these checks: the network builders
@@ -27,11 +28,10 @@ import typing
 from data_pipelines.base import UsageError
 from data_pipelines.classes import NUM_CLASSES
 from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
-from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS, STAGE_RECIPES
+from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS
+from udamobile.stages import STAGES, get_stage
+from udamobile.stages.adaptation import ADAPTATION
 
-STAGES = ("source_only", "oracle", "colour_transfer", "adabn", "translation",
-          "semantic_translation", "translated_source", "feature_alignment", "adaptation",
-          "self_training")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
@@ -278,7 +278,7 @@ class RunConfig:
 @dataclasses.dataclass(frozen=True)
 class Config:
     preset: str = "paper_gta5"
-    stage: str = "adaptation"
+    stage: str = ADAPTATION.name  # the stage whose settings the field defaults are
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
@@ -326,11 +326,12 @@ def config_layers(preset, stage):
         raise UsageError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     if stage not in STAGES:
         raise UsageError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    layers = [(f"stage recipe {stage}", STAGE_RECIPES[stage])]
+    declared = get_stage(stage)
+    layers = [(f"stage recipe {stage}", declared.recipe)]
     for name, layer in _preset_chain(preset):
         layers.append((f"preset {name}", layer.edits))
         # A stage's edit of a field wins over the same preset's edit for every stage.
-        layers.append((f"preset {name}, stage {stage}", layer.stage_edits.get(stage, {})))
+        layers.append((f"preset {name}, stage {stage}", declared.preset_edits.get(name, {})))
     return layers
 
 
@@ -344,7 +345,7 @@ def apply_layers(cfg, layers):
     return cfg, origins
 
 
-def get_config(preset="paper_gta5", stage="adaptation"):
+def get_config(preset=Config.preset, stage=Config.stage):
     """The config of `stage` in `preset`, before any method edit or flag."""
     return apply_layers(Config(preset=preset, stage=stage), config_layers(preset, stage))[0]
 
@@ -361,17 +362,7 @@ def validate(cfg):
         problem = check(value) if check else None
         if problem:
             raise UsageError(f"--{name}={value!r} {problem}")
-    optim = cfg.optim
-    if cfg.stage == "self_training":
-        if optim.pseudo_label_fraction_max < optim.pseudo_label_fraction:
-            raise UsageError(f"--pseudo_label_fraction_max={optim.pseudo_label_fraction_max} "
-                             f"is below --pseudo_label_fraction={optim.pseudo_label_fraction}")
-        if optim.self_training_rounds > optim.steps:
-            raise UsageError(f"--self_training_rounds={optim.self_training_rounds} is more "
-                             f"than --steps={optim.steps}: every round needs a step")
-        if cfg.run.strategy == "multi_worker_mirrored":
-            raise UsageError("--strategy=multi_worker_mirrored: the self_training stage labels "
-                             "the target on one machine; use default or mirrored")
+    get_stage(cfg.stage).validate(cfg)
     return cfg
 
 
@@ -401,23 +392,24 @@ def to_json(cfg):
     return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
 
 
-# Fields added since a config.json could be written: {field: (the value a
-# run that wrote none was trained with, the stages that read the field)}.
-# Other stages take today's default, so that an older finished stage still
-# matches its twin when a later stage starts from it.
-WRITTEN_BEFORE_THE_FIELD = {"adam_epsilon": (1e-7, STAGES),
-                            "pseudo_label_assignment": ("argmax", ("self_training",))}
+# Fields added since a config.json could be written: {field: the value a run that
+# wrote none was trained with}; a stage may declare others of its own
+# (`written_before_fields`). Other fields take today's default, so that an older
+# finished stage still matches its twin when a later stage starts from it.
+WRITTEN_BEFORE_THE_FIELD = {"adam_epsilon": 1e-7}
 
 
 def from_json(text):
     """Inverse of `to_json`; tuples come back as tuples. A field the text lacks
     (written before the field existed) takes `WRITTEN_BEFORE_THE_FIELD`'s value."""
     raw = json.loads(text)
-    stage = raw.get("stage", "adaptation")
-    values = {name: value for name, (value, readers) in WRITTEN_BEFORE_THE_FIELD.items()
-              if stage in readers and name not in raw.get(field_index()[name][0], {})}
+    stage = raw.get("stage", Config.stage)
+    older = {**WRITTEN_BEFORE_THE_FIELD,
+             **(get_stage(stage).written_before_fields if stage in STAGES else {})}
+    values = {name: value for name, value in older.items()
+              if name not in raw.get(field_index()[name][0], {})}
     for section in SECTIONS:
         for name, value in raw.get(section, {}).items():
             values[name] = tuple(value) if isinstance(value, list) else value
-    cfg = Config(preset=raw.get("preset", "paper_gta5"), stage=stage)
+    cfg = Config(preset=raw.get("preset", Config.preset), stage=stage)
     return override(cfg, **values)

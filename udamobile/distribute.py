@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 from data_pipelines import UserError
-from udamobile.config import STRATEGIES
 
 
 class StrategyError(UserError):
@@ -55,14 +54,12 @@ def make_strategy(name):
     (A process can set up multi-worker collectives only once, and both
     stages of `--stage=all` run in one process.)
     """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
         _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise StrategyError(f"--strategy={name!r} is not one of {STRATEGIES}")
+    # The config allows these three names only (config.STRATEGIES).
+    return {"default": tf.distribute.get_strategy,
+            "mirrored": tf.distribute.MirroredStrategy}[name]()
 
 
 def check_global_batch(batch_size, strategy, name):

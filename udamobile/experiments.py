@@ -88,7 +88,7 @@ TABLES = {
              ("source_only", "colour_transfer", "adabn", "cyclegan", "full", "full_self_training",
               "oracle")),
 }
-SHARED_ROW = "source_only"  # its stage starts every other row but the oracle
+SHARED_ROW = methods.SOURCE_ONLY  # its stage starts every other row but the oracle
 EXTENDS = {"full_self_training": "full"}  # row: the row whose stages it begins with
 
 
@@ -272,7 +272,7 @@ def comparison(table, scores):
     for the rows in `scores`; with the gap each row closes when it can be measured."""
     paper = paper_tables.PAPER_TABLES[table.paper] if table.paper else None
     class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
-    gaps = report.gap_fractions(scores)
+    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY, methods.ORACLE)
     columns, rows = {}, {}
     for row, result in scores.items():
         title = TITLES[row]

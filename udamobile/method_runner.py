@@ -32,34 +32,27 @@ from data_pipelines.base import UsageError
 from data_pipelines.images import to_pixels, to_unit_range
 from export.artifacts import export_workdir
 from udamobile import (checkpointing, config as config_lib, distribute, evaluation, figures,
-                       files, methods, model_adapters, networks, plan, report, trainer)
+                       files, inputs, methods, model_adapters, networks, plan, report, trainer)
 from udamobile.stages import get_stage
 
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
 MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
 FIGURE_EXAMPLES = 3
-ORACLE = "oracle"  # the stage `run(oracle=...)` adds beside a method's stages
-
-
-def target_test_split(cfg):
-    """(name, root, split) of the target's labelled val split (demo_target/val, cityscapes/val)."""
-    name = cfg.data.target
-    if name not in trainer.TEST_SPLITS:
-        raise data_pipelines.DatasetError(f"target {name} has no labelled val split to score on")
-    return name, cfg.data.target_root, trainer.TEST_SPLITS[name]
+ORACLE = methods.ORACLE  # the stage `run(oracle=...)` adds beside a method's stages
 
 
 def target_test_set(cfg):
     """The target's labelled val split, opened."""
-    return data_pipelines.open_dataset(*target_test_split(cfg))
+    return inputs.open_split(cfg, inputs.test_split(cfg))
 
 
 def data_of_run(configs, whole):
     """[(name, root, split)] the stages in `configs` read, and for a `whole` run the
     target's test split it is scored on; each once, in the order first read."""
-    used = [triple for cfg in configs.values() for triple in trainer.datasets_used(cfg)]
+    used = [split for cfg in configs.values()
+            for split in inputs.datasets_used(cfg, get_stage(cfg.stage))]
     if whole:
-        used.append(target_test_split(list(configs.values())[-1]))
+        used.append(inputs.test_split(list(configs.values())[-1]))
     return list(dict.fromkeys(used))
 
 
@@ -91,7 +84,7 @@ def results_table(scores):
         first, last = stages[0], stages[-1]
         text += (f"\ngain of {last} over {first}: "
                  f"{100 * (scores[last]['miou'] - scores[first]['miou']):+.1f} mIoU")
-    gaps = report.gap_fractions(scores)
+    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY, ORACLE)
     if gaps:
         text += ("\nshare of the source-only -> oracle gap closed: "
                  + ", ".join(f"{stage} {report.gap_percent(gaps[stage])}" for stage in stages))
@@ -223,7 +216,7 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
     announce_full_check(configs, whole)
     if whole:  # scored on at the end: a bad file there should not wait for it
         last = configs[stages[-1]]
-        trainer.check_data(last, [target_test_split(last)])
+        inputs.check_data(last, [inputs.test_split(last)])
     os.makedirs(workdir, exist_ok=True)
     files.write_json(os.path.join(workdir, methods.METHOD_FILE),
                      methods.method_record(method, workdir, dirs))

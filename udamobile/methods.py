@@ -17,6 +17,9 @@
     full_self_training
                  source_only, adaptation, self_training (CBST's class-balanced
                  pseudo-labels on the adapted segmenter; beyond the paper)
+    any other stage's name
+                 that stage alone (`translation`: a CycleGAN translator); a stage
+                 that adapts a segmenter starts it from --init_checkpoint
 
 A method's work directory holds one sub-folder per stage, named after it,
 plus `method.json`. A stage builds the networks its stage object declares
@@ -24,7 +27,7 @@ and restores each network it takes from an earlier stage (`Stage.restores`)
 from the latest earlier stage of the method that built it; only the first
 stage is initialized by `--init_checkpoint`.
 
-A method's `stage_edits` are its defining settings: what makes the row the
+A method's `defining_settings` ({stage: edits}) are what makes the row the
 row (full_no_sem's lambda_sem=0, CyCADA's lambda_feat=0.1). Settings apply
 in the order field defaults, stage recipe, preset, method, flags; a flag
 that contradicts a defining setting is a usage error naming both values,
@@ -49,7 +52,7 @@ from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES
 class Method:
     doc: str
     stages: tuple
-    stage_edits: dict = dataclasses.field(default_factory=dict)
+    defining_settings: dict = dataclasses.field(default_factory=dict)
 
 
 def _ablation(**edits):
@@ -58,7 +61,7 @@ def _ablation(**edits):
     (and the table runner shares it)."""
     off = " and ".join(f"{name}=0" for name in edits)
     return Method(f"The paper's framework with {off} (an ablation of Table 3).",
-                  ("source_only", "adaptation"), stage_edits={"adaptation": edits})
+                  ("source_only", "adaptation"), defining_settings={"adaptation": edits})
 
 
 METHODS = {
@@ -79,7 +82,7 @@ METHODS = {
         "trains its CycleGAN baseline, with the cited CycleGAN's cycle weight (10 per "
         "direction) and 70x70 PatchGAN discriminators.",
         ("source_only", "translation", "translated_source"),
-        stage_edits={"translation": dict(
+        defining_settings={"translation": dict(
                          whole_images=True, lambda_cycle=10.0,
                          discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["patchgan70"]),
                      "translated_source": dict(whole_images=True)}),
@@ -89,7 +92,7 @@ METHODS = {
         "translated source, then feature-level adversarial alignment of its encoder "
         "(CyCADA's weight 0.1), task loss kept.",
         ("source_only", "semantic_translation", "translated_source", "feature_alignment"),
-        stage_edits={"semantic_translation": dict(lambda_sem=1.0, lambda_cycle=10.0),
+        defining_settings={"semantic_translation": dict(lambda_sem=1.0, lambda_cycle=10.0),
                      "feature_alignment": dict(lambda_feat=0.1)}),
     "full": Method("The paper's framework, all networks trained together (Eq. 9).",
                    ("source_only", "adaptation")),
@@ -101,6 +104,13 @@ METHODS = {
         "adapted segmenter's class-balanced pseudo-labels of the target (CBST, Zou et al. "
         "2018) beside the translated source.", ("source_only", "adaptation", "self_training")),
 }
+# Every other stage is a method of its own, which runs it alone.
+METHODS.update({stage: Method(f"The {stage} stage alone (udamobile/stages/); a stage that "
+                              "adapts a segmenter starts it from --init_checkpoint.", (stage,))
+                for stage in config_lib.STAGES if stage not in METHODS})
+# The rows the share of the gap each result closes is measured between (each the
+# method, and the stage, of its name).
+SOURCE_ONLY, ORACLE = "source_only", "oracle"
 METHOD_FILE = "method.json"
 
 
@@ -127,7 +137,7 @@ class Contradiction:
 def contradictions(method, stages, overrides):
     """[Contradiction] of the flags `overrides` against `method`'s defining settings
     on `stages`; a flag equal to the method's value is none."""
-    edits = get_method(method).stage_edits
+    edits = get_method(method).defining_settings
     return [Contradiction(method, stage, name, overrides[name], value)
             for stage in stages for name, value in edits.get(stage, {}).items()
             if name in overrides and overrides[name] != value]
@@ -136,7 +146,7 @@ def contradictions(method, stages, overrides):
 def stage_layers(preset, method, stage, overrides, *, keep_method_settings=False):
     """The config layers of `stage` of `method` (`config.config_layers`), then the
     method's edits, then the flags `overrides` (less those its edits keep)."""
-    edits = get_method(method).stage_edits.get(stage, {})
+    edits = get_method(method).defining_settings.get(stage, {})
     if keep_method_settings:
         overrides = {k: v for k, v in overrides.items() if k not in edits}
     return [*config_lib.config_layers(preset, stage), (f"method {method}", edits),

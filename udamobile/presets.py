@@ -1,9 +1,11 @@
-"""The starting points of every config: each stage's recipe, the presets, the strides table.
+"""The presets, the starting points of every config, and the discriminators' strides.
 
 `config.get_config(preset, stage)` applies, over the field defaults (the
-paper's adaptation stage), `STAGE_RECIPES[stage]`, then the preset's edits
-(its base preset's first). Each preset's docstring says the command that
-runs it, its cost on a named machine and its expected or measured result.
+paper's adaptation stage), the stage's recipe, then each preset of the
+chain (its base preset's first): its edits to every stage, then its edits
+to that stage, which the stage declares (`preset_edits`, udamobile/stages/).
+Each preset's docstring says the command that runs it, its cost on a named
+machine and its expected or measured result.
 """
 import dataclasses
 import typing
@@ -22,56 +24,18 @@ IMAGE_DISCRIMINATOR_STRIDES = {
 }
 FEATURE_DISCRIMINATOR_STRIDES = (1, 1, 1, 1, 1)
 
-_SUPERVISED = dict(
-    # Paper: 90K steps at batch 5; its LR is not stated, the authors' train_S.py uses 1e-4.
-    steps=90_000, batch_size=5, segmenter_lr=1e-4)
-_TRANSLATION = dict(
-    # CycleGAN (Zhu et al. 2017): constant LR for the first half, then linear decay
-    # to 0; the step budget is the paper's adaptation stage's. The loss weights of
-    # the CycleGAN and CyCADA rows define those rows (udamobile/methods.py).
-    steps=80_000, batch_size=1, gan_lr_decay_start=40_000)
-
-STAGE_RECIPES = {
-    "source_only": _SUPERVISED,
-    "oracle": _SUPERVISED,
-    # Fine-tuned on colour-matched source images with the source-only recipe,
-    # as translated_source is on G_ST's translations.
-    "colour_transfer": _SUPERVISED,
-    # Three passes over Cityscapes train (2,975 images) at batch 5.
-    "adabn": dict(steps=1785, batch_size=5),
-    # The segmenter trained on G_ST(x_S) with the source-only recipe (as CyCADA
-    # trains its task model on translated images like on source images).
-    "translated_source": _SUPERVISED,
-    "translation": _TRANSLATION,
-    "semantic_translation": _TRANSLATION,
-    # CyCADA's feature stage: batch 1, the paper's adaptation LRs; the step
-    # budget is the paper's adaptation stage's.
-    "feature_alignment": dict(steps=80_000, batch_size=1),
-    "adaptation": {},
-    # Three rounds of 10,000 steps on a source and a target patch (our choice;
-    # CBST trains a few epochs per round), at the adaptation stage's LR.
-    "self_training": dict(steps=30_000, batch_size=2),
-}
-
-
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A starting point: edits to every stage, then to single stages, over a base preset."""
+    """A starting point: edits to every stage over a base preset (each stage declares
+    its own edits under the preset's name)."""
     doc: str
     base: typing.Optional[str] = None
     edits: dict = dataclasses.field(default_factory=dict)
-    stage_edits: dict = dataclasses.field(default_factory=dict)
 
 
 _AUTHORS_CODE = dict(
     patch_size=800, lambda_cycle=10.0, real_label=0.9, generator_output="linear",
     discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["authors_code"])
-_AUTHORS_CODE_STAGES = {
-    "adaptation": dict(feature_adaptation_start=20_000),
-    "source_only": dict(last_layers_gradient_multiplier=10.0),
-}
-_DEMO_SUPERVISED = dict(steps=1500, batch_size=8, segmenter_lr=1e-3)
-_DEMO_TRANSLATION = dict(steps=1500, batch_size=2, gan_lr_decay_start=750)
 
 PRESETS = {
     "paper_gta5": Preset(
@@ -83,25 +47,18 @@ PRESETS = {
         "SYNTHIA -> Cityscapes with the values the paper states; 16-class mIoU. "
         "`python -m udamobile.experiments --table=2 --preset=paper_synthia ...`; paper: "
         "32.6 mIoU (full), 18.2 source only. Needs a GPU, as paper_gta5.",
-        base="paper_gta5", edits=dict(source="synthia", resize_width=1280),
-        # The paper's SYNTHIA LR, in every stage that starts from the source-only one:
-        # self-training trains at the adaptation stage's LR in every preset.
-        stage_edits={stage: dict(segmenter_lr=5e-6)
-                     for stage in ("adaptation", "feature_alignment", "self_training")}),
+        base="paper_gta5", edits=dict(source="synthia", resize_width=1280)),
     "authors_code_gta5": Preset(
         "GTA5 -> Cityscapes with the defaults of the authors' TF1 train_S.py / train_DA.py "
         "where they differ from the paper (docs/paper.md). `python train.py "
         "--preset=authors_code_gta5 --method=full ...`; expected near the paper's 41.1 "
         "(not measured here: it needs a GPU, as paper_gta5).",
-        base="paper_gta5", edits=_AUTHORS_CODE,
-        stage_edits={**_AUTHORS_CODE_STAGES,
-                     "source_only": {**_AUTHORS_CODE_STAGES["source_only"],
-                                     "resize_width": 1914}}),  # train_S.py keeps GTA5's width
+        base="paper_gta5", edits=_AUTHORS_CODE),
     "authors_code_synthia": Preset(
         "SYNTHIA -> Cityscapes with the authors' code defaults. `python train.py "
         "--preset=authors_code_synthia --method=full ...`; expected near the paper's 32.6 "
         "(not measured here: it needs a GPU).",
-        base="paper_synthia", edits=_AUTHORS_CODE, stage_edits=_AUTHORS_CODE_STAGES),
+        base="paper_synthia", edits=_AUTHORS_CODE),
     "demo": Preset(
         "The built-in demo domains with narrow networks and 1500 steps per stage, on 64x64 "
         "patches; the adaptation and self-training stages train on 128x128 ones (batch 1 "
@@ -122,30 +79,5 @@ PRESETS = {
             eval_max_images=100,
             # Keras's Adam epsilon, which every demo figure (Table 4) was measured with;
             # the paper presets run TF1's 1e-8.
-            adam_epsilon=1e-7),
-        stage_edits={
-            "source_only": _DEMO_SUPERVISED, "oracle": _DEMO_SUPERVISED,
-            "translated_source": _DEMO_SUPERVISED, "colour_transfer": _DEMO_SUPERVISED,
-            # Three passes over demo_target train (2,000 images).
-            "adabn": dict(steps=750, batch_size=8),
-            "translation": _DEMO_TRANSLATION, "semantic_translation": _DEMO_TRANSLATION,
-            "feature_alignment": dict(steps=1500, batch_size=2, segmenter_lr=1e-4),
-            # Patches of half the image at batch 1 (the paper's batch): on 64x64 ones the
-            # translators lost the sky, painting it as facades (docs/demo_study.md). The
-            # segmenter trains at the source-only stage's LR: 1200 steps at the paper's
-            # tenth of it left it near the source-only one.
-            # The paper's image discriminators (five stride-2 convs, 94-pixel fields): with
-            # the demo's (46 pixels) the translators could swap two classes' colours,
-            # which the target's colour change makes as plausible as the right mapping;
-            # at widths 128, seed 1: 36.9 -> 58.8 mIoU, car 0.4 -> 86.7 (docs/demo_study.md).
-            "adaptation": dict(steps=1500, batch_size=1, patch_size=128, segmenter_lr=1e-3,
-                               segmenter_frozen_steps=300, feature_adaptation_start=0,
-                               discriminator_strides=IMAGE_DISCRIMINATOR_STRIDES["paper"]),
-            # On the adaptation stage's patches: on 64x64 ones (G_ST, instance-normalized,
-            # was trained on 128x128) the self-trained segmenter lost half the cars.
-            # Source pixels weighed by their class's rarity (beyond CBST), over 1500 steps:
-            # CBST alone, 750 steps, left poles, signs and persons at 0 IoU at seeds 0 and
-            # 2, and added 1.8 and 0.6 mIoU there (docs/self_training.md).
-            "self_training": dict(steps=1500, batch_size=2, patch_size=128, segmenter_lr=1e-3,
-                                  class_weight_power=0.5)}),
+            adam_epsilon=1e-7)),
 }

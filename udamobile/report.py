@@ -64,12 +64,12 @@ def gap_closed(miou, source_only, oracle):
     return (miou - source_only) / (oracle - source_only)
 
 
-def gap_fractions(scores):
-    """{name: gap_closed} of every result in `scores` ({name: results}), when it holds
-    the "source_only" and "oracle" ones (a table's rows, or a method's stages)."""
-    if not {"source_only", "oracle"} <= set(scores):
+def gap_fractions(scores, lower, upper):
+    """{name: gap_closed} of every result in `scores` ({name: results}: a table's rows,
+    or a method's stages), when it holds the results named `lower` and `upper`."""
+    if not {lower, upper} <= set(scores):
         return {}
-    low, high = scores["source_only"]["miou"], scores["oracle"]["miou"]
+    low, high = scores[lower]["miou"], scores[upper]["miou"]
     return {name: gap_closed(result["miou"], low, high) for name, result in scores.items()}
 
 

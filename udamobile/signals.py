@@ -25,6 +25,7 @@ from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL
 from data_pipelines.images import normalize_image
 from data_pipelines.pipelines import resize_to_width
 from data_pipelines.validation import sample_indices
+from udamobile import inputs
 
 CONFIDENCE = 0.9
 SOURCE_LABEL_IMAGES = 100  # source labels sampled for the source's class shares
@@ -102,3 +103,21 @@ def scalars(signals):
     tags.update({f"label_free/predicted_share/{name}": value
                  for name, value in signals["predicted_share"].items()})
     return tags
+
+
+class LabelFree:
+    """The label-free signals of a stage's evaluations, on `splits` (the target's
+    train images, the source's train labels: `inputs.signal_splits`)."""
+
+    def __init__(self, cfg, splits, bad_files):
+        self.cfg, self.bad_files = cfg, bad_files
+        self.target, self.source = (inputs.open_split(cfg, split) for split in splits)
+        self.source_share = None  # read at the first evaluation, then kept
+
+    def __call__(self, segmenter):
+        if self.source_share is None:
+            self.source_share = label_shares(self.source, SOURCE_LABEL_IMAGES, self.bad_files)
+        return label_free_signals(
+            segmenter, self.target, count=self.cfg.run.label_free_images,
+            source_share=self.source_share, input_width=self.cfg.run.eval_input_width,
+            bad_files=self.bad_files)

@@ -5,46 +5,15 @@ networks it builds, one Adam optimizer per update (player), the image pools
 if it uses them, and the global step. Frozen networks are built with
 `trainable = False`, so no gradient is ever computed for them.
 
-Learning rates are functions of the step, so a resumed run continues its
-schedules:
-
-    update                  initial LR                 schedule
-    segmenter               segmenter_lr               polynomial (lr_power) to 0 at the last
-                                                       step, from the step M starts training
-    generators              gan_lr                     constant; linear to 0 from
-    discriminators          gan_lr                     gan_lr_decay_start if set (CycleGAN)
-    feature_discriminators  feature_discriminator_lr   constant
+Each optimizer's settings and learning-rate schedule come with its update
+(`udamobile.stages.updates`).
 """
 import keras
 import tensorflow as tf
 
 from udamobile import distribute, networks
 from udamobile.image_pool import ImagePool
-
-
-def polynomial_decay(step, *, initial, total_steps, power, start=0):
-    """initial * (1 - t)^power with t = (step - start) / (total - start) in [0, 1].
-
-    Constant before `start`; reaches 0 at `total_steps`.
-    """
-    step = tf.cast(step, tf.float32)
-    span = tf.maximum(float(total_steps - start), 1.0)
-    progress = tf.clip_by_value((step - start) / span, 0.0, 1.0)
-    return initial * tf.pow(1.0 - progress, power)
-
-
-def learning_rate(update, cfg, step, segmenter_start=0):
-    """The learning rate of `update` (a name) at `step` (a tensor), as the table above."""
-    optim = cfg.optim
-    if update == "segmenter":
-        return polynomial_decay(step, initial=optim.segmenter_lr, total_steps=optim.steps,
-                                power=optim.lr_power, start=segmenter_start)
-    if update == "feature_discriminators":
-        return tf.constant(optim.feature_discriminator_lr)
-    if optim.gan_lr_decay_start is None:
-        return tf.constant(optim.gan_lr)
-    return polynomial_decay(step, initial=optim.gan_lr, total_steps=optim.steps, power=1.0,
-                            start=optim.gan_lr_decay_start)
+from udamobile.inputs import patch_shape
 
 
 def regularized_kernels(model):
@@ -93,18 +62,20 @@ class TrainingState(tf.Module):
             for name in self.stage.networks}
         for name in self.stage.frozen:
             self.networks[name].trainable = False
-        segmenter_start = self.stage.segmenter_start_step(cfg)
+        starts = self.stage.update_starts(cfg)
         self.optimizers = {}
         for update in self.stage.updates:
-            beta_1 = cfg.optim.segmenter_beta1 if update.name == "segmenter" else cfg.optim.gan_beta1
-            rate = (lambda name: lambda: learning_rate(name, cfg, self.step, segmenter_start))(
-                update.name)
+            start = starts.get(update.name, (0, None))[0]
+            rate = (lambda update, start: lambda: update.learning_rate(cfg, self.step, start))(
+                update, start)
             self.optimizers[update.name] = distribute.optimizer_for(
-                keras.optimizers.Adam(learning_rate=rate, beta_1=beta_1,
+                keras.optimizers.Adam(learning_rate=rate,
+                                      beta_1=getattr(cfg.optim, update.beta_1),
                                       epsilon=cfg.optim.adam_epsilon),
                 cfg.run.mixed_precision)
-        trained = "segmenter" in self.networks and "segmenter" not in self.stage.frozen
-        self.regularized = regularized_kernels(self.networks["segmenter"]) if trained else []
+        self.regularized = [kernel for update in self.stage.updates if update.regularized
+                            for name in update.networks
+                            for kernel in regularized_kernels(self.networks[name])]
         # Keras optimizers create their slots on first use; building them here
         # keeps variable creation out of tf.function and lets a checkpoint
         # restore the slots before the first step.
@@ -132,8 +103,3 @@ class TrainingState(tf.Module):
     def learning_rates(self):
         return {name: optimizer.learning_rate for name, optimizer in self.optimizers.items()}
 
-
-def patch_shape(cfg):
-    """(height, width) of the training images: the patch, or the rescaled whole image."""
-    size = cfg.data.patch_size
-    return (size, 2 * size) if cfg.data.whole_images else (size, size)

@@ -106,7 +106,7 @@ def resolved_configs():
                                     keep_method_settings=keep)
     for contradiction in methods.contradictions(FLAGS.method, configs, overrides) if keep else ():
         print(f"not applied (--keep_method_settings): {contradiction}", flush=True)
-    oracle = (methods.stage_configs(FLAGS.preset, "oracle", overrides)["oracle"]
+    oracle = (methods.stage_configs(FLAGS.preset, methods.ORACLE, overrides)[methods.ORACLE]
               if FLAGS.oracle else None)
     return FLAGS.method, FLAGS.preset, configs, oracle, overrides
 

@@ -1,20 +1,33 @@
-"""The training stages, by name: one object each (see `base.Stage`).
+"""The training stages: one declaration each (`base.Stage`), in its module.
 
-Adding a stage: a module with its Stage object, and one entry here (and its
-name in `config.STAGES`, with its recipe in `config.STAGE_RECIPES`).
+Adding a stage: a module declaring its Stage object, and its line below
+("module.OBJECT", in the order the stages are listed to users). Everything
+else (the config's stage names and recipes, the flags, the methods' checks)
+is read from the declarations.
 """
-from udamobile.config import STAGES
-from udamobile.stages.base import Stage, Update
-from udamobile.stages.baselines import AdaBNStage, ColourTransferStage
-from udamobile.stages.cycle import ADAPTATION, SEMANTIC_TRANSLATION, TRANSLATION
-from udamobile.stages.feature_alignment import FEATURE_ALIGNMENT
-from udamobile.stages.self_training import SELF_TRAINING
-from udamobile.stages.supervised import ORACLE, SOURCE_ONLY, TRANSLATED_SOURCE
+import importlib
 
-REGISTRY = {stage.name: stage for stage in (
-    SOURCE_ONLY, ORACLE, ColourTransferStage(), AdaBNStage(), TRANSLATION, SEMANTIC_TRANSLATION,
-    TRANSLATED_SOURCE, FEATURE_ALIGNMENT, ADAPTATION, SELF_TRAINING)}
-assert tuple(REGISTRY) == STAGES, "config.STAGES must list the registered stages in order"
+DECLARATIONS = (
+    "supervised.SOURCE_ONLY",
+    "supervised.ORACLE",
+    "baselines.COLOUR_TRANSFER",
+    "baselines.ADABN",
+    "cycle.TRANSLATION",
+    "cycle.SEMANTIC_TRANSLATION",
+    "supervised.TRANSLATED_SOURCE",
+    "feature_alignment.FEATURE_ALIGNMENT",
+    "adaptation.ADAPTATION",
+    "self_training.SELF_TRAINING",
+)
+
+
+def _declared(line):
+    module, name = line.rsplit(".", 1)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+REGISTRY = {stage.name: stage for stage in map(_declared, DECLARATIONS)}
+STAGES = tuple(REGISTRY)
 
 
 def get_stage(name):
@@ -22,6 +35,3 @@ def get_stage(name):
     if name not in REGISTRY:
         raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(REGISTRY)}")
     return REGISTRY[name]
-
-
-__all__ = ["REGISTRY", "Stage", "Update", "get_stage"]

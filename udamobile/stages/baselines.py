@@ -33,13 +33,13 @@ patches make the passes over the target train split (the demo: 3 passes).
 """
 import os
 
-import tensorflow as tf
-
-import data_pipelines
-from data_pipelines import colour
-from udamobile import files, segmenter as segmenter_lib
+from udamobile import files, inputs
+from udamobile.deferred import deferred
 from udamobile.stages.base import Stage
 from udamobile.stages.supervised import SupervisedStage
+
+tf, colour, segmenter_lib = deferred("tensorflow", "data_pipelines.colour",
+                                     "udamobile.segmenter")
 
 COLOUR_STATISTICS_IMAGES = 500
 COLOUR_STATISTICS_FILE = "target_colour_statistics.json"
@@ -51,8 +51,7 @@ def target_colour_statistics(cfg, workdir, *, chief, bad_files=None):
     if os.path.isfile(path):
         return files.read_json(path, keys=("mean", "std"), remedy=(
             "remove it: the stage computes the statistics again from the target's images"))
-    target = data_pipelines.open_dataset(cfg.data.target, cfg.data.target_root, "train",
-                                         synthia_classes=cfg.data.synthia_classes)
+    target = inputs.open_split(cfg, inputs.target_train(cfg))
     statistics = colour.average_lab_statistics(target, COLOUR_STATISTICS_IMAGES, bad_files)
     statistics["dataset"] = f"{target.name}/{target.split}"
     if chief:
@@ -60,26 +59,46 @@ def target_colour_statistics(cfg, workdir, *, chief, bad_files=None):
     return statistics
 
 
+def matched_to(statistics):
+    """The image transform that moves an image's Lab statistics to `statistics`'."""
+    mean = tf.constant(statistics["mean"], tf.float32)
+    std = tf.constant(statistics["std"], tf.float32)
+    return lambda image: colour.match_colour_statistics(image, mean, std)
+
+
 class ColourTransferStage(SupervisedStage):
-    also_reads = ("target",)  # its train images give the colour statistics
+    """Fine-tuned on colour-matched source images with the source-only recipe, as
+    translated_source is on G_ST's translations."""
+    name = "colour_transfer"
+    restores = ("segmenter",)
 
-    def __init__(self):
-        super().__init__("colour_transfer", reads="source", translate=False)
-        self.restores = ("segmenter",)
+    def train_splits(self, cfg):
+        # The target's train images give the colour statistics.
+        return [inputs.source_train(cfg), inputs.target_train(cfg)]
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
-        statistics = target_colour_statistics(cfg, workdir, chief=chief, bad_files=bad_files)
-        mean = tf.constant(statistics["mean"], tf.float32)
-        std = tf.constant(statistics["std"], tf.float32)
-        return {"image_transform": lambda image: colour.match_colour_statistics(image, mean, std)}
+    def build_inputs(self, cfg, start_step, run):
+        statistics = target_colour_statistics(cfg, run.workdir, chief=run.chief,
+                                              bad_files=run.bad_files)
+        return inputs.labelled_patches(cfg, inputs.source_train(cfg), start_step, run.bad_files,
+                                       image_transform=matched_to(statistics))
 
 
 class AdaBNStage(Stage):
     name = "adabn"
-    reads = "target_images"
+    # Three passes over Cityscapes train (2,975 images) at batch 5; the demo's over
+    # demo_target train (2,000 images) at batch 8.
+    recipe = dict(steps=1785, batch_size=5)
+    preset_edits = {"demo": dict(steps=750, batch_size=8)}
     networks = ("segmenter",)
     restores = ("segmenter",)
     segmenter_batch_norm_trains = True
+    batch_keys = ("image",)
+
+    def train_splits(self, cfg):
+        return [inputs.target_train(cfg)]
+
+    def build_inputs(self, cfg, start_step, run):
+        return inputs.image_patches(cfg, inputs.target_train(cfg), start_step, run.bad_files)
 
     def make_step(self, state, cfg, active):
         """batch: {"image": [B, P, P, 3] in [-1, 1]}; updates only the moving statistics."""
@@ -107,3 +126,7 @@ class AdaBNStage(Stage):
             return {"finite": tf.constant(True)}
 
         return step
+
+
+COLOUR_TRANSFER = ColourTransferStage()
+ADABN = AdaBNStage()

@@ -17,24 +17,36 @@ generator side is weighted by lambda_feat (CyCADA: 0.1).
                                         + lambda_feat (D'_T(Me(x_T)) - real)^2 + L2
     feature_discriminators  D'_T        lambda_feat LSGAN: Me(G_ST(x_S)) real, Me(x_T) fake
 """
-import tensorflow as tf
+from udamobile import inputs
+from udamobile.deferred import deferred
+from udamobile.stages.base import Stage
+from udamobile.stages.updates import SEGMENTER, Update, feature_discriminator_rate
 
-from data_pipelines.images import to_pixels
-from udamobile import losses
-from udamobile.stages.base import Stage, Update, finish, prediction_image, replica_side
+tf, images, losses, steps = deferred("tensorflow", "data_pipelines.images", "udamobile.losses",
+                                     "udamobile.stages.steps")
 
-SEGMENTER = Update("segmenter", ("segmenter",))
-FEATURE_DISCRIMINATOR = Update("feature_discriminators", ("fd_t",))
+FEATURE_DISCRIMINATOR = Update("feature_discriminators", ("fd_t",), feature_discriminator_rate)
 
 
 class FeatureAlignmentStage(Stage):
     name = "feature_alignment"
-    reads = "unpaired"
+    # CyCADA's feature stage: batch 1, the paper's adaptation LRs; the step budget is
+    # the paper's adaptation stage's.
+    recipe = dict(steps=80_000, batch_size=1)
+    preset_edits = {"paper_synthia": dict(segmenter_lr=5e-6),  # the paper's SYNTHIA LR
+                    "demo": dict(steps=1500, batch_size=2, segmenter_lr=1e-4)}
     networks = ("segmenter", "g_st", "fd_t")
     restores = ("segmenter", "g_st")
     frozen = ("g_st",)
     updates = (SEGMENTER, FEATURE_DISCRIMINATOR)
+    batch_keys = ("source_image", "source_label", "target_image")
     progress_metrics = ("loss/task_ce", "loss/feature_adversarial")
+
+    def train_splits(self, cfg):
+        return [inputs.source_train(cfg), inputs.target_train(cfg)]
+
+    def build_inputs(self, cfg, start_step, run):
+        return inputs.unpaired_patches(cfg, start_step, run.bad_files)
 
     def update_starts(self, cfg):
         starts = {SEGMENTER.name: (0, None)}
@@ -74,17 +86,17 @@ class FeatureAlignmentStage(Stage):
 
         updates_1 = [SEGMENTER]
         updates_2 = [FEATURE_DISCRIMINATOR] if use_feat else []
-        first = replica_side(state, updates_1, segmenter_side, check_gradients=check_gradients)
-        second = replica_side(state, updates_2, discriminator_side,
+        first = steps.replica_side(state, updates_1, segmenter_side, check_gradients=check_gradients)
+        second = steps.replica_side(state, updates_2, discriminator_side,
                               check_gradients=check_gradients)
 
         @tf.function
         def step(batch):
             metrics, grads, finite, carried = state.strategy.run(first, args=(batch,))
             if not use_feat:
-                return finish(state, metrics, updates_1, grads, [finite])
+                return steps.finish(state, metrics, updates_1, grads, [finite])
             d_metrics, d_grads, d_finite, _ = state.strategy.run(second, args=(carried,))
-            return finish(state, {**metrics, **d_metrics}, updates_1 + updates_2,
+            return steps.finish(state, {**metrics, **d_metrics}, updates_1 + updates_2,
                           grads + d_grads, [finite, d_finite])
 
         return step
@@ -93,9 +105,9 @@ class FeatureAlignmentStage(Stage):
         translated = state.networks["g_st"](batch["source_image"][:1], training=False)
         target = batch["target_image"][:1]
         segmenter = state.networks["segmenter"]
-        return {"g_st(x_s)": to_pixels(translated), "x_t": to_pixels(target),
-                "prediction g_st(x_s)": prediction_image(segmenter, translated),
-                "prediction x_t": prediction_image(segmenter, target)}
+        return {"g_st(x_s)": images.to_pixels(translated), "x_t": images.to_pixels(target),
+                "prediction g_st(x_s)": steps.prediction_image(segmenter, translated),
+                "prediction x_t": steps.prediction_image(segmenter, target)}
 
 
 FEATURE_ALIGNMENT = FeatureAlignmentStage()

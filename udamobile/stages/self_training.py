@@ -39,22 +39,24 @@ import os
 
 from absl import logging
 
-import data_pipelines
-from data_pipelines.base import DatasetError
+from data_pipelines.base import DatasetError, UsageError
 from data_pipelines.classes import CLASS_NAMES
-from data_pipelines.images import to_pixels
-from udamobile import losses, pseudo_labels, signals
-from udamobile.state import patch_shape
-from udamobile.stages.base import Stage, colour_labels, one_sided_step, prediction_image
-from udamobile.stages.supervised import SEGMENTER
+from udamobile import inputs
+from udamobile.deferred import deferred
+from udamobile.stages.base import Stage
+from udamobile.stages.updates import SEGMENTER
+
+images, losses, pseudo_labels, signals, steps = deferred(
+    "data_pipelines.images", "udamobile.losses", "udamobile.pseudo_labels", "udamobile.signals",
+    "udamobile.stages.steps")
 
 PSEUDO_LABEL_DIR = "pseudo_labels"
 
 
 def round_starts(cfg):
     """The first step of each round: round r starts at r * steps // rounds."""
-    rounds, steps = cfg.optim.self_training_rounds, cfg.optim.steps
-    return tuple(r * steps // rounds for r in range(rounds))
+    rounds, total = cfg.optim.self_training_rounds, cfg.optim.steps
+    return tuple(r * total // rounds for r in range(rounds))
 
 
 def round_of(step, cfg):
@@ -72,62 +74,93 @@ def class_weights(cfg):
     power = cfg.loss.class_weight_power
     if power == 0:
         return None
-    data = cfg.data
-    source = data_pipelines.open_dataset(data.source, data.source_root, "train",
-                                         synthia_classes=data.synthia_classes)
+    source = inputs.open_split(cfg, inputs.source_train(cfg))
     weights = losses.class_balanced_weights(
         signals.label_shares(source, signals.SOURCE_LABEL_IMAGES), power)
     logging.info("class weights (--class_weight_power=%g, from %d %s labels): %s", power,
-                 min(signals.SOURCE_LABEL_IMAGES, len(source)), data.source,
+                 min(signals.SOURCE_LABEL_IMAGES, len(source)), cfg.data.source,
                  ", ".join(f"{name} {w:.2f}" for name, w in zip(CLASS_NAMES, weights)
                            if w != 1))
     return weights
 
 
+def label_round(cfg, segmenter, target, folder, round_index, bad_files):
+    """Labels every image of `target` for round `round_index` into `folder`."""
+    optim, data = cfg.optim, cfg.data
+    fraction = pseudo_labels.round_fraction(
+        round_index, initial=optim.pseudo_label_fraction, step=optim.pseudo_label_fraction_step,
+        maximum=optim.pseudo_label_fraction_max)
+    labeller = pseudo_labels.Labeller(segmenter, resize_width=data.resize_width,
+                                      patch_size=inputs.patch_shape(cfg),
+                                      whole_images=data.whole_images)
+    pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
+                              num_classes=cfg.model.num_classes,
+                              assignment=optim.pseudo_label_assignment, bad_files=bad_files,
+                              about={"round": round_index, "step": round_starts(cfg)[round_index]})
+
+
 class SelfTrainingStage(Stage):
     name = "self_training"
-    reads = "pseudo_labelled"
+    # Three rounds of 10,000 steps on a source and a target patch (our choice; CBST
+    # trains a few epochs per round), at the adaptation stage's LR.
+    recipe = dict(steps=30_000, batch_size=2)
+    preset_edits = {
+        "paper_synthia": dict(segmenter_lr=5e-6),  # the paper's SYNTHIA LR
+        # On the adaptation stage's patches: on 64x64 ones (G_ST, instance-normalized,
+        # was trained on 128x128) the self-trained segmenter lost half the cars.
+        # Source pixels weighed by their class's rarity (beyond CBST), over 1500 steps:
+        # CBST alone, 750 steps, left poles, signs and persons at 0 IoU at seeds 0 and
+        # 2, and added 1.8 and 0.6 mIoU there (docs/self_training.md).
+        "demo": dict(steps=1500, batch_size=2, patch_size=128, segmenter_lr=1e-3,
+                     class_weight_power=0.5)}
+    # Runs before the field existed labelled with the top class.
+    written_before_fields = {"pseudo_label_assignment": "argmax"}
     networks = ("segmenter", "g_st")
     restores = ("segmenter", "g_st")
     frozen = ("g_st",)
     needs_trained_segmenter = True  # labels from a random segmenter teach nothing
     updates = (SEGMENTER,)
     segmenter_batch_norm_trains = True
+    batch_keys = ("source_image", "source_label", "target_image", "target_label")
     progress_metrics = ("loss/source_ce", "loss/target_ce")
+
+    def validate(self, cfg):
+        optim = cfg.optim
+        if optim.pseudo_label_fraction_max < optim.pseudo_label_fraction:
+            raise UsageError(f"--pseudo_label_fraction_max={optim.pseudo_label_fraction_max} "
+                             f"is below --pseudo_label_fraction={optim.pseudo_label_fraction}")
+        if optim.self_training_rounds > optim.steps:
+            raise UsageError(f"--self_training_rounds={optim.self_training_rounds} is more "
+                             f"than --steps={optim.steps}: every round needs a step")
+        if cfg.run.strategy == "multi_worker_mirrored":
+            raise UsageError("--strategy=multi_worker_mirrored: the self_training stage labels "
+                             "the target on one machine; use default or mirrored")
+
+    def train_splits(self, cfg):
+        return [inputs.source_train(cfg), inputs.target_train(cfg)]
 
     def stream_starts(self, cfg):
         return round_starts(cfg)
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
-        """The round's pseudo-labelled target: read from its folder, or labelled now
-        (only at the round's first step: see the module docstring)."""
-        data = cfg.data
-        round_index = round_of(step, cfg)
+    def build_inputs(self, cfg, start_step, run):
+        """A translated source patch beside a target patch of the round's pseudo-labels,
+        read from the round's folder or labelled now (only at the round's first step:
+        see the module docstring)."""
+        round_index = round_of(start_step, cfg)
         start = round_starts(cfg)[round_index]
-        folder = round_folder(workdir, round_index)
-        target = data_pipelines.open_dataset(data.target, data.target_root, "train",
-                                             synthia_classes=data.synthia_classes)
-        record = pseudo_labels.read_round(folder)
-        if record is None:
-            if step != start:
+        folder = round_folder(run.workdir, round_index)
+        target = inputs.open_split(cfg, inputs.target_train(cfg))
+        if pseudo_labels.read_round(folder) is None:
+            if start_step != start:
                 raise DatasetError(
                     f"{folder}: the pseudo-labels of round {round_index} are missing, but the "
-                    f"run resumes at step {step}, after the round's start ({start}); they "
-                    "cannot be made again from the same weights. Restore the folder, or "
+                    f"run resumes at step {start_step}, after the round's start ({start}); "
+                    "they cannot be made again from the same weights. Restore the folder, or "
                     "remove the stage's work directory to run the stage again")
-            optim = cfg.optim
-            fraction = pseudo_labels.round_fraction(
-                round_index, initial=optim.pseudo_label_fraction,
-                step=optim.pseudo_label_fraction_step, maximum=optim.pseudo_label_fraction_max)
-            labeller = pseudo_labels.Labeller(
-                state.networks["segmenter"], resize_width=data.resize_width,
-                patch_size=patch_shape(cfg), whole_images=data.whole_images)
-            pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
-                                      num_classes=cfg.model.num_classes,
-                                      assignment=optim.pseudo_label_assignment,
-                                      bad_files=bad_files,
-                                      about={"round": round_index, "step": start})
-        return {"target": pseudo_labels.PseudoLabelled(target, folder)}
+            label_round(cfg, run.state.networks["segmenter"], target, folder, round_index,
+                        run.bad_files)
+        return inputs.unpaired_patches(cfg, start_step, run.bad_files,
+                                       pseudo_labelled=pseudo_labels.PseudoLabelled(target, folder))
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
@@ -148,13 +181,13 @@ class SelfTrainingStage(Stage):
                     {"loss/source_ce": source_ce, "loss/target_ce": target_ce, "loss/l2": l2},
                     {})
 
-        return one_sided_step(state, [SEGMENTER], compute, cfg)
+        return steps.one_sided_step(state, [SEGMENTER], compute, cfg)
 
     def summary_images(self, state, batch):
         image = batch["target_image"][:1]
-        return {"target_image": to_pixels(image),
-                "pseudo_label": colour_labels(batch["target_label"][:1]),
-                "prediction": prediction_image(state.networks["segmenter"], image)}
+        return {"target_image": images.to_pixels(image),
+                "pseudo_label": steps.colour_labels(batch["target_label"][:1]),
+                "prediction": steps.prediction_image(state.networks["segmenter"], image)}
 
 
 SELF_TRAINING = SelfTrainingStage()

@@ -15,12 +15,18 @@ With `last_layers_gradient_multiplier` the decoder's gradients are scaled
 before Adam, as the authors' train_S.py does (README: under Adam a constant
 gradient scale changes the step only through Adam's epsilon).
 """
+from udamobile import inputs
+from udamobile.deferred import deferred
+from udamobile.stages.base import Stage
+from udamobile.stages.updates import SEGMENTER
 
-from data_pipelines.images import to_pixels
-from udamobile import losses
-from udamobile.stages.base import Stage, Update, colour_labels, one_sided_step, prediction_image
+images, losses, steps = deferred("data_pipelines.images", "udamobile.losses",
+                                 "udamobile.stages.steps")
 
-SEGMENTER = Update("segmenter", ("segmenter",))
+# Paper: 90K steps at batch 5; its LR is not stated, the authors' train_S.py uses 1e-4.
+RECIPE = dict(steps=90_000, batch_size=5, segmenter_lr=1e-4)
+# The demo preset's: 1500 steps of 8 patches at ten times that LR.
+DEMO = dict(steps=1500, batch_size=8, segmenter_lr=1e-3)
 
 
 def decoder_gradient_multipliers(segmenter, multiplier):
@@ -30,20 +36,26 @@ def decoder_gradient_multipliers(segmenter, multiplier):
 
 
 class SupervisedStage(Stage):
+    """M trained on the labelled patches of `labelled_split` (the source's train split)."""
+    recipe = RECIPE
+    preset_edits = {"demo": DEMO}
+    networks = ("segmenter",)
     updates = (SEGMENTER,)
     segmenter_batch_norm_trains = True
+    batch_keys = ("image", "label")
     progress_metrics = ("loss/ce",)
 
-    def __init__(self, name, *, reads, translate):
-        self.name = name
-        self.reads = reads
-        self.translate = translate
-        self.networks = ("segmenter", "g_st") if translate else ("segmenter",)
-        self.restores = self.networks if translate else ()
-        self.frozen = ("g_st",) if translate else ()
+    def labelled_split(self, cfg):
+        return inputs.source_train(cfg)
+
+    def train_splits(self, cfg):
+        return [self.labelled_split(cfg)]
+
+    def build_inputs(self, cfg, start_step, run):
+        return inputs.labelled_patches(cfg, self.labelled_split(cfg), start_step, run.bad_files)
 
     def segmenter_input(self, state, image):
-        return state.networks["g_st"](image, training=False) if self.translate else image
+        return image
 
     def make_step(self, state, cfg, active):
         """batch: {"image": [B, P, P, 3] in [-1, 1], "label": [B, P, P] train ids}."""
@@ -60,18 +72,50 @@ class SupervisedStage(Stage):
             l2 = losses.l2_regularization(state.regularized, weight_decay)
             return {SEGMENTER.name: ce + l2}, {"loss/ce": ce, "loss/l2": l2}, {}
 
-        return one_sided_step(state, [SEGMENTER], compute, cfg, multipliers)
+        return steps.one_sided_step(state, [SEGMENTER], compute, cfg, multipliers)
 
     def summary_images(self, state, batch):
         image = batch["image"][:1]
-        pictures = {"image": to_pixels(image), "label": colour_labels(batch["label"][:1])}
-        if self.translate:
-            image = self.segmenter_input(state, image)
-            pictures["g_st(image)"] = to_pixels(image)
-        pictures["prediction"] = prediction_image(state.networks["segmenter"], image)
-        return pictures
+        return {"image": images.to_pixels(image),
+                "label": steps.colour_labels(batch["label"][:1]),
+                "prediction": steps.prediction_image(state.networks["segmenter"],
+                                                     self.segmenter_input(state, image))}
 
 
-SOURCE_ONLY = SupervisedStage("source_only", reads="source", translate=False)
-ORACLE = SupervisedStage("oracle", reads="target", translate=False)
-TRANSLATED_SOURCE = SupervisedStage("translated_source", reads="source", translate=True)
+class SourceOnlyStage(SupervisedStage):
+    name = "source_only"
+    preset_edits = {
+        **SupervisedStage.preset_edits,
+        # The authors' train_S.py: the decoder's gradients times 10, and GTA5 at its
+        # own width (SYNTHIA keeps the preset's 1280).
+        "authors_code_gta5": dict(last_layers_gradient_multiplier=10.0, resize_width=1914),
+        "authors_code_synthia": dict(last_layers_gradient_multiplier=10.0)}
+
+
+class OracleStage(SupervisedStage):
+    name = "oracle"
+
+    def labelled_split(self, cfg):
+        return inputs.target_train(cfg)
+
+
+class TranslatedSourceStage(SupervisedStage):
+    """M trained on G_ST(x_S) with the source-only recipe (as CyCADA trains its task
+    model on translated images like on source images)."""
+    name = "translated_source"
+    networks = ("segmenter", "g_st")
+    restores = ("segmenter", "g_st")
+    frozen = ("g_st",)
+
+    def segmenter_input(self, state, image):
+        return state.networks["g_st"](image, training=False)
+
+    def summary_images(self, state, batch):
+        translated = self.segmenter_input(state, batch["image"][:1])
+        return {**super().summary_images(state, batch),
+                "g_st(image)": images.to_pixels(translated)}
+
+
+SOURCE_ONLY = SourceOnlyStage()
+ORACLE = OracleStage()
+TRANSLATED_SOURCE = TranslatedSourceStage()
