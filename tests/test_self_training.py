@@ -102,7 +102,7 @@ class _FixedLabeller:
         return np.stack([logits] * len(images))
 
 
-def _labels(count, shape=(16, 32)):
+def _labels(count, shape=(32, 64)):
     rng = np.random.default_rng(0)
     return [np.kron(rng.choice(LABEL_IDS, (shape[0] // 8, shape[1] // 8)),
                     np.ones((8, 8), int)).astype(np.uint8) for _ in range(count)]
@@ -119,13 +119,14 @@ def test_a_round_is_stored_whole_and_read_back_with_the_ignored_pixels(tmp_path)
     assert record["assignment"] == "normalised"
     assert record["labelled"] == [0, 1, 3] and len(bad_files) == 1  # the bad one skipped
     assert pseudo_labels.read_round(folder) == record
-    # Per class, a quarter of its 3 x 16 x 8 predicted pixels: the 96 most confident.
+    # Per class, a quarter of its predicted pixels (3 images x 32 rows x 16 or 24
+    # columns): the most confident.
     assert record["kept_fraction"][:3] == [0.25, 0.25, 0.25]
     assert record["kept_fraction"][3:] == [None] * 16
     labelled = pseudo_labels.PseudoLabelled(target, folder)
     assert len(labelled) == 3 and labelled.has_labels
     image, label = labelled.read_pair(2)
-    assert np.array_equal(image, target.read_image(3)) and label.shape == (16, 32)
+    assert np.array_equal(image, target.read_image(3)) and label.shape == (32, 64)
     assert set(np.unique(label)) == {0, 1, 2, IGNORE_LABEL}
     assert np.mean(label != IGNORE_LABEL) == pytest.approx(0.25)
     with pytest.raises(data_pipelines.DatasetError, match="no complete round"):
