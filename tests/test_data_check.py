@@ -162,7 +162,7 @@ def test_real_label_ids_with_few_classes_are_not_taken_for_train_ids(tmp_path):
     assert data_pipelines.check_dataset("gta5", tmp_path, "train").ok
 
 
-# --- files no dataset holds: tiny, huge, 16-bit ------------------------------------
+# --- files no dataset holds: tiny, huge, 16-bit, and folders through links -------
 
 def test_a_tiny_image_is_a_problem_naming_it_and_the_floor(tmp_path):
     pairs = dataset_files.write_gta5(tmp_path, _labels(3))
@@ -200,3 +200,19 @@ def test_16_bit_files_holding_8_bit_values_are_problems_naming_what_was_expected
         f"{pairs[1][1]}: expected an 8-bit single-channel PNG of Cityscapes label ids "
         "(*_gtFine_labelIds.png), got 16-bit, 1 channel(s), largest value 26"]
 
+
+def test_linked_city_folders_are_read_and_what_is_skipped_is_noted(tmp_path):
+    root, elsewhere = tmp_path / "cityscapes", tmp_path / "other_disk"
+    dataset_files.write_cityscapes(root, "val", _labels(2), city="aachen")
+    dataset_files.write_cityscapes(elsewhere, "val", _labels(3), city="bonn")
+    for kind in ("leftImg8bit", "gtFine"):
+        (root / kind / "val" / "bonn").symlink_to(elsewhere / kind / "val" / "bonn")
+    loop = root / "leftImg8bit" / "val" / "aachen" / "loop"
+    loop.symlink_to(root / "leftImg8bit")  # a folder above the split's
+    broken = root / "gtFine" / "val" / "aachen" / "gone_gtFine_color.png"
+    broken.symlink_to(tmp_path / "nothing.png")
+    report = data_pipelines.check_dataset("cityscapes", root, "val", check_all=True)
+    assert report.ok and report.num_images == 5, str(report)
+    assert f"note: skipped 1 symlink loop(s): {loop} -> {root / 'leftImg8bit'}" in str(report)
+    assert f"note: skipped 1 broken symlink(s): {broken} -> {tmp_path / 'nothing.png'}" in str(
+        report)
