@@ -33,7 +33,9 @@ statistics while it trains.
 Each round's labels are stored once, in <workdir>/pseudo_labels/round_<r>/,
 with a checkpoint saved at the round's first step before labelling: a run
 stopped anywhere resumes in the same round with the same labels, and one
-stopped while labelling labels again from the same weights.
+stopped while labelling labels again from the same weights. A damaged round
+(`round.json`, a label of another size or with values no class has) is
+named with what to do (`pseudo_labels.damaged_round_remedy`).
 """
 import os
 
@@ -127,7 +129,8 @@ class SelfTrainingStage(Stage):
                                       assignment=optim.pseudo_label_assignment,
                                       bad_files=bad_files,
                                       about={"round": round_index, "step": start})
-        return {"target": pseudo_labels.PseudoLabelled(target, folder)}
+        return {"target": pseudo_labels.PseudoLabelled(target, folder,
+                                                       cfg.model.num_classes)}
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
