@@ -182,6 +182,23 @@ def test_a_damaged_round_file_is_named_with_the_remedy(labelled_round, text, wha
     assert str(error.value).endswith(pseudo_labels.damaged_round_remedy(folder))
 
 
+def test_a_stop_request_ends_the_labelling_between_batches_and_leaves_no_round(tmp_path):
+    dataset_files.write_cityscapes(tmp_path / "cs", "train", _labels(20))
+    target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
+    asked = []
+
+    def stop_before_the_third_batch():
+        asked.append(True)
+        if len(asked) == 3:
+            raise trainer.Interrupted("SIGTERM at step 0")
+
+    with pytest.raises(trainer.Interrupted):
+        pseudo_labels.label_round(_FixedLabeller(), target, str(tmp_path / "round_0"),
+                                  fraction=0.5, num_classes=19,
+                                  check_stop=stop_before_the_third_batch)
+    assert os.listdir(tmp_path) == ["cs"]  # neither the round nor its staging folder
+
+
 def test_a_full_disk_while_pseudo_labelling_names_the_round_folder(labelled_round, monkeypatch):
     # PIL's write error names no file; files.atomic_output adds the artifact's path.
     target, folder = labelled_round

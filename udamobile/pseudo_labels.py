@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from data_pipelines import readers
@@ -210,9 +211,10 @@ def _batches(dataset, bad_files):
         yield batch
 
 
-def _logits_of_batches(labeller, dataset, bad_files, progress):
-    """Yields (index, pixels, logits) of every readable image of `dataset`."""
+def _logits_of_batches(labeller, dataset, bad_files, progress, check_stop):
+    """Yields (index, pixels, logits) of every readable image; `check_stop()` per batch."""
     for batch in _batches(dataset, bad_files):
+        check_stop()
         for (index, pixels), logits in zip(
                 batch, labeller.logits([pixels for _, pixels in batch])):
             yield index, pixels, logits
@@ -220,16 +222,21 @@ def _logits_of_batches(labeller, dataset, bad_files, progress):
 
 
 def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment="normalised",
-                bad_files=None, about=None):
+                bad_files=None, about=None, check_stop=lambda: None):
     """Writes the pseudo-labels of every image of `dataset` to `folder` (see the module
     docstring); returns the round's record, also written to <folder>/round.json.
 
     An image that cannot be read is skipped (recorded in `bad_files`) and has
     no label file. `about`: more fields for the record (the step, the round).
+    `check_stop` is called before each batch of images: what it raises (the
+    trainer's stop on SIGINT/SIGTERM) ends the labelling, and no folder is left.
     """
+    logging.info("Pseudo-labelling the %d images of %s/%s into %s (two passes)", len(dataset),
+                 dataset.name, dataset.split, folder)
     counts = np.zeros((num_classes, CONFIDENCE_LEVELS), np.int64)
     with Progress(len(dataset), "pseudo-label thresholds", unit="img") as progress:
-        for _, _, logits in _logits_of_batches(labeller, dataset, bad_files, progress):
+        for _, _, logits in _logits_of_batches(labeller, dataset, bad_files, progress,
+                                               check_stop):
             counts += level_counts(*confidence_levels(logits), num_classes)
     thresholds = class_balanced_thresholds(counts, fraction)
     kept = np.zeros(num_classes, np.int64)
@@ -238,7 +245,7 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment=
         os.makedirs(staging)
         with Progress(len(dataset), "pseudo-labels", unit="img") as progress:
             for index, pixels, logits in _logits_of_batches(labeller, dataset, bad_files,
-                                                            progress):
+                                                            progress, check_stop):
                 label = pseudo_label(logits, thresholds, assignment)
                 kept += np.bincount(label[label != IGNORE_LABEL], minlength=num_classes)[
                     :num_classes]

@@ -5,7 +5,9 @@
 from the latest checkpoint of `workdir` when there is one, so a killed run
 (even `kill -9`) continues where its last checkpoint stopped: step, weights,
 optimizer slots, learning rates (a function of the step) and image pools
-are restored. On SIGINT/SIGTERM it saves a checkpoint before exiting.
+are restored. On SIGINT/SIGTERM it saves a checkpoint before exiting, after
+the step under way or, while a stage makes its stream (self-training's
+labelling), after the batch of images under way.
 
 A new stage starts its networks from `sources` ({network: checkpoint}, the
 method's earlier stages) and its segmenter, if no source gives it, from
@@ -354,11 +356,10 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
 
     def stream_from(step):
         options = stage.stream_options(cfg, workdir, chief=chief, bad_files=bad_files,
-                                       state=state, step=step)
+                                       state=state, step=step, check_stop=stop_if_interrupted)
         return iter(distribute_stream(make_training_stream(cfg, step, bad_files, **options),
                                       strategy))
 
-    stream = stream_from(start)
     restarts = set(stage.stream_starts(cfg)) - {start}
     steps = {}
 
@@ -376,6 +377,15 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
         nonlocal saved_step
         checkpointing.save(manager, int(state.step))
         saved_step = int(state.step)
+
+    def stop_if_interrupted():
+        """After SIGINT/SIGTERM, saves a checkpoint (if this step has none) and raises
+        Interrupted: after each step, and between the image batches of a labelling."""
+        if interrupt.received:
+            if saved_step != int(state.step):
+                save()
+            raise Interrupted(f"{interrupt.received} at step {int(state.step)}: checkpoint "
+                              f"saved in {workdir}; run the same command to resume")
 
     def evaluate(name):
         model = KerasSegmenter(state.networks["segmenter"], ModelIdentity(
@@ -395,10 +405,13 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
                 tf.summary.scalar(tag, value, step=int(state.step))
         return scores
 
+    interrupt = _SignalFlag()
+    stream = None
     try:
         skipped = 0
-        with _SignalFlag() as interrupt, writer.as_default(), \
+        with interrupt, writer.as_default(), \
                 Progress(cfg.optim.steps - start, cfg.stage, unit="step") as progress:
+            stream = stream_from(start)
             for step in range(start, cfg.optim.steps):
                 if step in restarts:
                     # Saved first, so that a run stopped while the stream is
@@ -438,10 +451,7 @@ def _train(cfg, stage, strategy, chief, workdir, sources):
                 if (best and cfg.run.eval_every and done % cfg.run.eval_every == 0
                         and done < cfg.optim.steps):
                     evaluate(f"step_{done}")
-                if interrupt.received:
-                    save()
-                    raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
-                                      f"{workdir}; run the same command to resume")
+                stop_if_interrupted()
         if saved_step != int(state.step):
             save()
         if len(bad_files):

@@ -56,9 +56,12 @@ class Stage(abc.ABC):
     needs_trained_segmenter = False  # refuses --allow_random_start
     progress_metrics = ()
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0,
+                       check_stop=lambda: None):
         """Keyword arguments of its training stream from `step` beyond the config's
-        (trainer); `state`: the TrainingState at that step."""
+        (trainer); `state`: the TrainingState at that step. Long work here (a
+        labelling pass) calls `check_stop` between its batches: it raises once the
+        run is asked to stop (the trainer's, after saving a checkpoint)."""
         return {}
 
     def stream_starts(self, cfg):

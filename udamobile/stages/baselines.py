@@ -67,7 +67,8 @@ class ColourTransferStage(SupervisedStage):
         super().__init__("colour_transfer", reads="source", translate=False)
         self.restores = ("segmenter",)
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0,
+                       check_stop=lambda: None):
         statistics = target_colour_statistics(cfg, workdir, chief=chief, bad_files=bad_files)
         mean = tf.constant(statistics["mean"], tf.float32)
         std = tf.constant(statistics["std"], tf.float32)

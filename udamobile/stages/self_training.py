@@ -35,7 +35,10 @@ with a checkpoint saved at the round's first step before labelling: a run
 stopped anywhere resumes in the same round with the same labels, and one
 stopped while labelling labels again from the same weights. A damaged round
 (`round.json`, a label of another size or with values no class has) is
-named with what to do (`pseudo_labels.damaged_round_remedy`).
+named with what to do (`pseudo_labels.damaged_round_remedy`). SIGINT or
+SIGTERM stops a labelling pass after its batch of images under way, leaving
+no round folder (the trainer saves the checkpoint if the round's first step
+has none yet).
 """
 import os
 
@@ -100,7 +103,8 @@ class SelfTrainingStage(Stage):
     def stream_starts(self, cfg):
         return round_starts(cfg)
 
-    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0):
+    def stream_options(self, cfg, workdir, *, chief, bad_files=None, state=None, step=0,
+                       check_stop=lambda: None):
         """The round's pseudo-labelled target: read from its folder, or labelled now
         (only at the round's first step: see the module docstring)."""
         data = cfg.data
@@ -127,7 +131,7 @@ class SelfTrainingStage(Stage):
             pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
                                       num_classes=cfg.model.num_classes,
                                       assignment=optim.pseudo_label_assignment,
-                                      bad_files=bad_files,
+                                      bad_files=bad_files, check_stop=check_stop,
                                       about={"round": round_index, "step": start})
         return {"target": pseudo_labels.PseudoLabelled(target, folder,
                                                        cfg.model.num_classes)}
