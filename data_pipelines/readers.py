@@ -66,8 +66,10 @@ def image_size(path):
             width, height = image.size
     except Image.DecompressionBombError:  # PIL's refusal, at twice its limit, gives no size
         raise _too_many_pixels(path, f"over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx") from None
-    except Exception:  # PIL's words would only repeat the path
-        raise _undecodable(path) from None
+    except Exception as error:
+        if isinstance(error, OSError) and error.errno is not None:  # permissions, I/O
+            raise DatasetError(f"{path}: cannot read the file ({error.strerror})") from error
+        raise _undecodable(path) from None  # PIL's words would only repeat the path
     if height * width > MAX_PIXELS:
         raise _too_many_pixels(path, f"{width}x{height} ({height * width / 1e6:.0f} Mpx)")
     if min(height, width) < MIN_SIDE:

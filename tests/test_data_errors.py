@@ -1,4 +1,5 @@
 """Bad input fails with a DatasetError naming the path or argument and what was expected."""
+import errno
 import os
 import re
 
@@ -105,6 +106,20 @@ def test_any_exception_of_a_decoder_is_an_error_naming_the_file(tmp_path, monkey
     with pytest.raises(DatasetError, match=re.escape(path) + r": cannot decode the file "
                        r"\(expected .*; MemoryError: a decoder's own failure\)"):
         dataset.read_pair(0)
+
+
+def test_a_file_the_disk_cannot_give_is_named_with_the_cause(tmp_path, monkeypatch):
+    # Not "truncated or corrupt": the file may be fine, its permissions or disk not.
+    dataset_files.write_gta5(tmp_path, _labels(2))
+    dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(DatasetError, match=f"^{re.escape(dataset.describe(0))}: cannot read "
+                       "the file \\(Permission denied\\)$"):
+        dataset.read_image(0)
 
 
 def test_colour_label_where_gta5_palette_ids_are_expected(tmp_path):
