@@ -9,8 +9,8 @@ Layouts (docs/datasets.md, "GTA5", "SYNTHIA-RAND-CITYSCAPES", "Cityscapes"):
 
 Folders are listed through symbolic links, each real folder once
 (`data_pipelines.listing`). Every image must have its label and every label
-its image; otherwise opening fails, listing the first unmatched files. Labels are mapped to train ids when
-read.
+its image; otherwise opening fails, listing the first unmatched files.
+Labels are mapped to train ids when read.
 
 Held-out splits (GTA5, SYNTHIA): the paper holds out 1,000 of GTA5's 24,966
 frames and 100 of SYNTHIA's 9,400 without saying which. Here the held-out

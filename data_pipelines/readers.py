@@ -26,8 +26,8 @@ from PIL import Image
 
 from data_pipelines.base import DatasetError
 
-# The segmenter's output stride is 16: a side under 32 pixels gives it fewer
-# than two predictions across. The datasets' images are 760 pixels high or more.
+# The segmenter's output stride is 16 by default: a side under 32 pixels gives it
+# fewer than two predictions across. The datasets' images are 760 pixels high or more.
 MIN_SIDE = 32
 # GTA5's and Cityscapes' images are about 2 Mpx, SYNTHIA's 1 Mpx: a header
 # claiming 30 times that is a corrupt file or a decompression bomb, whose
