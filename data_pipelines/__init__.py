@@ -6,7 +6,8 @@
 
 Modules: `base` (Dataset and the error types), `bad_files` (files skipped
 while a pipeline runs), `classes` (the label space),
-`readers` (file decoders), `file_datasets` (folder layouts, held-out splits),
+`readers` (file decoders), `listing` (folders through symbolic links),
+`file_datasets` (folder layouts, held-out splits),
 `demo` (generated demo domains), `datasets` (open_dataset), `pipelines`
 (tf.data), `validation` (check_dataset), `check` (its program), `images` (the
 [-1, 1] convention), `colour` (colour-statistics transfer), `cli` (how

@@ -66,6 +66,9 @@ class Dataset(abc.ABC):
 
     # What `read_label_ids` returns (file_datasets.LabelFormat); None: train ids.
     label_format = None
+    # What opening the split left out of it, one line per reason (symlink loops,
+    # broken links: `data_pipelines.listing`); the dataset check reports them.
+    skipped = ()
 
     def read_pair(self, index):
         """(read_image(index), read_label(index)); subclasses may share work."""

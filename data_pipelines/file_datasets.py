@@ -7,9 +7,10 @@ Layouts (docs/datasets.md, "GTA5", "SYNTHIA-RAND-CITYSCAPES", "Cityscapes"):
     Cityscapes  <root>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png,
                 <root>/gtFine/<split>/<city>/<name>_gtFine_labelIds.png
 
-Every image must have its label and every label its image; otherwise opening
-fails, listing the first unmatched files. Labels are mapped to train ids when
-read.
+Folders are listed through symbolic links, each real folder once
+(`data_pipelines.listing`). Every image must have its label and every label
+its image; otherwise opening fails, listing the first unmatched files.
+Labels are mapped to train ids when read.
 
 Held-out splits (GTA5, SYNTHIA): the paper holds out 1,000 of GTA5's 24,966
 frames and 100 of SYNTHIA's 9,400 without saying which. Here the held-out
@@ -42,6 +43,7 @@ from absl import logging
 
 from data_pipelines import readers
 from data_pipelines.base import Dataset, DatasetError
+from data_pipelines.listing import Listing
 from data_pipelines import classes
 
 # (frames in the full dataset, frames the paper holds out)
@@ -119,13 +121,15 @@ class FileDataset(Dataset):
       image_paths: sequence of image paths.
       label_paths: sequence of label paths (same order), or None if unlabelled.
       label_format: a LabelFormat.
+      skipped: what listing the folders left out (`Listing.skipped`).
     """
 
-    def __init__(self, name, split, image_paths, label_paths, label_format):
+    def __init__(self, name, split, image_paths, label_paths, label_format, skipped=()):
         super().__init__(name, split, has_labels=label_paths is not None)
         self.image_paths = tuple(image_paths)
         self.label_paths = None if label_paths is None else tuple(label_paths)
         self.label_format = label_format
+        self.skipped = tuple(skipped)
         self._resized_labels = set()
         self._lock = threading.Lock()  # tf.data reads from several threads.
 
@@ -195,23 +199,20 @@ def _require_folder(path, layout):
         raise DatasetError(f"{path}: folder not found (expected {layout})")
 
 
-def _files_by_key(folder, suffix, layout, recursive=False):
-    """{key: path} of the files named <key><suffix> in `folder` (and its sub-folders).
+def _files_by_key(listing, folder, suffix, layout, recursive=False):
+    """{key: path} of the files named <key><suffix> in `folder` (and its sub-folders),
+    listed by `listing` (a `Listing`).
 
     With `recursive`, keys are "<sub-folder>/<stem>", as Cityscapes' city folders.
     """
     _require_folder(folder, layout)
     found, ignored = {}, 0
-    for directory, _, names in os.walk(folder):
-        prefix = os.path.relpath(directory, folder)
-        for name in names:
-            if name.endswith(suffix):
-                key = name[:-len(suffix)]
-                found[key if prefix == "." else f"{prefix}/{key}"] = os.path.join(directory, name)
-            else:
-                ignored += 1
-        if not recursive:
-            break
+    for subfolder, name, path in listing.files(folder, recursive):
+        if name.endswith(suffix):
+            key = name[:-len(suffix)]
+            found[key if subfolder == "." else f"{subfolder}/{key}"] = path
+        else:
+            ignored += 1
     if ignored:
         logging.info("%s: ignored %d file(s) not named *%s", folder, ignored, suffix)
     return found
@@ -271,13 +272,14 @@ def open_gta5(root, split):
     """GTA5 `split` ("train" or "heldout") as a FileDataset."""
     layout = f"{root}/images/NNNNN.png and {root}/labels/NNNNN.png"
     _require_folder(root, layout)
-    images = _files_by_key(os.path.join(root, "images"), ".png", layout)
+    listing = Listing()
+    images = _files_by_key(listing, os.path.join(root, "images"), ".png", layout)
     if not images:
         raise _no_images(os.path.join(root, "images"), "NNNNN.png")
-    labels = _files_by_key(os.path.join(root, "labels"), ".png", layout)
+    labels = _files_by_key(listing, os.path.join(root, "labels"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
     image_paths, label_paths = _split_heldout("gta5", root, split, keys, image_paths, label_paths)
-    return FileDataset("gta5", split, image_paths, label_paths, GTA5_LABELS)
+    return FileDataset("gta5", split, image_paths, label_paths, GTA5_LABELS, listing.skipped)
 
 
 # Cityscapes label ids are 0..33 (docs/datasets.md, "Label space").
@@ -308,14 +310,16 @@ def open_synthia(root, split, num_classes):
     `num_classes` (16 or 13) protocol: classes outside it read as 255."""
     layout = f"{root}/RGB/NNNNNNN.png and {root}/GT/LABELS/NNNNNNN.png"
     _require_folder(root, layout)
-    images = _files_by_key(os.path.join(root, "RGB"), ".png", layout)
+    listing = Listing()
+    images = _files_by_key(listing, os.path.join(root, "RGB"), ".png", layout)
     if not images:
         raise _no_images(os.path.join(root, "RGB"), "NNNNNNN.png")
-    labels = _files_by_key(os.path.join(root, "GT", "LABELS"), ".png", layout)
+    labels = _files_by_key(listing, os.path.join(root, "GT", "LABELS"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
     image_paths, label_paths = _split_heldout("synthia", root, split, keys, image_paths,
                                               label_paths)
-    return FileDataset("synthia", split, image_paths, label_paths, synthia_labels(num_classes))
+    return FileDataset("synthia", split, image_paths, label_paths, synthia_labels(num_classes),
+                       listing.skipped)
 
 
 def open_cityscapes(root, split):
@@ -327,8 +331,9 @@ def open_cityscapes(root, split):
     layout = (f"{root}/leftImg8bit/{split}/<city>/<name>_leftImg8bit.png and "
               f"{root}/gtFine/{split}/<city>/<name>_gtFine_labelIds.png")
     _require_folder(root, layout)
+    listing = Listing()
     image_folder = os.path.join(root, "leftImg8bit", split)
-    images = _files_by_key(image_folder, "_leftImg8bit.png", layout, recursive=True)
+    images = _files_by_key(listing, image_folder, "_leftImg8bit.png", layout, recursive=True)
     if not images:
         raise _no_images(image_folder, "<city>/<name>_leftImg8bit.png")
     label_folder = os.path.join(root, "gtFine", split)
@@ -336,7 +341,8 @@ def open_cityscapes(root, split):
         logging.info("%s not found: Cityscapes train opens without labels", label_folder)
         keys = sorted(images)
         return FileDataset("cityscapes", split, [images[key] for key in keys], None,
-                           CITYSCAPES_LABELS)
-    labels = _files_by_key(label_folder, "_gtFine_labelIds.png", layout, recursive=True)
+                           CITYSCAPES_LABELS, listing.skipped)
+    labels = _files_by_key(listing, label_folder, "_gtFine_labelIds.png", layout, recursive=True)
     _, image_paths, label_paths = pair_files(images, labels, root)
-    return FileDataset("cityscapes", split, image_paths, label_paths, CITYSCAPES_LABELS)
+    return FileDataset("cityscapes", split, image_paths, label_paths, CITYSCAPES_LABELS,
+                       listing.skipped)

@@ -2,8 +2,8 @@
 
 It opens the split (layout, pairing), decodes a sample of images and labels
 (or all of them) in the expected formats, and reports counts, sizes, the
-classes seen, notes (e.g. a subset of the dataset, resized labels) and
-problems. The training CLI runs it at start-up; `python -m data_pipelines.check`
+classes seen, notes (e.g. a subset of the dataset, resized labels, what
+listing its folders skipped) and problems. The training CLI runs it at start-up; `python -m data_pipelines.check`
 prints it.
 
 Each label is checked against its format (`file_datasets.LabelFormat`):
@@ -201,6 +201,7 @@ def check_dataset(name, root=None, split="train", *, check_all=False, sample_siz
                             "(a subset, or a different release)")
     if not dataset.has_labels:
         report.notes.append("no labels: usable as an unlabelled adaptation target only")
+    report.notes += dataset.skipped
     indices = range(len(dataset)) if check_all else sample_indices(len(dataset), sample_size)
     started = time.perf_counter()
     id_counts = None

@@ -7,6 +7,8 @@ the label id of its pixel, so a test can check that a pipeline keeps images
 and labels aligned.
 """
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -124,6 +126,19 @@ def write_cityscapes(root, split, labels, images=None, city="aachen"):
         write_grey_png(pair[1], ids)
         pairs.append(pair)
     return pairs
+
+
+def write_png_header(path, width, height):
+    """An 8-bit RGB PNG whose header claims `width` x `height` pixels, its data cut short:
+    what a reader sees of a decompression bomb before decoding it (a real one, a few
+    MB of zeros, takes gigabytes to decode)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, RGB
+    with open(_parent(os.fspath(path)), "wb") as file:
+        file.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                   + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))
 
 
 def truncate(path, keep=40):

@@ -10,9 +10,10 @@ from PIL import Image
 
 import data_pipelines
 import dataset_files
+from data_pipelines import readers
 
 
-def _labels(count, shape=(6, 8)):
+def _labels(count, shape=(32, 40)):
     return [np.full(shape, (7, 11, 21, 23, 26)[n % 5], np.uint8) for n in range(count)]
 
 
@@ -21,7 +22,7 @@ def test_a_good_folder_is_ok(tmp_path):
     report = data_pipelines.check_dataset("gta5", tmp_path, "train")
     assert report.ok, str(report)
     assert (report.num_images, report.num_checked, report.has_labels) == (11, 8, True)
-    assert report.image_sizes == {(6, 8): 8}
+    assert report.image_sizes == {(32, 40): 8}
     assert report.train_ids_seen == {0, 2, 8, 10, 13}
     assert any("full dataset has 23966" in note for note in report.notes)
     text = str(report)
@@ -44,7 +45,7 @@ def test_a_truncated_file_is_a_problem_found_by_the_full_check(tmp_path):
 def test_labels_in_the_wrong_encoding_are_a_problem(tmp_path):
     # Train-id labels (what the authors' code wanted) where label ids are expected:
     # road (train id 0) is label id 0, "unlabeled", so everything reads as ignore.
-    dataset_files.write_cityscapes(tmp_path, "val", [np.zeros((6, 8), np.uint8)] * 2)
+    dataset_files.write_cityscapes(tmp_path, "val", [np.zeros((32, 40), np.uint8)] * 2)
     report = data_pipelines.check_dataset("cityscapes", tmp_path, "val")
     assert not report.ok
     assert "every label pixel reads as 255" in report.problems[0]
@@ -61,11 +62,11 @@ def test_opening_errors_become_problems(tmp_path):
 
 
 def test_resized_labels_are_noted(tmp_path):
-    # GTA5 has such pairs: 7 x 9 images with 6 x 8 labels.
-    dataset_files.write_gta5(tmp_path, _labels(4), images=[np.zeros((7, 9, 3), np.uint8)] * 4)
+    # GTA5 has such pairs: images a pixel larger than their labels.
+    dataset_files.write_gta5(tmp_path, _labels(4), images=[np.zeros((33, 41, 3), np.uint8)] * 4)
     report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
     assert report.ok and report.num_checked == 3
-    assert report.image_sizes == {(7, 9): 3}
+    assert report.image_sizes == {(33, 41): 3}
     assert "note: 3 label(s) differ in size from their image; they are resized with nearest " \
            "neighbour when read" in str(report)
 
@@ -103,9 +104,9 @@ def _write(name, root, labels, images=None):
                                          ("cityscapes", "Cityscapes label ids 0..33"),
                                          ("synthia", "SYNTHIA class ids 0..22")])
 def test_values_outside_the_formats_ids_are_a_problem_with_their_fraction(tmp_path, name, known):
-    good = np.full((6, 8), 11, np.uint8)  # building in both id spaces
+    good = np.full((32, 40), 11, np.uint8)  # building in both id spaces
     bad = good.copy()
-    bad[:3, :3] = 200  # 9 of 48 pixels
+    bad[:12, :20] = 200  # 240 of 1280 pixels
     split = _write(name, tmp_path, [good, bad, good, good, good])
     dataset = data_pipelines.open_dataset(name, tmp_path, split)
     bad_label = next(path for path in dataset.label_paths
@@ -120,21 +121,21 @@ def test_values_outside_the_formats_ids_are_a_problem_with_their_fraction(tmp_pa
 
 
 def test_a_label_of_another_aspect_is_a_problem_naming_it(tmp_path):
-    dataset_files.write_gta5(tmp_path, [np.full((6, 8), 7, np.uint8)] * 5)
+    dataset_files.write_gta5(tmp_path, [np.full((32, 40), 7, np.uint8)] * 5)
     bad_label = data_pipelines.open_dataset("gta5", tmp_path, "train").label_paths[2]
-    dataset_files.write_palette_png(bad_label, np.full((2, 3), 7, np.uint8))
+    dataset_files.write_palette_png(bad_label, np.full((40, 32), 7, np.uint8))  # transposed
     report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
     assert len(report.problems) == 1
-    assert report.problems[0].startswith(f"{bad_label}: label is 3x2 (width x height) but its "
-                                         "image is 8x6")
+    assert report.problems[0].startswith(f"{bad_label}: label is 32x40 (width x height) but its "
+                                         "image is 40x32")
 
 
 @pytest.mark.parametrize("name", ["gta5", "cityscapes"])
 def test_train_ids_saved_as_label_ids_are_named_as_such(tmp_path, name):
     # Road (train id 0) over building (2), sky (10) and car (13): as label ids
     # 0, 2 and 10 are ignored, 13 is "fence".
-    train_ids = np.zeros((8, 8), np.uint8)
-    train_ids[:2], train_ids[2:4], train_ids[4:5] = 10, 2, 13
+    train_ids = np.zeros((32, 32), np.uint8)
+    train_ids[:8], train_ids[8:16], train_ids[16:20] = 10, 2, 13
     split = _write(name, tmp_path, [train_ids] * 4)
     report = data_pipelines.check_dataset(name, tmp_path, split)
     assert report.problems == [
@@ -145,8 +146,8 @@ def test_train_ids_saved_as_label_ids_are_named_as_such(tmp_path, name):
 
 
 def test_train_ids_with_their_ignore_value_name_the_likely_cause_per_file(tmp_path):
-    train_ids = np.zeros((6, 8), np.uint8)
-    train_ids[:2] = 255  # train-id files mark ignore with 255, no label id
+    train_ids = np.zeros((33, 40), np.uint8)
+    train_ids[:11] = 255  # train-id files mark ignore with 255, no label id
     dataset_files.write_cityscapes(tmp_path, "val", [train_ids] * 2)
     report = data_pipelines.check_dataset("cityscapes", tmp_path, "val")
     assert all("33.3% of the pixels" in p and "looks like train ids (0-18) saved as label ids"
@@ -155,7 +156,63 @@ def test_train_ids_with_their_ignore_value_name_the_likely_cause_per_file(tmp_pa
 
 def test_real_label_ids_with_few_classes_are_not_taken_for_train_ids(tmp_path):
     # Road, sidewalk and building only (label ids 7, 8, 11, all <= 18): none ignored.
-    label_ids = np.full((6, 8), 7, np.uint8)
-    label_ids[:2], label_ids[2:3] = 11, 8
+    label_ids = np.full((32, 40), 7, np.uint8)
+    label_ids[:8], label_ids[8:12] = 11, 8
     dataset_files.write_gta5(tmp_path, [label_ids] * 4)
     assert data_pipelines.check_dataset("gta5", tmp_path, "train").ok
+
+
+# --- files no dataset holds: tiny, huge, 16-bit, and folders through links -------
+
+def test_a_tiny_image_is_a_problem_naming_it_and_the_floor(tmp_path):
+    pairs = dataset_files.write_gta5(tmp_path, _labels(3))
+    dataset_files.write_rgb_png(pairs[0][0], np.zeros((1, 1, 3), np.uint8))
+    dataset_files.write_palette_png(pairs[0][1], np.full((1, 1), 7, np.uint8))
+    report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
+    assert report.problems == [
+        f"{pairs[0][0]}: 1x1 pixels (width x height) is under the {readers.MIN_SIDE} pixels a "
+        "side must have (readers.MIN_SIDE): a placeholder or thumbnail, not a dataset's image"]
+
+
+def test_an_image_past_the_pixel_limit_is_a_problem_and_is_never_decoded(tmp_path):
+    # 196 Mpx, past PIL's own bound (it raises), and 81 Mpx, past ours only.
+    pairs = dataset_files.write_gta5(tmp_path, _labels(4))
+    dataset_files.write_png_header(pairs[0][0], 14000, 14000)
+    dataset_files.write_png_header(pairs[1][0], 9000, 9000)
+    dataset_files.write_png_header(pairs[2][1], 14000, 14000)  # a label, read by PIL
+    report = data_pipelines.check_dataset("gta5", tmp_path, "train", check_all=True)
+    limit = "more than the 64 Mpx an image may have (readers.MAX_PIXELS"
+    assert len(report.problems) == 3 and all(limit in p for p in report.problems), report
+    assert {p.split(": ")[0] for p in report.problems} == {
+        str(pairs[0][0]), str(pairs[1][0]), str(pairs[2][1])}
+    assert f"{pairs[1][0]}: the header gives 9000x9000 (81 Mpx), {limit}" in str(report)
+
+
+def test_16_bit_files_holding_8_bit_values_are_problems_naming_what_was_expected(tmp_path):
+    pairs = dataset_files.write_cityscapes(tmp_path, "val", _labels(3))
+    dataset_files.write_rgb_png(pairs[0][0], np.full((32, 40, 3), 200, np.uint16))
+    cv2.imwrite(pairs[1][1], np.full((32, 40), 26, np.uint16))
+    report = data_pipelines.check_dataset("cityscapes", tmp_path, "val", check_all=True)
+    assert report.problems == [
+        f"{pairs[0][0]}: expected an 8-bit colour PNG (or a 16-bit one using its range), got "
+        "16-bit, 3 channel(s), largest value 200: 8-bit values saved in a 16-bit file would "
+        "read as black; save it as 8-bit",
+        f"{pairs[1][1]}: expected an 8-bit single-channel PNG of Cityscapes label ids "
+        "(*_gtFine_labelIds.png), got 16-bit, 1 channel(s), largest value 26"]
+
+
+def test_linked_city_folders_are_read_and_what_is_skipped_is_noted(tmp_path):
+    root, elsewhere = tmp_path / "cityscapes", tmp_path / "other_disk"
+    dataset_files.write_cityscapes(root, "val", _labels(2), city="aachen")
+    dataset_files.write_cityscapes(elsewhere, "val", _labels(3), city="bonn")
+    for kind in ("leftImg8bit", "gtFine"):
+        (root / kind / "val" / "bonn").symlink_to(elsewhere / kind / "val" / "bonn")
+    loop = root / "leftImg8bit" / "val" / "aachen" / "loop"
+    loop.symlink_to(root / "leftImg8bit")  # a folder above the split's
+    broken = root / "gtFine" / "val" / "aachen" / "gone_gtFine_color.png"
+    broken.symlink_to(tmp_path / "nothing.png")
+    report = data_pipelines.check_dataset("cityscapes", root, "val", check_all=True)
+    assert report.ok and report.num_images == 5, str(report)
+    assert f"note: skipped 1 symlink loop(s): {loop} -> {root / 'leftImg8bit'}" in str(report)
+    assert f"note: skipped 1 broken symlink(s): {broken} -> {tmp_path / 'nothing.png'}" in str(
+        report)

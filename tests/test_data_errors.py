@@ -1,9 +1,12 @@
 """Bad input fails with a DatasetError naming the path or argument and what was expected."""
+import errno
 import os
 import re
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 import data_pipelines
 import dataset_files
@@ -11,7 +14,7 @@ from data_pipelines import DatasetError, demo
 
 
 def _labels(count):
-    return [np.full((6, 8), 7 + n % 20, np.uint8) for n in range(count)]
+    return [np.full((32, 40), 7 + n % 20, np.uint8) for n in range(count)]
 
 
 def _truncate(path):
@@ -88,6 +91,37 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path):
         dataset.read_image(0)
 
 
+@pytest.mark.parametrize("library, function", [("cv2", "imread"), ("PIL", "load")])
+def test_any_exception_of_a_decoder_is_an_error_naming_the_file(tmp_path, monkeypatch,
+                                                                 library, function):
+    # The pipelines skip a DatasetError as a bad file; any other exception on
+    # tf.data's threads would end the program (a decompression bomb aborted it).
+    def broken(*args, **kwargs):
+        raise MemoryError("a decoder's own failure")
+
+    pairs = dataset_files.write_gta5(tmp_path, _labels(2))
+    dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
+    monkeypatch.setattr(cv2 if library == "cv2" else Image.Image, function, broken)
+    path = dataset.describe(0) if library == "cv2" else dict(pairs)[dataset.describe(0)]
+    with pytest.raises(DatasetError, match=re.escape(path) + r": cannot decode the file "
+                       r"\(expected .*; MemoryError: a decoder's own failure\)"):
+        dataset.read_pair(0)
+
+
+def test_a_file_the_disk_cannot_give_is_named_with_the_cause(tmp_path, monkeypatch):
+    # Not "truncated or corrupt": the file may be fine, its permissions or disk not.
+    dataset_files.write_gta5(tmp_path, _labels(2))
+    dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(DatasetError, match=f"^{re.escape(dataset.describe(0))}: cannot read "
+                       "the file \\(Permission denied\\)$"):
+        dataset.read_image(0)
+
+
 def test_colour_label_where_gta5_palette_ids_are_expected(tmp_path):
     labels = _labels(2)
     pairs = dataset_files.write_gta5(tmp_path, labels)
@@ -104,7 +138,7 @@ def test_grey_label_where_gta5_palette_ids_are_expected(tmp_path):
     # A grey PNG may hold train ids already; reading it as label ids would be wrong.
     pairs = dataset_files.write_gta5(tmp_path, _labels(2))
     for _, label_path in pairs:
-        dataset_files.write_grey_png(label_path, np.zeros((6, 8), np.uint8))
+        dataset_files.write_grey_png(label_path, np.zeros((32, 40), np.uint8))
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     with pytest.raises(DatasetError, match="got mode 'L'"):
         dataset.read_label(0)
@@ -112,7 +146,7 @@ def test_grey_label_where_gta5_palette_ids_are_expected(tmp_path):
 
 def test_colour_label_where_cityscapes_grey_ids_are_expected(tmp_path):
     pairs = dataset_files.write_cityscapes(tmp_path, "val", _labels(1))
-    dataset_files.write_rgb_png(pairs[0][1], np.zeros((6, 8, 3), np.uint8))
+    dataset_files.write_rgb_png(pairs[0][1], np.zeros((32, 40, 3), np.uint8))
     dataset = data_pipelines.open_dataset("cityscapes", tmp_path, "val")
     with pytest.raises(DatasetError, match=re.escape(pairs[0][1]) +
                        ": expected an 8-bit single-channel PNG.*got 8-bit, 3 channel"):

@@ -34,8 +34,8 @@ def _pipeline_labels(dataset):
     return [example["label"][0].numpy() for example in data_pipelines.evaluation_images(dataset)]
 
 
-def _id_grid(num_ids, shape=(6, 8), shift=0):
-    """uint8 [6, 8] holding every id of range(num_ids) at least once, rolled by `shift`."""
+def _id_grid(num_ids, shape=(32, 40), shift=0):
+    """uint8 [32, 40] holding every id of range(num_ids) at least once, rolled by `shift`."""
     ids = np.arange(shape[0] * shape[1]) % num_ids
     return np.roll(ids, shift).reshape(shape).astype(np.uint8)
 
@@ -64,40 +64,40 @@ def test_gta5_palette_labels_read_as_train_ids(tmp_path):
 
 
 def test_gta5_label_a_pixel_off_its_image_is_resized_to_it_and_counted(tmp_path):
-    labels = np.full((6, 8), 7, np.uint8)
-    labels[3:] = 26  # road above, car below
+    labels = np.full((32, 40), 7, np.uint8)
+    labels[16:] = 26  # road above, car below
     dataset_files.write_gta5(tmp_path, [labels, labels])
-    dataset_files.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((7, 9, 3), np.uint8))
+    dataset_files.write_rgb_png(tmp_path / "images" / "00001.png", np.zeros((33, 41, 3), np.uint8))
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
 
     label = dataset.read_label(0)
-    assert label.shape == (7, 9)
-    assert set(np.unique(label[:3])) == {0} and set(np.unique(label[4:])) == {13}
+    assert label.shape == (33, 41)
+    assert set(np.unique(label[:16])) == {0} and set(np.unique(label[17:])) == {13}
     dataset.read_label(0)
     assert dataset.num_resized_labels == 1  # each file is counted once
 
 
-@pytest.mark.parametrize("label_shape", [(2, 3), (8, 6), (3, 4)],
+@pytest.mark.parametrize("label_shape", [(64, 96), (80, 64), (32, 40)],
                          ids=["3x2", "transposed", "half-size"])
 def test_a_label_of_another_aspect_or_scale_is_an_error_naming_it(tmp_path, label_shape):
-    # A 6x8 (height x width) image: only labels a pixel or 5% off are resized.
+    # A 64x80 (height x width) image: only labels a pixel or 5% off are resized.
     dataset_files.write_gta5(tmp_path, [np.full(label_shape, 7, np.uint8)] * 2,
-                             images=[np.zeros((6, 8, 3), np.uint8)] * 2)
+                             images=[np.zeros((64, 80, 3), np.uint8)] * 2)
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     label_path = dataset.label_paths[0]
     height, width = label_shape
     with pytest.raises(data_pipelines.DatasetError,
                        match=rf"^{re.escape(label_path)}: label is {width}x{height} .* its image "
-                             r"is 8x6: another aspect or scale"):
+                             r"is 80x64: another aspect or scale"):
         dataset.read_label(0)
 
 
 def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):
     labels = [_id_grid(23, shift=s) for s in range(4)]
-    instances = [np.full((6, 8), 300 + s, np.uint16) for s in range(4)]
+    instances = [np.full((32, 40), 300 + s, np.uint16) for s in range(4)]
     pairs = dataset_files.write_synthia(tmp_path, labels, instances=instances)
     stored = tf.io.decode_png(tf.io.read_file(pairs[0][1]), dtype=tf.uint16).numpy()
-    assert stored.dtype == np.uint16 and stored.shape == (6, 8, 3)
+    assert stored.dtype == np.uint16 and stored.shape == (32, 40, 3)
     np.testing.assert_array_equal(stored[..., 0], labels[0])   # R: class id
     np.testing.assert_array_equal(stored[..., 1], instances[0])  # G: instance id
 
@@ -116,11 +116,21 @@ def test_synthia_16_bit_labels_read_as_train_ids_in_both_protocols(tmp_path):
         assert seen == 4
 
 
+def test_a_16_bit_image_using_its_range_reads_as_its_high_bytes(tmp_path):
+    # A 16-bit image holding 8-bit values is an error instead (test_data_check.py).
+    pairs = dataset_files.write_cityscapes(tmp_path, "val", [_id_grid(34)])
+    values = np.arange(32 * 40 * 3).reshape(32, 40, 3) % 256
+    dataset_files.write_rgb_png(pairs[0][0], (values * 257).astype(np.uint16))
+    image = data_pipelines.open_dataset("cityscapes", tmp_path, "val").read_image(0)
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, values)
+
+
 def test_synthia_13_class_protocol_ignores_wall_fence_pole(tmp_path):
-    dataset_files.write_synthia(tmp_path, [np.array([[21, 5, 7, 3]] * 2), np.array([[21, 5, 7, 3]] * 2)])
+    dataset_files.write_synthia(tmp_path, [np.tile([[21, 5, 7, 3]], (32, 8))] * 2)
     for num_classes, expected in ((16, [3, 4, 5, 0]), (13, [255, 255, 255, 0])):
         dataset = data_pipelines.open_dataset("synthia", tmp_path, synthia_classes=num_classes)
-        np.testing.assert_array_equal(dataset.read_label(0), [expected] * 2)
+        np.testing.assert_array_equal(dataset.read_label(0), np.tile([expected], (32, 8)))
 
 
 def test_cityscapes_tree_reads_in_sorted_order_as_train_ids(tmp_path):
@@ -156,7 +166,7 @@ def test_cityscapes_train_without_gtfine_is_unlabelled(tmp_path):
 
     unlabelled = data_pipelines.open_dataset("cityscapes", tmp_path, "train")
     assert not unlabelled.has_labels and len(unlabelled) == 2
-    assert unlabelled.read_image(1).shape == (6, 8, 3)
+    assert unlabelled.read_image(1).shape == (32, 40, 3)
     with pytest.raises(data_pipelines.DatasetError, match="has no labels"):
         unlabelled.read_label(0)
 

@@ -23,8 +23,8 @@ def _mosaic(shape, seed):
 
 @pytest.fixture
 def gta5(tmp_path):
-    """GTA5 files of 12 x 16 whose grey image value is the pixel's label id."""
-    dataset_files.write_gta5(tmp_path, [_mosaic((12, 16), seed) for seed in range(6)])
+    """GTA5 files of 36 x 48 whose grey image value is the pixel's label id."""
+    dataset_files.write_gta5(tmp_path, [_mosaic((36, 48), seed) for seed in range(6)])
     return data_pipelines.open_dataset("gta5", tmp_path, "train")
 
 
@@ -147,7 +147,7 @@ def test_supervised_patches_are_aligned_sized_and_in_range(gta5):
 
 def test_supervised_patches_flip_some_patches(gta5):
     def labels(flip):
-        stream = data_pipelines.supervised_patches(gta5, patch_size=(12, 16), batch_size=5,
+        stream = data_pipelines.supervised_patches(gta5, patch_size=(36, 48), batch_size=5,
                                                    flip=flip, seed=3)
         return _batches(stream, 2)
     unflipped, flipped = labels(False), labels(True)
@@ -159,12 +159,12 @@ def test_supervised_patches_flip_some_patches(gta5):
 
 
 def test_supervised_patches_widen_the_resize_where_the_patch_would_not_fit(gta5):
-    # 12 x 16 images and a 14 x 20 patch: resized to 15 x 20 (the authors'
+    # 36 x 48 images and a 42 x 60 patch: resized to 45 x 60 (the authors'
     # rule), never padded with a grey bar that a discriminator could spot.
-    assert data_pipelines.crop_fitting_size((12, 16), None, (14, 20)).numpy().tolist() == [15, 20]
-    batch, = _batches(data_pipelines.supervised_patches(gta5, patch_size=(14, 20), batch_size=4),
+    assert data_pipelines.crop_fitting_size((36, 48), None, (42, 60)).numpy().tolist() == [45, 60]
+    batch, = _batches(data_pipelines.supervised_patches(gta5, patch_size=(42, 60), batch_size=4),
                       1)
-    assert batch["image"].shape == (4, 14, 20, 3)
+    assert batch["image"].shape == (4, 42, 60, 3)
     assert not np.any(batch["image"][..., 0] == data_pipelines.pipelines.IMAGE_PAD_VALUE)
 
 
@@ -206,7 +206,7 @@ def test_whole_images_are_resized_to_the_patch_size(gta5):
 def test_supervised_patches_resize_first(gta5):
     batch, = _batches(data_pipelines.supervised_patches(
         gta5, patch_size=(6, 8), resize_width=8, batch_size=2, flip=False), 1)
-    # 12 x 16 images resized to 6 x 8: the patch is the whole image.
+    # 36 x 48 images resized to 6 x 8: the patch is the whole image.
     assert batch["label"].shape == (2, 6, 8)
     assert set(np.unique(batch["label"])) <= set(TRAIN_ID[list(LABEL_IDS)])
 
@@ -224,7 +224,7 @@ def test_supervised_patches_are_deterministic_for_a_seed(gta5):
 
 def test_supervised_patches_are_endless_and_reshuffled_every_epoch(tmp_path):
     # Five uniform images (one id each): train holds four of them.
-    dataset_files.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in (7, 8, 11, 21, 26)])
+    dataset_files.write_gta5(tmp_path, [np.full((32, 32), i, np.uint8) for i in (7, 8, 11, 21, 26)])
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     stream = data_pipelines.supervised_patches(dataset, patch_size=4, batch_size=1, flip=False)
     order = [int(_decoded_ids(batch["image"])[0, 0, 0]) for batch in _batches(stream, 32)]
@@ -235,7 +235,7 @@ def test_supervised_patches_are_endless_and_reshuffled_every_epoch(tmp_path):
 
 def test_unpaired_patches_pair_labelled_source_with_unlabelled_target(gta5, tmp_path):
     # The target has no gtFine folder: its labels are never read.
-    target_ids = [np.full((20, 30), 200 + n, np.uint8) for n in range(3)]
+    target_ids = [np.full((40, 60), 200 + n, np.uint8) for n in range(3)]
     dataset_files.write_cityscapes(tmp_path / "cs", "train", target_ids)
     (tmp_path / "cs" / "gtFine").rename(tmp_path / "cs" / "no_labels_here")
     target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
@@ -253,7 +253,7 @@ def test_unpaired_patches_pair_labelled_source_with_unlabelled_target(gta5, tmp_
 
 
 def test_unpaired_streams_are_shuffled_independently(tmp_path):
-    dataset_files.write_gta5(tmp_path, [np.full((4, 4), i, np.uint8) for i in range(7, 16)])
+    dataset_files.write_gta5(tmp_path, [np.full((32, 32), i, np.uint8) for i in range(7, 16)])
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     batches = _batches(data_pipelines.unpaired_patches(dataset, dataset, patch_size=4,
                                                        flip=False), 16)
@@ -268,10 +268,10 @@ def test_evaluation_images_in_order_at_full_label_resolution(gta5):
     assert [int(e["index"]) for e in examples] == list(range(len(gta5)))
     for example in examples:
         assert example["image"].shape == (1, 6, 8, 3) and example["image"].dtype == tf.float32
-        assert example["label"].shape == (1, 12, 16) and example["label"].dtype == tf.int32
+        assert example["label"].shape == (1, 36, 48) and example["label"].dtype == tf.int32
         np.testing.assert_array_equal(example["label"][0], gta5.read_label(int(example["index"])))
     full = next(iter(data_pipelines.evaluation_images(gta5)))
-    assert full["image"].shape == (1, 12, 16, 3)
+    assert full["image"].shape == (1, 36, 48, 3)
     _assert_aligned(full["image"], full["label"])
 
 
@@ -292,7 +292,7 @@ UNIFORM_IDS = (7, 8, 11, 12, 13, 17, 19)  # train ids 0..6: a patch's label name
 @pytest.fixture
 def gta5_with_a_bad_file(tmp_path):
     """(intact dataset, the same with its image 3 truncated, that file's path)."""
-    labels = [np.full((8, 8), i, np.uint8) for i in UNIFORM_IDS]
+    labels = [np.full((32, 32), i, np.uint8) for i in UNIFORM_IDS]
     dataset_files.write_gta5(tmp_path / "intact", labels)
     dataset_files.write_gta5(tmp_path / "broken", labels)
     intact = data_pipelines.open_dataset("gta5", tmp_path / "intact", "train")

@@ -134,7 +134,7 @@ def test_a_work_directory_without_checkpoints_is_named(tmp_path):
 
 def test_a_dataset_root_without_val_labels_is_named_before_loading_the_model(tmp_path):
     root = tmp_path / "cityscapes"
-    dataset_files.write_cityscapes(str(root), "val", [np.full((8, 16), 7, np.uint8)])
+    dataset_files.write_cityscapes(str(root), "val", [np.full((32, 64), 7, np.uint8)])
     shutil.rmtree(root / "gtFine")
     not_loadable = tmp_path / "not-a-model-either"  # exists, so only loading would fail
     not_loadable.mkdir()

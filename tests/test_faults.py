@@ -227,8 +227,8 @@ def test_a_bad_flag_is_named_and_leaves_no_config(tmp_path, flag):
 
 
 def test_the_check_names_train_ids_saved_as_label_ids(tmp_path):
-    train_ids = np.zeros((8, 8), np.uint8)  # road, train id 0, is label id 0 "unlabeled"
-    train_ids[:3], train_ids[3:5] = 10, 13  # sky, car
+    train_ids = np.zeros((32, 32), np.uint8)  # road, train id 0, is label id 0 "unlabeled"
+    train_ids[:12], train_ids[12:20] = 10, 13  # sky, car
     dataset_files.write_cityscapes(tmp_path, "val", [train_ids] * 3)
     result = _run([sys.executable, "-m", "data_pipelines.check"], "--dataset=cityscapes",
                   f"--root={tmp_path}", "--split=val", "--all")

@@ -2,7 +2,9 @@
 pseudo-labels, a stopped run resuming in its round, and the errors of its
 inputs."""
 import dataclasses
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,11 +12,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import data_pipelines
 import dataset_files
+from data_pipelines import cli
 from data_pipelines.classes import IGNORE_LABEL
-from udamobile import checkpointing, config as config_lib, method_runner, methods, restore, trainer
+from udamobile import (checkpointing, config as config_lib, files, method_runner, methods, restore,
+                       trainer)
 from udamobile import pseudo_labels
 from udamobile.pseudo_labels import CONFIDENCE_LEVELS
 from udamobile.stages import get_stage
@@ -102,7 +107,7 @@ class _FixedLabeller:
         return np.stack([logits] * len(images))
 
 
-def _labels(count, shape=(16, 32)):
+def _labels(count, shape=(32, 64)):
     rng = np.random.default_rng(0)
     return [np.kron(rng.choice(LABEL_IDS, (shape[0] // 8, shape[1] // 8)),
                     np.ones((8, 8), int)).astype(np.uint8) for _ in range(count)]
@@ -119,17 +124,95 @@ def test_a_round_is_stored_whole_and_read_back_with_the_ignored_pixels(tmp_path)
     assert record["assignment"] == "normalised"
     assert record["labelled"] == [0, 1, 3] and len(bad_files) == 1  # the bad one skipped
     assert pseudo_labels.read_round(folder) == record
-    # Per class, a quarter of its 3 x 16 x 8 predicted pixels: the 96 most confident.
+    # Per class, a quarter of its predicted pixels (3 images x 32 rows x 16 or 24
+    # columns): the most confident.
     assert record["kept_fraction"][:3] == [0.25, 0.25, 0.25]
     assert record["kept_fraction"][3:] == [None] * 16
-    labelled = pseudo_labels.PseudoLabelled(target, folder)
+    labelled = pseudo_labels.PseudoLabelled(target, folder, 19)
     assert len(labelled) == 3 and labelled.has_labels
     image, label = labelled.read_pair(2)
-    assert np.array_equal(image, target.read_image(3)) and label.shape == (16, 32)
+    assert np.array_equal(image, target.read_image(3)) and label.shape == (32, 64)
     assert set(np.unique(label)) == {0, 1, 2, IGNORE_LABEL}
     assert np.mean(label != IGNORE_LABEL) == pytest.approx(0.25)
     with pytest.raises(data_pipelines.DatasetError, match="no complete round"):
-        pseudo_labels.PseudoLabelled(target, str(tmp_path / "elsewhere"))
+        pseudo_labels.PseudoLabelled(target, str(tmp_path / "elsewhere"), 19)
+
+
+@pytest.fixture
+def labelled_round(tmp_path):
+    """(the target, its round folder): 4 Cityscapes train images of 32 x 64, labelled."""
+    dataset_files.write_cityscapes(tmp_path / "cs", "train", _labels(4))
+    target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
+    folder = str(tmp_path / "round_0")
+    pseudo_labels.label_round(_FixedLabeller(), target, folder, fraction=0.5, num_classes=19)
+    return target, folder
+
+
+def test_a_damaged_pseudo_label_is_a_bad_file_naming_it_and_the_remedy(labelled_round):
+    # Before, a label of another size trained stretched and a value of 77 made
+    # the loss fail with InvalidArgument.
+    target, folder = labelled_round
+    paths = [pseudo_labels.label_path(folder, index) for index in range(3)]
+    dataset_files.write_grey_png(paths[0], np.full((32, 64), 77, np.uint8))
+    dataset_files.write_grey_png(paths[1], np.zeros((64, 128), np.uint8))
+    os.remove(paths[2])
+    labelled = pseudo_labels.PseudoLabelled(target, folder, 19)
+    remedy = re.escape(pseudo_labels.damaged_round_remedy(folder))
+    for index, problem in enumerate([
+            "a pseudo-label holding 77; it must hold train ids 0..18 or 255 (ignore)",
+            "a pseudo-label of 128x64 pixels (width x height) for an image of 64x32; it must "
+            "have its image's size", "file not found"]):
+        with pytest.raises(data_pipelines.DatasetError,
+                           match=f"^{re.escape(paths[index])}: {re.escape(problem)}; {remedy}$"):
+            labelled.read_pair(index)
+    assert remedy.startswith(re.escape(f"remove {folder} to label the round again"))
+    assert labelled.read_label(3).shape == (32, 64)
+
+
+@pytest.mark.parametrize("text, what", [('{"labelled": [0, 1', "not JSON"),
+                                        ('{"images": 4}', "it holds no 'labelled'"),
+                                        ('{"labelled": [0, 9]}', "not a list of image indices")])
+def test_a_damaged_round_file_is_named_with_the_remedy(labelled_round, text, what):
+    target, folder = labelled_round
+    path = os.path.join(folder, pseudo_labels.ROUND_FILE)
+    with open(path, "w") as file:
+        file.write(text)
+    with pytest.raises(files.StateFileError) as error:
+        pseudo_labels.PseudoLabelled(target, folder, 19)
+    assert str(error.value).startswith(f"{path} is damaged") and what in str(error.value)
+    assert str(error.value).endswith(pseudo_labels.damaged_round_remedy(folder))
+
+
+def test_a_stop_request_ends_the_labelling_between_batches_and_leaves_no_round(tmp_path):
+    dataset_files.write_cityscapes(tmp_path / "cs", "train", _labels(20))
+    target = data_pipelines.open_dataset("cityscapes", tmp_path / "cs", "train")
+    asked = []
+
+    def stop_before_the_third_batch():
+        asked.append(True)
+        if len(asked) == 3:
+            raise trainer.Interrupted("SIGTERM at step 0")
+
+    with pytest.raises(trainer.Interrupted):
+        pseudo_labels.label_round(_FixedLabeller(), target, str(tmp_path / "round_0"),
+                                  fraction=0.5, num_classes=19,
+                                  check_stop=stop_before_the_third_batch)
+    assert os.listdir(tmp_path) == ["cs"]  # neither the round nor its staging folder
+
+
+def test_a_full_disk_while_pseudo_labelling_names_the_round_folder(labelled_round, monkeypatch):
+    # PIL's write error names no file; files.atomic_output adds the artifact's path.
+    target, folder = labelled_round
+    full = os.path.join(os.path.dirname(folder), "round_1")
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", no_space)
+    with pytest.raises(OSError) as error:
+        pseudo_labels.label_round(_FixedLabeller(), target, full, fraction=0.5, num_classes=19)
+    assert cli.describe_os_error(error.value) == f"{full}: No space left on device"
+    assert sorted(os.listdir(os.path.dirname(folder))) == ["cs", "round_0"]
 
 
 def test_the_self_training_loss_leaves_ignored_target_pixels_out(tiny_config, eagerly):

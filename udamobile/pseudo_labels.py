@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 
 from data_pipelines import readers
@@ -210,9 +211,10 @@ def _batches(dataset, bad_files):
         yield batch
 
 
-def _logits_of_batches(labeller, dataset, bad_files, progress):
-    """Yields (index, pixels, logits) of every readable image of `dataset`."""
+def _logits_of_batches(labeller, dataset, bad_files, progress, check_stop):
+    """Yields (index, pixels, logits) of every readable image; `check_stop()` per batch."""
     for batch in _batches(dataset, bad_files):
+        check_stop()
         for (index, pixels), logits in zip(
                 batch, labeller.logits([pixels for _, pixels in batch])):
             yield index, pixels, logits
@@ -220,16 +222,21 @@ def _logits_of_batches(labeller, dataset, bad_files, progress):
 
 
 def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment="normalised",
-                bad_files=None, about=None):
+                bad_files=None, about=None, check_stop=lambda: None):
     """Writes the pseudo-labels of every image of `dataset` to `folder` (see the module
     docstring); returns the round's record, also written to <folder>/round.json.
 
     An image that cannot be read is skipped (recorded in `bad_files`) and has
     no label file. `about`: more fields for the record (the step, the round).
+    `check_stop` is called before each batch of images: what it raises (the
+    trainer's stop on SIGINT/SIGTERM) ends the labelling, and no folder is left.
     """
+    logging.info("Pseudo-labelling the %d images of %s/%s into %s (two passes)", len(dataset),
+                 dataset.name, dataset.split, folder)
     counts = np.zeros((num_classes, CONFIDENCE_LEVELS), np.int64)
     with Progress(len(dataset), "pseudo-label thresholds", unit="img") as progress:
-        for _, _, logits in _logits_of_batches(labeller, dataset, bad_files, progress):
+        for _, _, logits in _logits_of_batches(labeller, dataset, bad_files, progress,
+                                               check_stop):
             counts += level_counts(*confidence_levels(logits), num_classes)
     thresholds = class_balanced_thresholds(counts, fraction)
     kept = np.zeros(num_classes, np.int64)
@@ -238,7 +245,7 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment=
         os.makedirs(staging)
         with Progress(len(dataset), "pseudo-labels", unit="img") as progress:
             for index, pixels, logits in _logits_of_batches(labeller, dataset, bad_files,
-                                                            progress):
+                                                            progress, check_stop):
                 label = pseudo_label(logits, thresholds, assignment)
                 kept += np.bincount(label[label != IGNORE_LABEL], minlength=num_classes)[
                     :num_classes]
@@ -261,30 +268,61 @@ def label_round(labeller, dataset, folder, *, fraction, num_classes, assignment=
     return record
 
 
+def damaged_round_remedy(folder):
+    """What makes the round folder `folder` whole again (`udamobile.stages.self_training`
+    labels a round only at its first step)."""
+    return (f"remove {folder} to label the round again if the run stopped at the round's "
+            "first step; otherwise restore the folder, or remove the stage's work directory "
+            "to run the stage again")
+
+
 def read_round(folder):
     """The record of a complete round folder, or None when there is none."""
     path = os.path.join(folder, ROUND_FILE)
     if not os.path.isfile(path):
         return None
-    return files.read_json(path, keys=("labelled",), remedy=(
-        f"restore {folder}, or remove the stage's work directory to run the stage again"))
+    return files.read_json(path, keys=("labelled",), remedy=damaged_round_remedy(folder))
+
+
+def pseudo_label_problem(label, image_shape, num_classes):
+    """Why uint8 `label` [h, w] cannot be the pseudo-label of an image of `image_shape`
+    (H, W) with `num_classes` classes, or None: label_round writes train ids or 255
+    at the image's own size."""
+    if label.shape != tuple(image_shape):
+        (height, width), (image_height, image_width) = label.shape, image_shape
+        return (f"a pseudo-label of {width}x{height} pixels (width x height) for an image "
+                f"of {image_width}x{image_height}; it must have its image's size")
+    outside = (label >= num_classes) & (label != IGNORE_LABEL)
+    if outside.any():
+        return (f"a pseudo-label holding {int(label[outside].max())}; it must hold train ids "
+                f"0..{num_classes - 1} or {IGNORE_LABEL} (ignore)")
+    return None
 
 
 class PseudoLabelled(Dataset):
     """`images` (a target train split) with the pseudo-labels of a round folder.
 
     Its images without a label (unreadable when the round was labelled) are
-    left out, so the split is the labelled ones, in their order.
+    left out, so the split is the labelled ones, in their order. A label that
+    is not a pseudo-label of its image (`pseudo_label_problem`, or no readable
+    PNG) is a DatasetError naming the file and `damaged_round_remedy`: the
+    pipelines skip it as a bad file, where the loss would fail on it.
     """
 
-    def __init__(self, images, folder):
+    def __init__(self, images, folder, num_classes):
         record = read_round(folder)
         if record is None:
             raise DatasetError(f"{folder}: no complete round of pseudo-labels ({ROUND_FILE} "
                                "is missing)")
+        indices = record["labelled"]
+        if not (isinstance(indices, list) and all(
+                type(i) is int and 0 <= i < len(images) for i in indices)):
+            raise files.StateFileError(
+                f"{os.path.join(folder, ROUND_FILE)} is damaged: its 'labelled' is not a list "
+                f"of image indices 0..{len(images) - 1}; {damaged_round_remedy(folder)}")
         super().__init__(images.name, f"{images.split} (pseudo-labelled)", has_labels=True)
-        self.images, self.folder = images, folder
-        self.indices = record["labelled"]
+        self.images, self.folder, self.num_classes = images, folder, num_classes
+        self.indices = indices
 
     def __len__(self):
         return len(self.indices)
@@ -292,8 +330,20 @@ class PseudoLabelled(Dataset):
     def read_image(self, index):
         return self.images.read_image(self.indices[index])
 
+    def read_pair(self, index):
+        image = self.read_image(index)
+        path = label_path(self.folder, self.indices[index])
+        try:
+            label = readers.read_grey_ids(path)
+        except DatasetError as error:
+            raise DatasetError(f"{error}; {damaged_round_remedy(self.folder)}") from None
+        problem = pseudo_label_problem(label, image.shape[:2], self.num_classes)
+        if problem:
+            raise DatasetError(f"{path}: {problem}; {damaged_round_remedy(self.folder)}")
+        return image, label
+
     def read_label(self, index):
-        return readers.read_grey_ids(label_path(self.folder, self.indices[index]))
+        return self.read_pair(index)[1]
 
     def describe(self, index):
         return (f"{self.images.describe(self.indices[index])} with "

@@ -6,7 +6,9 @@ resumes from the latest checkpoint of `workdir` when there is one, so a
 killed run (even `kill -9`) continues where its last checkpoint stopped:
 step, weights, optimizer slots, learning rates (a function of the step) and
 image pools are restored (`udamobile.restore`). On SIGINT/SIGTERM it saves
-a checkpoint before exiting.
+a checkpoint before exiting, after the step under way or, while a stage
+makes its stream (self-training's labelling), after the batch of images
+under way.
 
 The loop (`train_and_evaluate`) reads top to bottom: each step takes the
 next batch of the stage's stream, runs its step function, logs, and saves
@@ -130,8 +132,8 @@ def train_and_evaluate(run):
     """The loop: from the run's first step to the config's last, then the final score."""
     cfg, stage = run.cfg, run.stage
     restarts = set(stage.stream_starts(cfg)) - {run.start}
-    with _SignalFlag() as interrupt, Progress(cfg.optim.steps - run.start, cfg.stage,
-                                              unit="step") as progress:
+    with run.interrupt, Progress(cfg.optim.steps - run.start, cfg.stage,
+                                 unit="step") as progress:
         run.stream = run.stream_from(run.start)
         for step in range(run.start, cfg.optim.steps):
             if step in restarts:
@@ -152,10 +154,7 @@ def train_and_evaluate(run):
             if run.best and cfg.run.eval_every and done % cfg.run.eval_every == 0 and (
                     done < cfg.optim.steps):
                 run.evaluate(f"step_{done}")
-            if interrupt.received:
-                run.save()
-                raise Interrupted(f"{interrupt.received} at step {done}: checkpoint saved in "
-                                  f"{run.workdir}; run the same command to resume")
+            run.stop_if_interrupted()
     run.save_if_unsaved()
     if len(run.bad_files):
         logging.warning("%d bad file(s) skipped (each logged when met)", len(run.bad_files))
@@ -193,6 +192,7 @@ class StageRun:
             logging.info("No label-free signals: --target_root is not given")
         self.summaries = Summaries(os.path.join(workdir, "logs"), chief=chief)
         self.steps, self.stream, self.skipped = {}, None, 0
+        self.interrupt = _SignalFlag()
 
     @property
     def step(self):
@@ -200,8 +200,8 @@ class StageRun:
 
     def stream_from(self, step):
         """The stage's stream from `step`, split between the replicas."""
-        context = RunContext(workdir=self.workdir, chief=self.chief,
-                             bad_files=self.bad_files, state=self.state)
+        context = RunContext(workdir=self.workdir, chief=self.chief, bad_files=self.bad_files,
+                             state=self.state, check_stop=self.stop_if_interrupted)
         return iter(distribute_stream(self.stage.build_inputs(self.cfg, step, context),
                                       self.strategy))
 
@@ -247,6 +247,14 @@ class StageRun:
     def save(self):
         checkpointing.save(self.manager, self.step)
         self.saved_step = self.step
+
+    def stop_if_interrupted(self):
+        """After SIGINT/SIGTERM, saves a checkpoint (if this step has none) and raises
+        Interrupted: after each step, and between the image batches of a labelling."""
+        if self.interrupt.received:
+            self.save_if_unsaved()
+            raise Interrupted(f"{self.interrupt.received} at step {self.step}: checkpoint saved "
+                              f"in {self.workdir}; run the same command to resume")
 
     def save_if_unsaved(self):
         if self.saved_step != self.step:

@@ -27,15 +27,21 @@ flags and the table runner read them.
 """
 import abc
 import dataclasses
+import typing
 
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
-    """What a stage's inputs may need of its run beyond the config."""
+    """What a stage's inputs may need of its run beyond the config.
+
+    Long work while the stream is made (a labelling pass) calls `check_stop`
+    between its batches: it raises once the run is asked to stop (the
+    trainer's, after saving a checkpoint)."""
     workdir: str
     chief: bool
     bad_files: object  # data_pipelines.BadFiles
     state: object  # the TrainingState: self-training labels with its segmenter
+    check_stop: typing.Callable = lambda: None
 
 
 class Stage(abc.ABC):

@@ -33,7 +33,12 @@ statistics while it trains.
 Each round's labels are stored once, in <workdir>/pseudo_labels/round_<r>/,
 with a checkpoint saved at the round's first step before labelling: a run
 stopped anywhere resumes in the same round with the same labels, and one
-stopped while labelling labels again from the same weights.
+stopped while labelling labels again from the same weights. A damaged round
+(`round.json`, a label of another size or with values no class has) is
+named with what to do (`pseudo_labels.damaged_round_remedy`). SIGINT or
+SIGTERM stops a labelling pass after its batch of images under way, leaving
+no round folder (the trainer saves the checkpoint if the round's first step
+has none yet).
 """
 import os
 
@@ -84,8 +89,9 @@ def class_weights(cfg):
     return weights
 
 
-def label_round(cfg, segmenter, target, folder, round_index, bad_files):
-    """Labels every image of `target` for round `round_index` into `folder`."""
+def label_round(cfg, segmenter, target, folder, round_index, run):
+    """Labels every image of `target` for round `round_index` into `folder` (`run`: the
+    RunContext, whose `check_stop` is called between batches of images)."""
     optim, data = cfg.optim, cfg.data
     fraction = pseudo_labels.round_fraction(
         round_index, initial=optim.pseudo_label_fraction, step=optim.pseudo_label_fraction_step,
@@ -95,7 +101,8 @@ def label_round(cfg, segmenter, target, folder, round_index, bad_files):
                                       whole_images=data.whole_images)
     pseudo_labels.label_round(labeller, target, folder, fraction=fraction,
                               num_classes=cfg.model.num_classes,
-                              assignment=optim.pseudo_label_assignment, bad_files=bad_files,
+                              assignment=optim.pseudo_label_assignment, bad_files=run.bad_files,
+                              check_stop=run.check_stop,
                               about={"round": round_index, "step": round_starts(cfg)[round_index]})
 
 
@@ -157,10 +164,10 @@ class SelfTrainingStage(Stage):
                     f"run resumes at step {start_step}, after the round's start ({start}); "
                     "they cannot be made again from the same weights. Restore the folder, or "
                     "remove the stage's work directory to run the stage again")
-            label_round(cfg, run.state.networks["segmenter"], target, folder, round_index,
-                        run.bad_files)
+            label_round(cfg, run.state.networks["segmenter"], target, folder, round_index, run)
         return inputs.unpaired_patches(cfg, start_step, run.bad_files,
-                                       pseudo_labelled=pseudo_labels.PseudoLabelled(target, folder))
+                                       pseudo_labelled=pseudo_labels.PseudoLabelled(
+                                           target, folder, cfg.model.num_classes))
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
