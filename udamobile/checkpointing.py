@@ -216,32 +216,16 @@ def resolve_checkpoint(workdir, checkpoint=None):
     return latest
 
 
-@contextlib.contextmanager
-def _tensorflow_file_errors(path, doing):
-    """Turns TensorFlow's filesystem errors (read-only, no space left, ...), which
-    are not OSError, into a WorkdirError naming `path` and the cause."""
-    try:
-        yield
-    except tf.errors.OpError as e:
-        raise WorkdirError(f"{path}: {doing} failed: {_tensorflow_cause(e)}") from e
-
-
-def _tensorflow_cause(error):
-    """The first line of a TensorFlow error without its op decorations."""
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message.splitlines()[0])
-    return re.sub(r"\s*\[Op:\w+\].*$", "", text)[:300]
-
-
 def save(manager, step):
-    """`manager.save(step)`; a failure is one WorkdirError, and the checkpoints saved
-    before stay intact (TensorFlow names the new one only once it is complete)."""
-    with _tensorflow_file_errors(manager.directory, f"saving checkpoint {step}"):
+    """`manager.save(step)`; a failure is one OSError naming the folder, and the checkpoints
+    saved before stay intact (TensorFlow names the new one only once it is complete)."""
+    with files.tensorflow_writes(manager.directory, f"saving checkpoint {step}"):
         return manager.save(checkpoint_number=step)
 
 
 def summary_writer(logdir):
-    """tf.summary.create_file_writer(logdir); a filesystem error is one WorkdirError."""
-    with _tensorflow_file_errors(logdir, "creating the TensorBoard log"):
+    """tf.summary.create_file_writer(logdir); a filesystem error is one OSError naming it."""
+    with files.tensorflow_writes(logdir, "creating the TensorBoard log"):
         return tf.summary.create_file_writer(logdir)
 
 
