@@ -6,8 +6,10 @@ r"""udamobile-export (or python -m export): the segmenter of a work directory as
         --representative_root=/data/cityscapes --num_calibration_images=100 \
         --report_dataset=cityscapes --report_root=/data/cityscapes
 
-See export/artifacts.py for the files written, export/saved_model.py and
-export/tflite.py for their interfaces, export/report.py for the report.
+--output_dir is written whole, or left as it was: it must be new, empty or
+a previous export, which it replaces. See export/artifacts.py for the files
+written, export/saved_model.py and export/tflite.py for their interfaces,
+export/report.py for the report.
 """
 from absl import flags
 
@@ -17,7 +19,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
 flags.DEFINE_string("checkpoint", None, "latest (default), best (of the periodic evaluation) "
                     "or a checkpoint name such as ckpt-12.")
-flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to.")
+flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to, whole: a new "
+                    "or empty folder, or a previous export, which it replaces.")
 flags.DEFINE_list("formats", ["saved_model", "tflite_float32", "tflite_float16", "tflite_int8"],
                   "Artifacts to write: saved_model, tflite_float32, tflite_float16, tflite_int8.")
 flags.DEFINE_integer("height", 512, "Fixed input height of the TFLite files.")

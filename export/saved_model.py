@@ -22,9 +22,9 @@ rejected before the graph runs ("expected to be a uint8 tensor").
 import keras
 import tensorflow as tf
 
-from udamobile.files import atomic_output
 from data_pipelines.images import normalize_image
 from export.graph import ArgmaxLabels, probabilities
+from udamobile import files
 
 SIGNATURE_KEY = "serving_default"
 IMAGES_SPEC = tf.TensorSpec(shape=None, dtype=tf.uint8, name="images")
@@ -64,8 +64,8 @@ def serving_function(segmenter):
 def export_saved_model(segmenter, path):
     """Writes `segmenter` (image in [-1, 1] -> {"logits", ...}) as a SavedModel at `path`.
 
-    Atomic: `path` holds either the complete SavedModel or what it held before.
-    Returns `path`.
+    Atomic: `path` holds either the complete SavedModel or what it held before;
+    a filesystem error (a full disk) is an OSError naming `path`. Returns `path`.
     """
     serve = serving_function(segmenter)
     # Traced here, ExportArchive takes the function as it is (its own tracing
@@ -77,6 +77,7 @@ def export_saved_model(segmenter, path):
     archive = keras.export.ExportArchive()
     archive.track(segmenter)
     archive.add_endpoint(SIGNATURE_KEY, serve)
-    with atomic_output(path) as staging:
+    with files.atomic_output(path) as staging, \
+            files.tensorflow_writes(path, "writing the SavedModel"):
         archive.write_out(staging, verbose=False)
     return path

@@ -175,14 +175,16 @@ def export_run(workdir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exports(workdir, export_run):
+def exports(workdir, export_run, tmp_path_factory):
     """{format: path} of what the CLI wrote, and "tflite_float32_probabilities": a
-    float32 file that returns probabilities, through the library."""
+    float32 file that returns probabilities, through the library (in a folder of
+    its own: an export replaces its folder whole)."""
     output_dir, _ = export_run
     paths = {fmt: os.path.join(output_dir, name) for fmt, name in
              json.load(open(os.path.join(output_dir, "export.json")))["artifacts"].items()}
-    written = export_workdir(workdir, output_dir, formats=["tflite_float32"], height=HEIGHT,
-                             width=WIDTH, tflite_output="probabilities")
+    written = export_workdir(workdir, str(tmp_path_factory.mktemp("probabilities")),
+                             formats=["tflite_float32"], height=HEIGHT, width=WIDTH,
+                             tflite_output="probabilities")
     paths["tflite_float32_probabilities"] = written["tflite_float32"]
     return paths
 
