@@ -14,6 +14,7 @@ export/report.py for the report.
 from absl import flags
 
 from data_pipelines import cli
+from export import MAX_BATCH_PIXELS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
@@ -28,6 +29,9 @@ flags.DEFINE_integer("width", 1024, "Fixed input width of the TFLite files.")
 flags.DEFINE_enum("tflite_output", "labels", ["labels", "probabilities"],
                   "What the TFLite files return: uint8 labels [1, H, W] (what a board "
                   "consumes) or probabilities [1, H, W, 19] (a softmax over every pixel).")
+flags.DEFINE_integer("max_batch_pixels", MAX_BATCH_PIXELS, "The most pixels (batch x height "
+                     "x width) one call of the SavedModel takes; a larger batch fails that "
+                     "call (the default, four 1024x2048 images, takes about 2.8 GB).")
 flags.DEFINE_string("representative_dataset", None, "Dataset whose unlabelled train split "
                     "calibrates int8 (default: the run's target dataset).")
 flags.DEFINE_string("representative_root", None, "Folder of --representative_dataset.")
@@ -57,7 +61,7 @@ def main(argv):
         representative_dataset=FLAGS.representative_dataset,
         representative_root=FLAGS.representative_root,
         num_calibration_images=FLAGS.num_calibration_images, report_set=report_set,
-        report_images=FLAGS.report_images)
+        report_images=FLAGS.report_images, max_batch_pixels=FLAGS.max_batch_pixels)
     for fmt, path in paths.items():
         print(f"{fmt:15s} {path}")
 

@@ -24,7 +24,7 @@ from absl import logging
 import data_pipelines
 from data_pipelines.base import UsageError
 from data_pipelines.classes import CLASS_NAMES
-from export import MANIFEST, report
+from export import MANIFEST, MAX_BATCH_PIXELS, report
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
 from udamobile import checkpointing, files, model_adapters
@@ -51,19 +51,24 @@ def artifact_name(fmt, *, height, width, tflite_output="labels"):
     return f"segmenter_{height}x{width}_{quantization}{suffix}.tflite"
 
 
-def _check_options(formats, height, width, num_calibration_images, tflite_output, report_images):
+def _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
+                   max_batch_pixels):
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"--formats must be a non-empty list of {', '.join(FORMATS)}; "
                           f"got {', '.join(formats) or 'nothing'}")
     for name, value in (("height", height), ("width", width),
-                        ("num_calibration_images", num_calibration_images)):
+                        ("num_calibration_images", num_calibration_images),
+                        ("max_batch_pixels", max_batch_pixels)):
         if not isinstance(value, int) or value <= 0:
             raise ExportError(f"--{name} must be a positive integer, got {value!r}")
     for name, value in (("height", height), ("width", width)):
         if value < MIN_INPUT_SIZE:
             raise ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
                               "output stride: its features would be a single pixel")
+    if max_batch_pixels < height * width:
+        raise ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
+                          f"--width image ({height * width} pixels), which the report sends")
     if tflite_output not in OUTPUTS:
         raise ExportError(f"--tflite_output must be one of {', '.join(OUTPUTS)}, "
                           f"got {tflite_output!r}")
@@ -105,7 +110,7 @@ def _check_report_dataset(dataset):
 def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, height=512,
                    width=1024, tflite_output="labels", representative_dataset=None,
                    representative_root=None, num_calibration_images=100, report_set=None,
-                   report_images=0):
+                   report_images=0, max_batch_pixels=MAX_BATCH_PIXELS):
     """Exports the segmenter of `workdir` (latest or named checkpoint).
 
     Args:
@@ -126,13 +131,16 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         every artifact is scored on it and the report written and printed
         (export/report.py).
       report_images: score the first `report_images` images only (0: all).
+      max_batch_pixels: the most pixels (batch x height x width) one call of
+        the SavedModel takes (export/saved_model.py).
 
     Returns:
       {format: path} of the artifacts written, and "report": the report's
       text file if there is one.
     """
     formats = tuple(formats)
-    _check_options(formats, height, width, num_calibration_images, tflite_output, report_images)
+    _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
+                   max_batch_pixels)
     _check_output_dir(output_dir)
     if report_set is not None:
         _check_report_dataset(report_set)
@@ -154,7 +162,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         staged = {fmt: os.path.join(staging, name) for fmt, name in names.items()}
         for fmt, path in staged.items():
             if fmt == "saved_model":
-                export_saved_model(segmenter, path)
+                export_saved_model(segmenter, path, max_batch_pixels=max_batch_pixels)
             else:
                 quantization = fmt[len("tflite_"):]
                 export_tflite(segmenter, path, height=height, width=width,
@@ -165,7 +173,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
             _report(staging, staged, paths, segmenter, workdir, info, report_set,
                     report_images=report_images, height=height, width=width)
         _write_manifest(staging, names, workdir, info, height=height, width=width,
-                        tflite_output=tflite_output)
+                        tflite_output=tflite_output, max_batch_pixels=max_batch_pixels)
     if report_set is not None:
         paths["report"] = os.path.join(output_dir, report.REPORT_TEXT)
     return paths
@@ -186,7 +194,8 @@ def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_
     report.write_report(folder, rows, text)
 
 
-def _write_manifest(folder, names, workdir, info, *, height, width, tflite_output):
+def _write_manifest(folder, names, workdir, info, *, height, width, tflite_output,
+                    max_batch_pixels):
     """Writes export.json in `folder`: where the `names` ({format: file name}) come from
     and what their inputs and outputs are."""
     manifest = {
@@ -199,4 +208,6 @@ def _write_manifest(folder, names, workdir, info, *, height, width, tflite_outpu
                           else f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
         "artifacts": names,
     }
+    if "saved_model" in names:
+        manifest["saved_model_max_batch_pixels"] = max_batch_pixels
     files.write_json(os.path.join(folder, MANIFEST), manifest)

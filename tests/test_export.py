@@ -63,6 +63,11 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export_workdir(str(tmp_path), str(tmp_path / "out"), tflite_output="logits")
     with pytest.raises(ExportError, match="--report_images"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), report_images=-1)
+    with pytest.raises(ExportError, match="--max_batch_pixels must be a positive integer"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=0)
+    with pytest.raises(ExportError, match=r"--max_batch_pixels=100 is below one --height x "
+                       r"--width image \(524288 pixels\)"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=100)
 
 
 def test_export_cli_names_a_calibration_folder_without_images(tmp_path):
