@@ -122,7 +122,7 @@ class SavedModelSegmenter:
             # OpError, a corrupt saved_model.pb OSError.
             raise ModelError(f"SavedModel {path} is damaged and cannot be loaded "
                              f"({str(e).splitlines()[0][:300]}); re-export it with "
-                             f"{reexport_command(path)}") from e
+                             f"{_reexport_command(path)}") from e
         if "serving_default" not in loaded.signatures:
             raise ModelError(f"SavedModel {path} has no serving_default signature")
         self._loaded = loaded  # keeps the variables the signature reads alive
@@ -155,7 +155,7 @@ class SavedModelSegmenter:
                              f"[{refusal.group(2)}]; downscale the images (--input_width)") from e
 
 
-def reexport_command(saved_model):
+def _reexport_command(saved_model):
     """The `python -m export` command that writes the export folder of `saved_model`
     anew: from where its export.json says it came, if it can be read."""
     folder = os.path.dirname(os.path.abspath(saved_model))
