@@ -6,18 +6,22 @@ r"""udamobile-export (or python -m export): the segmenter of a work directory as
         --representative_root=/data/cityscapes --num_calibration_images=100 \
         --report_dataset=cityscapes --report_root=/data/cityscapes
 
-See export/artifacts.py for the files written, export/saved_model.py and
-export/tflite.py for their interfaces, export/report.py for the report.
+--output_dir is written whole, or left as it was: it must be new, empty or
+a previous export, which it replaces. See export/artifacts.py for the files
+written, export/saved_model.py and export/tflite.py for their interfaces,
+export/report.py for the report.
 """
 from absl import flags
 
 from data_pipelines import cli
+from export import MAX_BATCH_PIXELS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training work directory to export the segmenter of.")
 flags.DEFINE_string("checkpoint", None, "latest (default), best (of the periodic evaluation) "
                     "or a checkpoint name such as ckpt-12.")
-flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to.")
+flags.DEFINE_string("output_dir", None, "Folder the artifacts are written to, whole: a new "
+                    "or empty folder, or a previous export, which it replaces.")
 flags.DEFINE_list("formats", ["saved_model", "tflite_float32", "tflite_float16", "tflite_int8"],
                   "Artifacts to write: saved_model, tflite_float32, tflite_float16, tflite_int8.")
 flags.DEFINE_integer("height", 512, "Fixed input height of the TFLite files.")
@@ -25,6 +29,9 @@ flags.DEFINE_integer("width", 1024, "Fixed input width of the TFLite files.")
 flags.DEFINE_enum("tflite_output", "labels", ["labels", "probabilities"],
                   "What the TFLite files return: uint8 labels [1, H, W] (what a board "
                   "consumes) or probabilities [1, H, W, 19] (a softmax over every pixel).")
+flags.DEFINE_integer("max_batch_pixels", MAX_BATCH_PIXELS, "The most pixels (batch x height "
+                     "x width) one call of the SavedModel takes; a larger batch fails that "
+                     "call (the default, four 1024x2048 images, takes about 2.8 GB).")
 flags.DEFINE_string("representative_dataset", None, "Dataset whose unlabelled train split "
                     "calibrates int8 (default: the run's target dataset).")
 flags.DEFINE_string("representative_root", None, "Folder of --representative_dataset.")
@@ -54,7 +61,7 @@ def main(argv):
         representative_dataset=FLAGS.representative_dataset,
         representative_root=FLAGS.representative_root,
         num_calibration_images=FLAGS.num_calibration_images, report_set=report_set,
-        report_images=FLAGS.report_images)
+        report_images=FLAGS.report_images, max_batch_pixels=FLAGS.max_batch_pixels)
     for fmt, path in paths.items():
         print(f"{fmt:15s} {path}")
 

@@ -8,15 +8,23 @@
     <output_dir>/export_report.{txt,json}              with a report split (export/report.py)
 
 The TFLite files return uint8 labels; with tflite_output="probabilities"
-their names end in `_probabilities` and they return probabilities. Each
-artifact is written atomically, one after the other.
+their names end in `_probabilities` and they return probabilities.
+
+The folder is written all at once: every file goes into a staging sibling,
+`.<output_dir>.partial-*`, with export.json last, and the whole folder is then
+renamed into place (`files.atomic_output`), so that a reader never sees the
+files of two exports mixed. A killed export leaves only that sibling, which
+the next export into the folder removes. Since the folder is replaced whole,
+an export refuses one that holds anything but a previous export.
 """
 import os
+
+from absl import logging
 
 import data_pipelines
 from data_pipelines.base import UsageError
 from data_pipelines.classes import CLASS_NAMES
-from export import report
+from export import MANIFEST, MAX_BATCH_PIXELS, report
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
 from udamobile import checkpointing, files, model_adapters
@@ -34,28 +42,33 @@ class ExportError(UsageError):
 MIN_INPUT_SIZE = 16
 
 
-def artifact_path(output_dir, fmt, *, height, width, tflite_output="labels"):
-    """Where format `fmt` is written in `output_dir`."""
+def artifact_name(fmt, *, height, width, tflite_output="labels"):
+    """The name of format `fmt`'s file (or folder) in the output folder."""
     if fmt == "saved_model":
-        return os.path.join(output_dir, "saved_model")
+        return "saved_model"
     quantization = fmt[len("tflite_"):]
     suffix = "" if tflite_output == "labels" else f"_{tflite_output}"
-    return os.path.join(output_dir, f"segmenter_{height}x{width}_{quantization}{suffix}.tflite")
+    return f"segmenter_{height}x{width}_{quantization}{suffix}.tflite"
 
 
-def _check_options(formats, height, width, num_calibration_images, tflite_output, report_images):
+def _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
+                   max_batch_pixels):
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"--formats must be a non-empty list of {', '.join(FORMATS)}; "
                           f"got {', '.join(formats) or 'nothing'}")
     for name, value in (("height", height), ("width", width),
-                        ("num_calibration_images", num_calibration_images)):
+                        ("num_calibration_images", num_calibration_images),
+                        ("max_batch_pixels", max_batch_pixels)):
         if not isinstance(value, int) or value <= 0:
             raise ExportError(f"--{name} must be a positive integer, got {value!r}")
     for name, value in (("height", height), ("width", width)):
         if value < MIN_INPUT_SIZE:
             raise ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
                               "output stride: its features would be a single pixel")
+    if max_batch_pixels < height * width:
+        raise ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
+                          f"--width image ({height * width} pixels), which the report sends")
     if tflite_output not in OUTPUTS:
         raise ExportError(f"--tflite_output must be one of {', '.join(OUTPUTS)}, "
                           f"got {tflite_output!r}")
@@ -76,6 +89,18 @@ def _representative_dataset(cfg, name, root):
     return dataset
 
 
+def _check_output_dir(output_dir):
+    """Raises ExportError unless `output_dir` is new, empty or a previous export: the
+    export replaces it whole, and must not take a user's other files with it."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ExportError(f"--output_dir {output_dir} is a file; expected a folder")
+    entries = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if entries and MANIFEST not in entries:
+        raise ExportError(f"--output_dir {output_dir} holds files that no export wrote (it has "
+                          f"no {MANIFEST}); an export replaces its folder whole: name a new or "
+                          "empty folder")
+
+
 def _check_report_dataset(dataset):
     if not dataset.has_labels:
         raise ExportError(f"the export report needs labels; {dataset.name}/{dataset.split} "
@@ -85,12 +110,13 @@ def _check_report_dataset(dataset):
 def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, height=512,
                    width=1024, tflite_output="labels", representative_dataset=None,
                    representative_root=None, num_calibration_images=100, report_set=None,
-                   report_images=0):
+                   report_images=0, max_batch_pixels=MAX_BATCH_PIXELS):
     """Exports the segmenter of `workdir` (latest or named checkpoint).
 
     Args:
       workdir: a training work directory.
-      output_dir: folder of the artifacts (created if needed).
+      output_dir: folder of the artifacts, written (or replaced) whole: it
+        must be new, empty or a previous export.
       formats: a subset of FORMATS.
       checkpoint: a checkpoint name of the work directory (default: latest).
       height, width: the fixed input size of the TFLite files (the SavedModel
@@ -105,13 +131,17 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         every artifact is scored on it and the report written and printed
         (export/report.py).
       report_images: score the first `report_images` images only (0: all).
+      max_batch_pixels: the most pixels (batch x height x width) one call of
+        the SavedModel takes (export/saved_model.py).
 
     Returns:
       {format: path} of the artifacts written, and "report": the report's
       text file if there is one.
     """
     formats = tuple(formats)
-    _check_options(formats, height, width, num_calibration_images, tflite_output, report_images)
+    _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
+                   max_batch_pixels)
+    _check_output_dir(output_dir)
     if report_set is not None:
         _check_report_dataset(report_set)
     calibration = None
@@ -122,41 +152,52 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     if "tflite_int8" in formats:
         calibration = calibration_images(dataset, count=num_calibration_images,
                                          height=height, width=width)
-    paths = {}
-    for fmt in formats:
-        path = artifact_path(output_dir, fmt, height=height, width=width,
-                             tflite_output=tflite_output)
-        if fmt == "saved_model":
-            paths[fmt] = export_saved_model(segmenter, path)
-        else:
-            quantization = fmt[len("tflite_"):]
-            paths[fmt] = export_tflite(
-                segmenter, path, height=height, width=width, quantization=quantization,
-                output=tflite_output,
-                representative_images=calibration if quantization == "int8" else None)
-    _write_manifest(output_dir, paths, workdir, info, height=height, width=width,
-                    tflite_output=tflite_output)
+    names = {fmt: artifact_name(fmt, height=height, width=width, tflite_output=tflite_output)
+             for fmt in formats}
+    paths = {fmt: os.path.join(output_dir, name) for fmt, name in names.items()}
+    for leftover in files.remove_leftovers(output_dir):
+        logging.warning("Removed %s, left by an export that did not finish", leftover)
+    with files.atomic_output(output_dir) as staging:
+        os.makedirs(staging)
+        staged = {fmt: os.path.join(staging, name) for fmt, name in names.items()}
+        for fmt, path in staged.items():
+            if fmt == "saved_model":
+                export_saved_model(segmenter, path, max_batch_pixels=max_batch_pixels)
+            else:
+                quantization = fmt[len("tflite_"):]
+                export_tflite(segmenter, path, height=height, width=width,
+                              quantization=quantization, output=tflite_output,
+                              representative_images=calibration if quantization == "int8"
+                              else None)
+        if report_set is not None:
+            _report(staging, staged, paths, segmenter, workdir, info, report_set,
+                    report_images=report_images, height=height, width=width)
+        _write_manifest(staging, names, workdir, info, height=height, width=width,
+                        tflite_output=tflite_output, max_batch_pixels=max_batch_pixels)
     if report_set is not None:
-        paths["report"] = _report(output_dir, paths, segmenter, workdir, info, report_set,
-                                  report_images=report_images, height=height, width=width)
+        paths["report"] = os.path.join(output_dir, report.REPORT_TEXT)
     return paths
 
 
-def _report(output_dir, artifacts, segmenter, workdir, info, dataset, *, report_images,
+def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_images,
             height, width):
-    """Scores `artifacts` against `segmenter`, prints and writes the report; returns its path."""
+    """Scores the `staged` artifacts against `segmenter`, prints the report and writes
+    it in `folder`, naming each artifact by where it goes (`paths`)."""
     reference = model_adapters.KerasSegmenter(segmenter, model_adapters.ModelIdentity(
         "keras", os.path.abspath(workdir), checkpoint=info["checkpoint"], step=info["step"]))
-    rows = report.score_artifacts(reference, artifacts, dataset, height=height, width=width,
-                                  max_images=report_images)
+    rows = [{**row, "path": paths.get(row["artifact"])} for row in report.score_artifacts(
+        reference, staged, dataset, height=height, width=width, max_images=report_images)]
     scope = (f"{dataset.name}/{dataset.split} ({report.scored_count(dataset, report_images)} "
              f"images, resized to {height}x{width})")
     text = report.report_text(rows, scope, describe_machine())
     print(text, end="")
-    return report.write_report(output_dir, rows, text)[0]
+    report.write_report(folder, rows, text)
 
 
-def _write_manifest(output_dir, paths, workdir, info, *, height, width, tflite_output):
+def _write_manifest(folder, names, workdir, info, *, height, width, tflite_output,
+                    max_batch_pixels):
+    """Writes export.json in `folder`: where the `names` ({format: file name}) come from
+    and what their inputs and outputs are."""
     manifest = {
         "workdir": os.path.abspath(workdir),
         "checkpoint": info["checkpoint"],
@@ -165,6 +206,8 @@ def _write_manifest(output_dir, paths, workdir, info, *, height, width, tflite_o
         "tflite_input": f"uint8 RGB [1, {height}, {width}, 3]",
         "tflite_output": (f"uint8 labels [1, {height}, {width}]" if tflite_output == "labels"
                           else f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
-        "artifacts": {fmt: os.path.basename(path) for fmt, path in paths.items()},
+        "artifacts": names,
     }
-    files.write_json(os.path.join(output_dir, "export.json"), manifest)
+    if "saved_model" in names:
+        manifest["saved_model_max_batch_pixels"] = max_batch_pixels
+    files.write_json(os.path.join(folder, MANIFEST), manifest)

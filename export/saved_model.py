@@ -18,56 +18,72 @@ The input is declared with an unknown rank on purpose (`show` prints
 check away and a rank-3 image then aborts the whole serving process inside
 the oneDNN convolution, instead of failing the one request. A float input is
 rejected before the graph runs ("expected to be a uint8 tensor").
+
+A call takes at most `max_batch_pixels` pixels (batch x height x width; by
+default export.MAX_BATCH_PIXELS, four 1024x2048 images): a larger batch
+fails that call, naming the limit, before the segmenter allocates anything.
+It is refused rather than split into chunks: the outputs alone take 80 bytes
+a pixel (probabilities and labels), 10.7 GB for the 64 images of 1024x2048
+that killed a server under an 8 GB cap, which splitting would not have saved.
 """
 import keras
 import tensorflow as tf
 
-from udamobile.files import atomic_output
 from data_pipelines.images import normalize_image
+from export import MAX_BATCH_PIXELS
 from export.graph import ArgmaxLabels, probabilities
+from udamobile import files
 
 SIGNATURE_KEY = "serving_default"
 IMAGES_SPEC = tf.TensorSpec(shape=None, dtype=tf.uint8, name="images")
 EXPECTED_IMAGES = "uint8 RGB images [batch, height, width, 3]"
 
 
-def checked_images(images):
+def checked_images(images, max_batch_pixels):
     """`images` with its shape set to [B, H, W, 3], after a run-time check of it.
 
     Fails the call with InvalidArgumentError naming the expected input and
     the shape received: a wrong rank (a scalar too), a channel count other
-    than 3, an empty batch or an image of zero height or width.
+    than 3, an empty batch, an image of zero height or width, or more than
+    `max_batch_pixels` pixels in the batch.
     """
     shape = tf.shape(images)
     # Padded, so that indexing works whatever the rank (a scalar has shape []).
     dims = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
     is_rgb_batch = tf.reduce_all([tf.equal(tf.size(shape), 4), tf.equal(dims[3], 3),
                                   tf.reduce_all(dims[:3] > 0)])
-    check = tf.debugging.Assert(
-        is_rgb_batch, [f"serving_default expects {EXPECTED_IMAGES}; got shape", shape],
-        summarize=8)
-    with tf.control_dependencies([check]):
+    # In int64: a batch of 1024 images of 1024x2048 overflows int32.
+    pixels = tf.reduce_prod(tf.cast(dims[:3], tf.int64))
+    checks = [
+        tf.debugging.Assert(is_rgb_batch, [f"serving_default expects {EXPECTED_IMAGES}; "
+                                           "got shape", shape], summarize=8),
+        tf.debugging.Assert(pixels <= max_batch_pixels, [
+            f"serving_default takes at most {max_batch_pixels} pixels (batch x height x "
+            "width) a call; send the batch in smaller parts. Got shape", shape], summarize=8)]
+    with tf.control_dependencies(checks):
         return tf.ensure_shape(images, [None, None, None, 3])
 
 
-def serving_function(segmenter):
+def serving_function(segmenter, max_batch_pixels=MAX_BATCH_PIXELS):
     """The `serving_default` function: images uint8 [B, H, W, 3] -> {"labels", "probabilities"}."""
 
     @tf.function(input_signature=[IMAGES_SPEC])
     def serve(images):
-        logits = segmenter(normalize_image(checked_images(images)), training=False)["logits"]
+        checked = checked_images(images, max_batch_pixels)
+        logits = segmenter(normalize_image(checked), training=False)["logits"]
         return {"labels": ArgmaxLabels("int32")(logits), "probabilities": probabilities(logits)}
 
     return serve
 
 
-def export_saved_model(segmenter, path):
+def export_saved_model(segmenter, path, *, max_batch_pixels=MAX_BATCH_PIXELS):
     """Writes `segmenter` (image in [-1, 1] -> {"logits", ...}) as a SavedModel at `path`.
 
-    Atomic: `path` holds either the complete SavedModel or what it held before.
-    Returns `path`.
+    Atomic: `path` holds either the complete SavedModel or what it held before;
+    a filesystem error (a full disk) is an OSError naming `path`. Calls take
+    at most `max_batch_pixels` pixels. Returns `path`.
     """
-    serve = serving_function(segmenter)
+    serve = serving_function(segmenter, max_batch_pixels)
     # Traced here, ExportArchive takes the function as it is (its own tracing
     # cannot express the unknown-rank input). ExportArchive saves the
     # tf.Variables the function captures; a tf.Module merely holding the
@@ -77,6 +93,7 @@ def export_saved_model(segmenter, path):
     archive = keras.export.ExportArchive()
     archive.track(segmenter)
     archive.add_endpoint(SIGNATURE_KEY, serve)
-    with atomic_output(path) as staging:
+    with files.atomic_output(path) as staging, \
+            files.tensorflow_writes(path, "writing the SavedModel"):
         archive.write_out(staging, verbose=False)
     return path

@@ -63,6 +63,11 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export_workdir(str(tmp_path), str(tmp_path / "out"), tflite_output="logits")
     with pytest.raises(ExportError, match="--report_images"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), report_images=-1)
+    with pytest.raises(ExportError, match="--max_batch_pixels must be a positive integer"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=0)
+    with pytest.raises(ExportError, match=r"--max_batch_pixels=100 is below one --height x "
+                       r"--width image \(524288 pixels\)"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=100)
 
 
 def test_export_cli_names_a_calibration_folder_without_images(tmp_path):
@@ -175,14 +180,16 @@ def export_run(workdir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exports(workdir, export_run):
+def exports(workdir, export_run, tmp_path_factory):
     """{format: path} of what the CLI wrote, and "tflite_float32_probabilities": a
-    float32 file that returns probabilities, through the library."""
+    float32 file that returns probabilities, through the library (in a folder of
+    its own: an export replaces its folder whole)."""
     output_dir, _ = export_run
     paths = {fmt: os.path.join(output_dir, name) for fmt, name in
              json.load(open(os.path.join(output_dir, "export.json")))["artifacts"].items()}
-    written = export_workdir(workdir, output_dir, formats=["tflite_float32"], height=HEIGHT,
-                             width=WIDTH, tflite_output="probabilities")
+    written = export_workdir(workdir, str(tmp_path_factory.mktemp("probabilities")),
+                             formats=["tflite_float32"], height=HEIGHT, width=WIDTH,
+                             tflite_output="probabilities")
     paths["tflite_float32_probabilities"] = written["tflite_float32"]
     return paths
 

@@ -159,7 +159,7 @@ def test_a_tensorboard_write_error_is_one_warning_and_training_goes_on(run_witho
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     logs = workdir / "source_only" / "logs"
     warnings = [line for line in result.stderr.splitlines() if "TensorBoard" in line]
-    assert len(warnings) == 1 and f"{logs}: writing TensorBoard summaries failed (" in warnings[0]
+    assert len(warnings) == 1 and f"{logs}: writing TensorBoard summaries failed: " in warnings[0]
     assert "No space left on device" in warnings[0]
     folder = workdir / "source_only" / "checkpoints"
     assert checkpointing.newest_checkpoint(str(folder)) == str(folder / "ckpt-4")

@@ -96,3 +96,27 @@ def test_a_full_disk_names_the_file_the_writer_did_not_name(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(target)
     assert str(target) in str(raised.value) and not list(tmp_path.iterdir())
+
+
+def test_an_error_inside_the_temporary_artifact_names_the_artifact(tmp_path):
+    # An export writes its files inside the folder's temporary artifact, and
+    # TensorFlow names the file it failed on in its message: both are shown
+    # as where they go, not as a temporary path that is gone by then.
+    target = tmp_path / "export"
+    with pytest.raises(OSError) as raised:
+        with files.atomic_output(target) as folder:
+            with files.atomic_output(os.path.join(folder, "saved_model")) as saved_model:
+                raise OSError(errno.ENOSPC, f"{saved_model}/variables; No space left on device",
+                              os.path.join(saved_model, "variables"))
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(target / "saved_model" / "variables")
+    assert raised.value.strerror == f"{target}/saved_model/variables; No space left on device"
+    assert not list(tmp_path.iterdir())
+
+
+def test_remove_leftovers_removes_what_a_killed_write_left_and_nothing_else(tmp_path):
+    for name in (".export.partial-k1", ".export.retired-k2", ".export2.partial-k3", "export"):
+        (tmp_path / name).mkdir()
+    assert files.remove_leftovers(tmp_path / "export") == [
+        str(tmp_path / ".export.partial-k1"), str(tmp_path / ".export.retired-k2")]
+    assert sorted(os.listdir(tmp_path)) == [".export2.partial-k3", "export"]

@@ -41,6 +41,10 @@ class WorkdirError(UserError):
     """A work directory (or checkpoint) that cannot be used as asked."""
 
 
+class CheckpointRemoved(WorkdirError):
+    """A checkpoint whose files vanished while it was read: rotated away, not damaged."""
+
+
 def config_path(workdir):
     return os.path.join(workdir, config_lib.CONFIG_FILE)
 
@@ -216,32 +220,16 @@ def resolve_checkpoint(workdir, checkpoint=None):
     return latest
 
 
-@contextlib.contextmanager
-def _tensorflow_file_errors(path, doing):
-    """Turns TensorFlow's filesystem errors (read-only, no space left, ...), which
-    are not OSError, into a WorkdirError naming `path` and the cause."""
-    try:
-        yield
-    except tf.errors.OpError as e:
-        raise WorkdirError(f"{path}: {doing} failed: {tensorflow_cause(e)}") from e
-
-
-def tensorflow_cause(error):
-    """The first line of a TensorFlow error without its op decorations."""
-    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message.splitlines()[0])
-    return re.sub(r"\s*\[Op:\w+\].*$", "", text)[:300]
-
-
 def save(manager, step):
-    """`manager.save(step)`; a failure is one WorkdirError, and the checkpoints saved
-    before stay intact (TensorFlow names the new one only once it is complete)."""
-    with _tensorflow_file_errors(manager.directory, f"saving checkpoint {step}"):
+    """`manager.save(step)`; a failure is one OSError naming the folder, and the checkpoints
+    saved before stay intact (TensorFlow names the new one only once it is complete)."""
+    with files.tensorflow_writes(manager.directory, f"saving checkpoint {step}"):
         return manager.save(checkpoint_number=step)
 
 
 def summary_writer(logdir):
-    """tf.summary.create_file_writer(logdir); a filesystem error is one WorkdirError."""
-    with _tensorflow_file_errors(logdir, "creating the TensorBoard log"):
+    """tf.summary.create_file_writer(logdir); a filesystem error is one OSError naming it."""
+    with files.tensorflow_writes(logdir, "creating the TensorBoard log"):
         return tf.summary.create_file_writer(logdir)
 
 
@@ -371,6 +359,10 @@ def restore_into(path, **objects):
         status = tf.train.Checkpoint(**objects).read(path)
         status.assert_existing_objects_matched()
     except (IndexError, tf.errors.OpError) as e:
+        # CheckpointManager's rotation (a running train.py) deletes the index file first.
+        if not tf.io.gfile.exists(path + ".index"):
+            raise CheckpointRemoved(f"checkpoint {path} was removed while reading (rotated "
+                                    "away by a running train.py?)") from e
         raise WorkdirError(f"checkpoint {path} is damaged and cannot be read: "
                            f"{str(e).splitlines()[0][:300]}") from e
     except (AssertionError, ValueError) as e:
@@ -390,17 +382,24 @@ def finished(workdir):
 
 
 def restore_segmenter(workdir, checkpoint=None):
-    """The segmenter of a work directory with its trained weights.
-
-    Returns (keras.Model, info) with info = {"checkpoint", "step", "config"}.
-    """
+    """(the segmenter of a work directory with its trained weights, info {"checkpoint",
+    "step", "config"}). A latest or best checkpoint rotated away while it is read (by
+    a running train.py) is not damaged: the newest one then is read instead, once."""
     from udamobile import networks  # keeps this module importable without building models
 
     cfg = read_config(workdir)
-    path = resolve_checkpoint(workdir, checkpoint)
     segmenter = networks.build_segmenter_from_config(cfg.model)
-    restore_into(path, segmenter=segmenter)
-    return segmenter, {"checkpoint": path, "step": checkpoint_step(path), "config": cfg}
+    step = tf.Variable(0, dtype=tf.int64)
+    path = resolve_checkpoint(workdir, checkpoint)
+    try:
+        restore_into(path, segmenter=segmenter, step=step)
+    except CheckpointRemoved as removed:
+        if checkpoint not in (None, LATEST, BEST):
+            raise
+        logging.warning("%s; reading the newest one instead", removed)
+        path = resolve_checkpoint(workdir, checkpoint)
+        restore_into(path, segmenter=segmenter, step=step)
+    return segmenter, {"checkpoint": path, "step": int(step.numpy()), "config": cfg}
 
 
 class BestCheckpoint:

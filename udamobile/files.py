@@ -5,7 +5,12 @@ sibling name in the same folder (so the final rename never crosses a file
 system) and renamed into place only once it is complete. A failure or an
 interruption (an exception, Ctrl-C) removes the temporary sibling; a killed
 process can leave one behind, named `.<name>.partial-*`, but never a
-half-written artifact at `path`.
+half-written artifact at `path` (`remove_leftovers` clears them). An error
+names the artifact's path, never the temporary one.
+
+TensorFlow's own writers (checkpoints, SavedModels, TensorBoard logs) raise
+their filesystem errors as `tf.errors.OpError`; `tensorflow_writes` turns
+them into an OSError naming the path, which the programs print as one line.
 
 JSON is written by `write_json`, which turns NaN and infinities (an
 undefined IoU, say) into null: `json.dumps` would write `NaN`, which is not
@@ -17,6 +22,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 
@@ -37,6 +43,10 @@ def remove(path):
         os.remove(path)
 
 
+def _staging_prefix(path, kind):
+    return f".{os.path.basename(path)}.{kind}-"
+
+
 def _move_into_place(temporary, path):
     """Renames `temporary` to `path`, replacing whatever `path` held."""
     if not os.path.isdir(path):
@@ -46,10 +56,36 @@ def _move_into_place(temporary, path):
     # first, so `path` is at every moment either the old or the new artifact
     # (or, between the two renames, absent - never partial).
     retired = tempfile.mkdtemp(dir=os.path.dirname(path),
-                               prefix=f".{os.path.basename(path)}.retired-")
+                               prefix=_staging_prefix(path, "retired"))
     os.replace(path, os.path.join(retired, "old"))
     os.replace(temporary, path)
     shutil.rmtree(retired)
+
+
+def _named_outside_staging(name, temporary, path):
+    """File name `name` with the temporary artifact `temporary` it lies in replaced by `path`."""
+    if not isinstance(name, (str, bytes)):
+        return name
+    relative = os.path.relpath(os.fsdecode(name), temporary)
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return name
+    return path if relative == os.curdir else os.path.join(path, relative)
+
+
+def _error_naming_the_artifact(error, temporary, path):
+    """`error` naming `path` (and what lies in it) wherever it named the temporary
+    artifact, and the artifact itself when it named no file; None if that is no change."""
+    # A writer that names no file (PIL's, numpy's) would leave "No space left
+    # on device" without the path the user must free space for; one that names
+    # the temporary artifact, a path that is gone once the error is shown.
+    first = _named_outside_staging(error.filename, temporary, path) or path
+    second = _named_outside_staging(error.filename2, temporary, path)
+    if second == first:
+        second = None
+    cause = (error.strerror or str(error)).replace(temporary, path)
+    if (first, second, cause) == (error.filename, error.filename2, error.strerror):
+        return None
+    return OSError(error.errno, cause, first, None, second)
 
 
 @contextlib.contextmanager
@@ -62,7 +98,7 @@ def atomic_output(path):
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=folder, prefix=f".{os.path.basename(path)}.partial-")
+    staging = tempfile.mkdtemp(dir=folder, prefix=_staging_prefix(path, "partial"))
     temporary = os.path.join(staging, os.path.basename(path))
     try:
         yield temporary
@@ -70,13 +106,47 @@ def atomic_output(path):
             raise FileNotFoundError(f"nothing was written for {path}")
         _move_into_place(temporary, path)
     except OSError as error:
-        # A writer that names no file (PIL's, numpy's) would leave "No space left
-        # on device" without the path the user must free space for.
-        if error.filename is None:
-            raise OSError(error.errno, error.strerror or str(error), path) from error
-        raise
+        renamed = _error_naming_the_artifact(error, temporary, path)
+        if renamed is None:
+            raise
+        raise renamed from error
     finally:
         remove(staging)
+
+
+def remove_leftovers(path):
+    """Removes what a killed `atomic_output(path)` left beside `path`; returns what it removed.
+
+    Only one writer of `path` may run at a time: another's temporary artifact
+    would be taken for a leftover.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    prefixes = tuple(_staging_prefix(name, kind) for kind in ("partial", "retired"))
+    leftovers = sorted(os.path.join(folder, entry) for entry in
+                       (os.listdir(folder) if os.path.isdir(folder) else ())
+                       if entry.startswith(prefixes))
+    for leftover in leftovers:
+        remove(leftover)
+    return leftovers
+
+
+@contextlib.contextmanager
+def tensorflow_writes(path, doing):
+    """Turns TensorFlow's filesystem errors (read-only, no space left, ...) while
+    `doing` (a phrase: "writing the SavedModel"), which are not OSError, into an
+    OSError naming `path`, what failed and the cause."""
+    import tensorflow as tf  # here: the programs that write nothing with it never import it
+
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise OSError(None, f"{doing} failed: {_tensorflow_cause(error)}", path) from error
+
+
+def _tensorflow_cause(error):
+    """The first line of a TensorFlow error without its op decorations."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", error.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:\w+\].*$", "", text)[:300]
 
 
 def write_bytes(path, data):

@@ -15,11 +15,13 @@
 Predictions are made at the label resolution (docs/evaluation.md,
 "Resolution"): the model's logits (probabilities for the exported forms) are
 upsampled bilinearly to (H, W) before the argmax; a `.tflite` that already
-ends with the argmax has its labels upsampled by nearest neighbour.
-`open_model(path)` tells the three forms apart.
+ends with the argmax has its labels upsampled by nearest neighbour. A
+`.tflite` refuses images of another aspect than its fixed input's rather
+than stretch them. `open_model(path)` tells the three forms apart.
 """
 import dataclasses
 import os
+import re
 import typing
 
 import numpy as np
@@ -27,7 +29,8 @@ import tensorflow as tf
 
 from data_pipelines.base import UserError
 from data_pipelines.images import to_pixels, to_unit_range
-from udamobile import checkpointing
+from export import MANIFEST
+from udamobile import checkpointing, files
 
 
 class ModelError(UserError):
@@ -114,8 +117,12 @@ class SavedModelSegmenter:
     def __init__(self, path):
         try:
             loaded = tf.saved_model.load(path)
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            raise ModelError(f"cannot load the SavedModel {path}: {e}") from e
+        except (IndexError, OSError, ValueError, tf.errors.OpError) as e:
+            # A truncated variables file raises IndexError, a corrupt index
+            # OpError, a corrupt saved_model.pb OSError.
+            raise ModelError(f"SavedModel {path} is damaged and cannot be loaded "
+                             f"({str(e).splitlines()[0][:300]}); re-export it with "
+                             f"{_reexport_command(path)}") from e
         if "serving_default" not in loaded.signatures:
             raise ModelError(f"SavedModel {path} has no serving_default signature")
         self._loaded = loaded  # keeps the variables the signature reads alive
@@ -132,11 +139,34 @@ class SavedModelSegmenter:
 
     def predict(self, image, label_size):
         """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
-        probabilities = self._serve(images=tf.constant(to_pixels(image)))["probabilities"]
+        probabilities = self.run(to_pixels(image))["probabilities"]
         return labels_from_scores(probabilities, label_size).numpy()
 
     def run(self, pixels):
-        return self._serve(images=tf.constant(pixels))
+        """serving_default's outputs for uint8 `pixels`; an image over the pixels its
+        export allows a call (--max_batch_pixels) is a ModelError."""
+        try:
+            return self._serve(images=tf.constant(pixels))
+        except tf.errors.InvalidArgumentError as e:
+            refusal = re.search(r"assertion failed: \[(.*?)\] \[(.*?)\]", e.message)
+            if refusal is None:
+                raise
+            raise ModelError(f"SavedModel {self.identity.path}: {refusal.group(1)} "
+                             f"[{refusal.group(2)}]; downscale the images (--input_width)") from e
+
+
+def _reexport_command(saved_model):
+    """The `python -m export` command that writes the export folder of `saved_model`
+    anew: from where its export.json says it came, if it can be read."""
+    folder = os.path.dirname(os.path.abspath(saved_model))
+    try:
+        manifest = files.read_json(os.path.join(folder, MANIFEST),
+                                   keys=("workdir", "checkpoint"), remedy="")
+        source = f"--workdir={manifest['workdir']} --checkpoint={manifest['checkpoint']}"
+    except (OSError, files.StateFileError):
+        source = "--workdir=<the work directory it came from>"
+    return (f"python -m export {source} --output_dir={folder} (and the other flags it was "
+            "exported with)")
 
 
 class TFLiteSegmenter:
@@ -184,10 +214,24 @@ class TFLiteSegmenter:
                 f"{self.identity.path} takes a fixed {height}x{width} (HxW) input, but "
                 f"--input_width={input_width}; pass --input_width={width} or leave it unset")
 
+    def _check_aspect(self, size):
+        """Raises ModelError unless images of `size` (h, w) keep their aspect, to a pixel,
+        when resized to the file's input: scoring stretched images would say nothing."""
+        (height, width), (h, w) = self.input_size, size
+        if abs(width * h / w - height) > 1:
+            kept = round(width * h / w)  # the height of the images' aspect at the file's width
+            stretch = max(width / height, w / h) / min(width / height, w / h)
+            raise ModelError(
+                f"{self.identity.path} takes a fixed {height}x{width} (HxW) input, but the "
+                f"images are {h}x{w}: scoring them would stretch their aspect {stretch:.1f}x; "
+                f"export a .tflite of the images' aspect (python -m export --height={kept} "
+                f"--width={width}) or score the SavedModel")
+
     def predict(self, image, label_size):
         """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
         image = tf.convert_to_tensor(image)
         if tuple(image.shape[1:3]) != self.input_size:
+            self._check_aspect(tuple(image.shape[1:3]))
             image = tf.image.resize(to_unit_range(image), self.input_size, antialias=True)
         output = self._runner(images=to_pixels(image))[self.output_name]
         if self.output_name == "labels":

@@ -9,7 +9,7 @@ shows here, where it is caught, rather than when the writer is closed.
 import tensorflow as tf
 from absl import logging
 
-from udamobile import checkpointing
+from udamobile import checkpointing, files
 
 
 class Summaries:
@@ -37,15 +37,13 @@ class Summaries:
         if not self.active:
             return
         try:
-            with self.writer.as_default():
-                write()
-            self.writer.flush()
-        except (tf.errors.OpError, OSError) as error:
-            cause = (checkpointing.tensorflow_cause(error) if isinstance(error, tf.errors.OpError)
-                     else str(error))
-            logging.warning("%s: writing TensorBoard summaries failed (%s); the stage trains "
-                            "on without them, its checkpoints and evaluations unaffected",
-                            self.logdir, cause)
+            with files.tensorflow_writes(self.logdir, "writing TensorBoard summaries"):
+                with self.writer.as_default():
+                    write()
+                self.writer.flush()
+        except OSError as error:
+            logging.warning("%s: %s; the stage trains on without summaries, its checkpoints "
+                            "and evaluations unaffected", error.filename, error.strerror)
             self.writer = None
 
     def close(self):
