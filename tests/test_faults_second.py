@@ -1,4 +1,7 @@
-"""Faults of the second round (issue 34), through the programs.
+"""Faults of the second round (issue 34), through the programs: each case of the
+issue's "Why" list and the test that pins it (in this module unless named;
+test_faults_data.py holds the data-side ones, test_faults_export.py those of
+export and serving).
 
 | "Why" case                                          | test |
 |-----------------------------------------------------|------|
@@ -6,10 +9,22 @@
 | 2. SIGINT / SIGTERM to the table runner             | test_the_table_runner_passes_a_stop_to_its_row_and_waits_for_its_checkpoint |
 | 3. evaluate.py --save_predictions_dir on a full disk | test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels |
 | 4. the TensorBoard log fills the disk mid-run       | test_a_tensorboard_write_error_is_one_warning_and_training_goes_on |
+| 5. symlinked city folders skipped silently          | test_faults_data.py::test_the_check_reads_linked_cities_and_names_tiny_huge_and_16_bit_files, ::test_evaluate_py_scores_linked_cities_and_skips_tiny_huge_and_16_bit_files |
+| 6. a 16-bit PNG holding 8-bit values                | the same two tests of test_faults_data.py |
+| 7. kill -9 during an export over an older one       | test_faults_export.py::test_a_killed_export_leaves_the_previous_one_whole_and_the_next_removes_its_leftover |
+| 8. a .tflite of another aspect scored by a stretch  | test_faults_export.py::test_evaluate_refuses_a_tflite_of_another_aspect_naming_both_sizes |
+| 9. pseudo-labels of the wrong size or values; a damaged round.json | test_faults_data.py::test_damaged_pseudo_labels_stop_the_resumed_run_naming_them_and_the_remedy |
+| 10. a 1x1 image and label                           | test_faults_data.py's check and evaluate.py tests |
 | 11. a damaged JSON state file (method.json here; every one is read by files.read_json) | test_a_damaged_method_file_is_one_line_naming_it_and_the_remedy, test_files.py::test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy |
+| 12. a decompression-bomb image                      | test_faults_data.py's check and evaluate.py tests |
 | 13. --seed=-1                                       | test_a_negative_seed_is_a_usage_error_that_writes_nothing |
-| 17. "No space left on device" naming no path       | test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels, test_files.py::test_a_full_disk_names_the_file_the_writer_did_not_name |
-| 19. a table folder copied elsewhere                 | test_experiments.py::test_a_copied_table_folder_runs_on_from_its_own_finished_rows, ::test_two_rows_of_table_1_run_resume_and_print_beside_the_paper |
+| 14. a SavedModel exported to a full disk            | test_faults_export.py::test_a_full_disk_during_the_saved_model_export_is_one_line_naming_it |
+| 15. a truncated SavedModel variables file           | test_faults_export.py::test_a_truncated_saved_model_is_one_line_naming_it_and_how_to_export_it_again |
+| 16. an oversized batch sent to the SavedModel       | test_faults_export.py::test_a_batch_over_the_exported_pixel_limit_fails_its_call_naming_the_limit |
+| 17. "No space left on device" naming no path        | test_evaluate_on_a_full_disk_prints_and_saves_its_scores_before_the_panels; test_faults_export.py::test_a_full_disk_during_the_saved_model_export_is_one_line_naming_it, ::test_a_full_disk_during_a_tflite_write_names_the_file_not_its_staging; test_self_training.py::test_a_full_disk_while_pseudo_labelling_names_the_round_folder |
+| 18. a checkpoint rotated away while export reads it | test_faults_export.py::test_a_checkpoint_rotated_away_while_it_is_read_is_not_called_damaged |
+| 19. a table folder copied elsewhere                 | test_experiments.py::test_two_rows_of_table_1_run_resume_and_print_beside_the_paper, ::test_a_copied_table_folder_runs_on_from_its_own_finished_rows |
+| 20. SIGTERM during labelling                        | test_faults_data.py::test_sigterm_while_pseudo_labelling_stops_within_a_batch_with_a_checkpoint |
 | 21. a killed round's `.round_N.partial-*` folder    | test_resume.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
 """
 import json
