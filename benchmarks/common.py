@@ -32,4 +32,4 @@ def write_full_size_gta5(root, count):
         train_ids = cv2.resize(train_ids, (width, height), interpolation=cv2.INTER_NEAREST)
         dataset_files.write_rgb_png(os.path.join(root, "images", f"{i:05d}.png"), image)
         dataset_files.write_palette_png(os.path.join(root, "labels", f"{i:05d}.png"),
-                                  label_id_of[train_ids])
+                                        label_id_of[train_ids])

@@ -59,8 +59,8 @@ def demo_step_images_per_second(steps):
     import tensorflow as tf
 
     from udamobile import config as config_lib
-    from udamobile.stages import get_stage
-    from udamobile.state import TrainingState
+    from udamobile.training.stages import get_stage
+    from udamobile.training.state import TrainingState
 
     cfg = config_lib.get_config("demo", "source_only")
     stage = get_stage("source_only")

@@ -177,7 +177,7 @@ def main(argv):
 
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from udamobile.segmenter import build_segmenter
+    from udamobile.nets.segmenter import build_segmenter
 
     print(machine())
     segmenter = build_segmenter()

@@ -145,7 +145,7 @@ def our_files(folder):
     """{name: path} of our exports at --height x --width in `folder`."""
     import data_pipelines
     from export.tflite import calibration_images, export_tflite
-    from udamobile.segmenter import build_segmenter
+    from udamobile.nets.segmenter import build_segmenter
 
     segmenter = build_segmenter()
     calibration = calibration_images(data_pipelines.open_dataset("demo_target", split="train"),

@@ -19,9 +19,9 @@ from absl import app, flags
 
 from common import machine, write_full_size_gta5
 from udamobile import config as config_lib
-from udamobile.stages import get_stage
-from udamobile.stages.base import RunContext
-from udamobile.state import TrainingState
+from udamobile.training.stages import get_stage
+from udamobile.training.stages.base import RunContext
+from udamobile.training.state import TrainingState
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("paper_steps", 3, "Timed steps at the paper's shapes (after tracing).")

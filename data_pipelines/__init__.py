@@ -4,14 +4,14 @@
     image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
     batches = supervised_patches(dataset, patch_size=600, resize_width=1024)
 
-Modules: `base` (Dataset and the error types), `bad_files` (files skipped
-while a pipeline runs), `classes` (the label space),
-`readers` (file decoders), `listing` (folders through symbolic links),
-`file_datasets` (folder layouts, held-out splits),
-`demo` (generated demo domains), `datasets` (open_dataset), `pipelines`
-(tf.data), `validation` (check_dataset), `check` (its program), `images` (the
-[-1, 1] convention), `colour` (colour-statistics transfer), `cli` (how
-every program starts and ends).
+Modules: `base` (what a Dataset is), `bad_files` (files skipped while a
+pipeline runs), `classes` (the label space), `readers` (file decoders),
+`listing` (folders through symbolic links), `file_datasets` (folder layouts,
+held-out splits), `demo` (generated demo domains), `datasets`
+(open_dataset), `pipelines` (tf.data), `transforms` (their per-example ops),
+`validation` (check_dataset), `check` (its program), `images` (the [-1, 1]
+convention), `colour` (colour-statistics transfer), `cli` (how every program
+starts and ends).
 
 The names below are loaded on first use, so that reading a dataset, or
 parsing a program's flags, does not import TensorFlow (which takes seconds
@@ -21,12 +21,13 @@ import importlib
 
 _HOMES = {
     "bad_files": ("BadFiles",),
-    "base": ("BadFilesError", "Dataset", "DatasetError", "UsageError", "UserError"),
+    "base": ("Dataset",),
     "datasets": ("DATASET_NAMES", "SPLITS", "open_dataset"),
     "images": ("normalize_image", "to_pixels", "to_unit_range"),
-    "pipelines": ("crop_fitting_size", "evaluation_images", "pad_to_size", "random_crop",
-                  "random_flip", "resize_to", "resize_to_width", "supervised_patches",
-                  "unlabelled_patches", "unpaired_patches"),
+    "pipelines": ("evaluation_images", "supervised_patches", "unlabelled_patches",
+                  "unpaired_patches"),
+    "transforms": ("crop_fitting_size", "pad_to_size", "random_crop", "random_flip",
+                   "resize_to", "resize_to_width"),
     "validation": ("DatasetReport", "check_dataset"),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}

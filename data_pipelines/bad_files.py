@@ -14,7 +14,7 @@ import threading
 
 from absl import logging
 
-from data_pipelines.base import BadFilesError, DatasetError
+from udamobile.errors import BadFilesError, DatasetError
 
 
 class BadFiles:

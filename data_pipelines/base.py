@@ -1,30 +1,10 @@
-"""What every dataset is: indexed (image, label) pairs of one split; the error types.
+"""What every dataset is: indexed (image, label) pairs of one split.
 
-The error types live here, in the bottom package, because every package
-raises them: `UserError` is the one type every program catches (see
-`data_pipelines.cli`).
+Its errors, like every package's, are in `udamobile.errors`.
 """
 import abc
 
-
-class UserError(ValueError):
-    """Base of every error a user can cause: bad flags, files, folders or data.
-
-    Its message names the flag or file and what was expected; the CLIs catch
-    this one type and print it as one line.
-    """
-
-
-class UsageError(UserError):
-    """A flag value or argument the program cannot take (programs exit with status 2)."""
-
-
-class DatasetError(UserError):
-    """Bad dataset input; the message names the path or argument and what was expected."""
-
-
-class BadFilesError(DatasetError):
-    """More files than allowed could not be read while a pipeline ran (`bad_files.BadFiles`)."""
+from udamobile import errors
 
 
 class Dataset(abc.ABC):
@@ -80,9 +60,9 @@ class Dataset(abc.ABC):
         return 0
 
     def check_index(self, index):
-        """Raises DatasetError unless 0 <= index < len(self)."""
+        """Raises errors.DatasetError unless 0 <= index < len(self)."""
         if not 0 <= index < len(self):
-            raise DatasetError(
+            raise errors.DatasetError(
                 f"index {index} is out of range for {self.name}/{self.split} "
                 f"({len(self)} images)")
 

@@ -9,9 +9,9 @@ ends with one line naming the first and exits with status 1.
 from absl import flags
 
 from data_pipelines import cli
-from data_pipelines.base import DatasetError
 from data_pipelines.datasets import DATASET_NAMES
 from data_pipelines.validation import check_dataset
+from udamobile.errors import DatasetError
 
 _DATASET = flags.DEFINE_enum("dataset", None, DATASET_NAMES, "Dataset to check.")
 _ROOT = flags.DEFINE_string("root", None, "Folder of the dataset (none for the demo domains).")

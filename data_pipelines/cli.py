@@ -26,7 +26,7 @@ import textwrap
 
 from absl import app, flags
 
-from data_pipelines.base import UsageError, UserError
+from udamobile.errors import UsageError, UserError
 
 USAGE_STATUS = 2
 ERROR_STATUS = 1

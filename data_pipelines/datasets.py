@@ -1,6 +1,6 @@
 """`open_dataset`: one entry point for every dataset and split."""
 from data_pipelines import demo, file_datasets
-from data_pipelines.base import DatasetError
+from udamobile.errors import DatasetError
 
 DATASET_NAMES = ("gta5", "synthia", "cityscapes", *demo.SPLIT_SIZES)
 

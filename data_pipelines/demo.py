@@ -43,8 +43,9 @@ import zlib
 import cv2
 import numpy as np
 
-from data_pipelines.base import Dataset, DatasetError
 from data_pipelines import classes
+from data_pipelines.base import Dataset
+from udamobile.errors import DatasetError
 
 DEMO_SIZE = (128, 256)  # (height, width)
 SPLIT_SIZES = {
@@ -467,7 +468,7 @@ def render_target(objects, object_classes, details, rng):
     height, width = objects.shape
     image = flat_colours(objects, object_classes, details, rng)
     grain = _GRAIN_TABLE[object_classes][objects] * rng.standard_normal((height, width),
-                                                                         dtype=np.float32)
+                                                                        dtype=np.float32)
     shading = 1.0 + grain + TARGET_SHADING * _smooth_field(rng, height, width)
     image = target_colour_transform(image * shading[..., None])
     image *= (rng.uniform(*TARGET_EXPOSURE) * _vignette(height, width))[..., None]

@@ -42,9 +42,10 @@ import numpy as np
 from absl import logging
 
 from data_pipelines import readers
-from data_pipelines.base import Dataset, DatasetError
-from data_pipelines.listing import Listing
 from data_pipelines import classes
+from data_pipelines.base import Dataset
+from data_pipelines.listing import Listing
+from udamobile.errors import DatasetError
 
 # (frames in the full dataset, frames the paper holds out)
 HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100)}

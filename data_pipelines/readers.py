@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from data_pipelines.base import DatasetError
+from udamobile.errors import DatasetError
 
 # The segmenter's output stride is 16 by default: a side under 32 pixels gives it
 # fewer than two predictions across. The datasets' images are 760 pixels high or more.

@@ -3,8 +3,8 @@
 It opens the split (layout, pairing), decodes a sample of images and labels
 (or all of them) in the expected formats, and reports counts, sizes, the
 classes seen, notes (e.g. a subset of the dataset, resized labels, what
-listing its folders skipped) and problems. The training CLI runs it at start-up; `python -m data_pipelines.check`
-prints it.
+listing its folders skipped) and problems. The training CLI runs it at
+start-up; `python -m data_pipelines.check` prints it.
 
 Each label is checked against its format (`file_datasets.LabelFormat`):
 its size against its image's, the fraction of pixels outside the format's
@@ -26,10 +26,10 @@ import time
 import numpy as np
 from absl import logging
 
-from data_pipelines.base import DatasetError
+from data_pipelines import classes
 from data_pipelines.datasets import open_dataset
 from data_pipelines.file_datasets import TRAIN_IDS_HINT, looks_like_train_ids
-from data_pipelines import classes
+from udamobile.errors import DatasetError
 
 # Image counts of the complete datasets (the paper's splits for GTA5 / SYNTHIA).
 FULL_SIZES = {

@@ -10,7 +10,7 @@ is written all at once or not at all (`udamobile.files`).
 """
 
 # The manifest of an export folder (what was exported, from where); here, so
-# that udamobile.model_adapters reads it without importing the writers.
+# that udamobile.evaluation.model_adapters reads it without importing the writers.
 MANIFEST = "export.json"
 
 # The most pixels (batch x height x width) the SavedModel's serving_default

@@ -22,19 +22,16 @@ import os
 from absl import logging
 
 import data_pipelines
-from data_pipelines.base import UsageError
 from data_pipelines.classes import CLASS_NAMES
 from export import MANIFEST, MAX_BATCH_PIXELS, report
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
-from udamobile import checkpointing, files, model_adapters
+from udamobile import checks, errors, files
+from udamobile.evaluation import model_adapters
 from udamobile.machine import describe as describe_machine
+from udamobile.training import checkpointing, workdirs
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
-
-
-class ExportError(UsageError):
-    """Export options that cannot work; the message names the option."""
 
 
 # The smallest TFLite input: the encoder's output stride, below which its
@@ -55,26 +52,22 @@ def _check_options(formats, height, width, num_calibration_images, tflite_output
                    max_batch_pixels):
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ExportError(f"--formats must be a non-empty list of {', '.join(FORMATS)}; "
-                          f"got {', '.join(formats) or 'nothing'}")
-    for name, value in (("height", height), ("width", width),
-                        ("num_calibration_images", num_calibration_images),
-                        ("max_batch_pixels", max_batch_pixels)):
-        if not isinstance(value, int) or value <= 0:
-            raise ExportError(f"--{name} must be a positive integer, got {value!r}")
+        raise errors.ExportError(f"--formats must be a non-empty list of {', '.join(FORMATS)}; "
+                                 f"got {', '.join(formats) or 'nothing'}")
+    checks.check_flags({"height": (height, checks.positive_int),
+                        "width": (width, checks.positive_int),
+                        "num_calibration_images": (num_calibration_images, checks.positive_int),
+                        "max_batch_pixels": (max_batch_pixels, checks.positive_int),
+                        "tflite_output": (tflite_output, checks.one_of(*OUTPUTS)),
+                        "report_images": (report_images, checks.non_negative_int)},  # 0: all
+                       error=errors.ExportError)
     for name, value in (("height", height), ("width", width)):
         if value < MIN_INPUT_SIZE:
-            raise ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
-                              "output stride: its features would be a single pixel")
+            raise errors.ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
+                                     "output stride: its features would be a single pixel")
     if max_batch_pixels < height * width:
-        raise ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
-                          f"--width image ({height * width} pixels), which the report sends")
-    if tflite_output not in OUTPUTS:
-        raise ExportError(f"--tflite_output must be one of {', '.join(OUTPUTS)}, "
-                          f"got {tflite_output!r}")
-    if not isinstance(report_images, int) or report_images < 0:
-        raise ExportError(f"--report_images must be 0 (all) or a positive count, "
-                          f"got {report_images!r}")
+        raise errors.ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
+                                 f"--width image ({height * width} pixels), which the report sends")
 
 
 def _representative_dataset(cfg, name, root):
@@ -84,27 +77,30 @@ def _representative_dataset(cfg, name, root):
         name, root = cfg.data.target, root or cfg.data.target_root
     dataset = data_pipelines.open_dataset(name, root, "train")
     if len(dataset) == 0:
-        raise ExportError(f"--representative_dataset {name} (root {root}) has no train images "
-                          "to calibrate int8 with")
+        raise errors.ExportError(
+            f"--representative_dataset {name} (root {root}) has no train images "
+            "to calibrate int8 with")
     return dataset
 
 
 def _check_output_dir(output_dir):
-    """Raises ExportError unless `output_dir` is new, empty or a previous export: the
+    """Raises errors.ExportError unless `output_dir` is new, empty or a previous export: the
     export replaces it whole, and must not take a user's other files with it."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ExportError(f"--output_dir {output_dir} is a file; expected a folder")
+        raise errors.ExportError(f"--output_dir {output_dir} is a file; expected a folder")
     entries = os.listdir(output_dir) if os.path.isdir(output_dir) else []
     if entries and MANIFEST not in entries:
-        raise ExportError(f"--output_dir {output_dir} holds files that no export wrote (it has "
-                          f"no {MANIFEST}); an export replaces its folder whole: name a new or "
-                          "empty folder")
+        raise errors.ExportError(
+            f"--output_dir {output_dir} holds files that no export wrote (it has "
+            f"no {MANIFEST}); an export replaces its folder whole: name a new or "
+            "empty folder")
 
 
 def _check_report_dataset(dataset):
-    if not dataset.has_labels:
-        raise ExportError(f"the export report needs labels; {dataset.name}/{dataset.split} "
-                          "has none")
+    """The report's dataset, if any, must have labels."""
+    if dataset is not None and not dataset.has_labels:
+        raise errors.ExportError(
+            f"the export report needs labels; {dataset.name}/{dataset.split} has none")
 
 
 def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, height=512,
@@ -142,16 +138,13 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
                    max_batch_pixels)
     _check_output_dir(output_dir)
-    if report_set is not None:
-        _check_report_dataset(report_set)
-    calibration = None
-    if "tflite_int8" in formats:  # its folder is checked before the checkpoint is read
-        dataset = _representative_dataset(checkpointing.read_config(workdir),
-                                          representative_dataset, representative_root)
+    _check_report_dataset(report_set)
+    # The calibration folder is checked before the checkpoint is read.
+    dataset = (_representative_dataset(workdirs.read_config(workdir), representative_dataset,
+                                       representative_root) if "tflite_int8" in formats else None)
     segmenter, info = checkpointing.restore_segmenter(workdir, checkpoint)
-    if "tflite_int8" in formats:
-        calibration = calibration_images(dataset, count=num_calibration_images,
-                                         height=height, width=width)
+    calibration = (None if dataset is None else calibration_images(
+        dataset, count=num_calibration_images, height=height, width=width))
     names = {fmt: artifact_name(fmt, height=height, width=width, tflite_output=tflite_output)
              for fmt in formats}
     paths = {fmt: os.path.join(output_dir, name) for fmt, name in names.items()}
@@ -160,15 +153,8 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     with files.atomic_output(output_dir) as staging:
         os.makedirs(staging)
         staged = {fmt: os.path.join(staging, name) for fmt, name in names.items()}
-        for fmt, path in staged.items():
-            if fmt == "saved_model":
-                export_saved_model(segmenter, path, max_batch_pixels=max_batch_pixels)
-            else:
-                quantization = fmt[len("tflite_"):]
-                export_tflite(segmenter, path, height=height, width=width,
-                              quantization=quantization, output=tflite_output,
-                              representative_images=calibration if quantization == "int8"
-                              else None)
+        _write_artifacts(staged, segmenter, height=height, width=width, calibration=calibration,
+                         tflite_output=tflite_output, max_batch_pixels=max_batch_pixels)
         if report_set is not None:
             _report(staging, staged, paths, segmenter, workdir, info, report_set,
                     report_images=report_images, height=height, width=width)
@@ -177,6 +163,19 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     if report_set is not None:
         paths["report"] = os.path.join(output_dir, report.REPORT_TEXT)
     return paths
+
+
+def _write_artifacts(staged, segmenter, *, height, width, calibration, tflite_output,
+                     max_batch_pixels):
+    """Writes each artifact of `staged` ({format: path}) from `segmenter`."""
+    for fmt, path in staged.items():
+        if fmt == "saved_model":
+            export_saved_model(segmenter, path, max_batch_pixels=max_batch_pixels)
+            continue
+        quantization = fmt[len("tflite_"):]
+        export_tflite(segmenter, path, height=height, width=width, quantization=quantization,
+                      output=tflite_output,
+                      representative_images=calibration if quantization == "int8" else None)
 
 
 def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_images,

@@ -26,7 +26,8 @@ import numpy as np
 
 from data_pipelines.classes import NUM_CLASSES, PROTOCOL_CLASSES
 from export.tflite import resize_pixels
-from udamobile import files, metrics, model_adapters, report as tables
+from udamobile import files
+from udamobile.evaluation import metrics, model_adapters, report as tables
 from udamobile.progress import Progress
 
 INT8_LOSS_LIMIT = 1.0  # mIoU points

@@ -25,9 +25,11 @@ import numpy as np  # noqa: E402
 
 from conftest import TINY  # noqa: E402
 from test_stages import batch_for  # noqa: E402
-from udamobile import config as config_lib, distribute, model_adapters, trainer  # noqa: E402
-from udamobile.stages import get_stage  # noqa: E402
-from udamobile.state import TrainingState  # noqa: E402
+from udamobile import config as config_lib  # noqa: E402
+from udamobile.evaluation import model_adapters
+from udamobile.training import distribute, trainer
+from udamobile.training.stages import get_stage  # noqa: E402
+from udamobile.training.state import TrainingState  # noqa: E402
 
 STEPS = 2
 

@@ -9,12 +9,15 @@ import tensorflow as tf
 
 import data_pipelines
 from data_pipelines import colour, validation
-from data_pipelines.base import Dataset, DatasetError
-from udamobile import (experiments, inputs, methods, report, segmenter as segmenter_lib, signals,
-                       trainer)
-from udamobile.stages import baselines, get_stage
-from udamobile.stages.base import RunContext
-from udamobile.state import TrainingState
+from data_pipelines.base import Dataset
+from udamobile.errors import DatasetError
+from udamobile.evaluation import report, signals
+from udamobile.experiments import methods, tables
+from udamobile.nets import segmenter as segmenter_lib
+from udamobile.training import inputs, trainer
+from udamobile.training.stages import baselines, get_stage
+from udamobile.training.stages.base import RunContext
+from udamobile.training.state import TrainingState
 
 
 def _pixels(seed, shape=(16, 24, 3)):
@@ -78,7 +81,7 @@ def test_the_colour_transfer_stage_trains_on_source_images_in_the_targets_colour
     cfg = tiny_config("colour_transfer", steps=1, allow_random_start=True)
     stage = get_stage("colour_transfer")
     assert [d[0] for d in inputs.datasets_used(cfg, stage)] == ["demo_source", "demo_target",
-                                                          "demo_source"]
+                                                                "demo_source"]
     statistics = baselines.target_colour_statistics(cfg, str(tmp_path), chief=True)
     kept = json.loads((tmp_path / baselines.COLOUR_STATISTICS_FILE).read_text())
     assert kept["images"] == baselines.COLOUR_STATISTICS_IMAGES
@@ -151,7 +154,7 @@ def test_each_row_shows_the_fraction_of_the_source_only_to_oracle_gap_it_closes(
         {"source_only": 0.0, "adabn": 0.125, "full": 0.5, "oracle": 1.0})
     assert report.gap_fractions({"full": _scores(0.4)}, "source_only", "oracle") == {}
     assert report.gap_closed(0.3, 0.5, 0.4) is None  # no gap to close
-    text, rows = experiments.comparison(experiments.get_table(4), scores)
+    text, rows = tables.comparison(tables.get_table(4), scores)
     assert "gap closed" in text and "(paper)" not in text
     assert rows["full"]["gap_closed"] == pytest.approx(0.5) and "paper" not in rows["full"]
     assert [line.split()[-1] for line in text.splitlines()[-4:]] == ["0%", "12%", "50%", "100%"]

@@ -10,8 +10,10 @@ import sys
 import pytest
 
 from conftest import TINY
-from data_pipelines.base import UsageError
-from udamobile import config as config_lib, experiments, methods
+from udamobile import config as config_lib
+from udamobile.errors import UsageError
+from udamobile.experiments import methods, table_rows, tables
+from udamobile.training import workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {
@@ -78,7 +80,7 @@ def test_a_later_stage_with_init_checkpoint_beside_an_earlier_stage_is_refused(t
     workdir = tmp_path / "full"
     (workdir / "source_only").mkdir(parents=True)
     source_only = methods.stage_configs("demo", "full", {})["source_only"]
-    (workdir / "source_only" / config_lib.CONFIG_FILE).write_text(config_lib.to_json(source_only))
+    (workdir / "source_only" / workdirs.CONFIG_FILE).write_text(workdirs.to_json(source_only))
     weights = tmp_path / "imagenet.h5"
     weights.write_bytes(b"not read: the command is refused first")
     result = run("train.py", "--preset=demo", "--method=full", "--stage=adaptation",
@@ -114,7 +116,7 @@ def test_print_config_shows_every_value_its_origin_and_the_start_weights(tmp_pat
 
 
 def test_best_with_no_earlier_trained_segmenter_is_refused_before_anything_runs(tmp_path):
-    from udamobile import plan
+    from udamobile.experiments import plan
 
     configs = methods.stage_configs("demo", "cyclegan", {"restore_checkpoint": "best"})
     dirs = {stage: str(tmp_path / stage) for stage in configs}
@@ -131,26 +133,26 @@ def test_a_shrunk_run_that_would_train_no_segmenter_is_refused(tmp_path):
 
 
 def test_a_shrunk_run_warns_of_a_feature_game_or_images_that_never_come(tmp_path):
-    from udamobile import method_runner
+    from udamobile.experiments import runner
 
     configs = methods.stage_configs("demo", "full", {
         **TINY, "steps": 6, "feature_adaptation_start": 6, "image_every": 10})
-    dirs = method_runner.stage_dirs(str(tmp_path), "full", configs)
-    warnings = method_runner.plan_warnings("full", configs, dirs)
+    dirs = runner.stage_dirs(str(tmp_path), "full", configs)
+    warnings = runner.plan_warnings("full", configs, dirs)
     assert ("stage adaptation: the feature_discriminators update never runs within --steps=6 "
             "(it starts at feature_adaptation_start=6)") in warnings
     assert any("no image summary" in w and "--image_every=10" in w for w in warnings)
     # The ablation without the feature game does not warn of it.
     ablation = methods.stage_configs("demo", "full_no_feat", {
         **TINY, "steps": 6, "feature_adaptation_start": 6}, keep_method_settings=True)
-    assert not any("feature" in w for w in method_runner.plan_warnings(
+    assert not any("feature" in w for w in runner.plan_warnings(
         "full_no_feat", ablation, dirs))
 
 
 def test_a_saved_config_runs_again_exactly(tmp_path):
     cfg = methods.stage_configs("demo", "source_only", {**TINY, "steps": 2, "seed": 5})
     saved = tmp_path / "config.json"
-    saved.write_text(config_lib.to_json(cfg["source_only"]))
+    saved.write_text(workdirs.to_json(cfg["source_only"]))
     refused = run("train.py", f"--config={saved}", "--steps=3", f"--workdir={tmp_path}/a")
     assert refused.returncode == 2 and "--steps" in refused.stderr
     # What the run would train, shown without running it: the saved values, each one.
@@ -181,8 +183,8 @@ def test_helpfull_says_where_the_config_flags_defaults_come_from():
 
 
 def test_the_table_runner_says_which_flags_it_kept_off_a_row_once():
-    rows = experiments.TABLES[1].rows
-    unapplied = experiments.unapplied_flags(rows, {"lambda_feat": 0.5, "steps": 9})
+    rows = tables.TABLES[1].rows
+    unapplied = table_rows.unapplied_flags(rows, {"lambda_feat": 0.5, "steps": 9})
     assert {row: [c.field for c in found] for row, found in unapplied.items()} == {
         "cycada": ["lambda_feat"], "full_no_sem_no_feat": ["lambda_feat"],
         "full_no_feat": ["lambda_feat"]}

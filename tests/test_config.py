@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from data_pipelines.base import UsageError
-from udamobile import config as config_lib, config_flags, inputs, methods
-from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES
+from udamobile import config as config_lib, config_flags
+from udamobile.errors import UsageError
+from udamobile.experiments import methods
+from udamobile.experiments.presets import IMAGE_DISCRIMINATOR_STRIDES
+from udamobile.training import inputs, workdirs
 
 
 def test_paper_preset_holds_the_values_stated_in_the_paper():
@@ -76,9 +78,9 @@ def test_the_paper_presets_run_tf1s_adam_epsilon_and_synthias_lr_in_every_later_
             assert config_lib.get_config(preset, stage).optim.segmenter_lr == 5e-6
     # A config.json written before a field existed reads back what that run trained with.
     for stage, assignment in (("self_training", "argmax"), ("adaptation", "normalised")):
-        old = json.loads(config_lib.to_json(config_lib.get_config("paper_gta5", stage)))
+        old = json.loads(workdirs.to_json(config_lib.get_config("paper_gta5", stage)))
         del old["optim"]["adam_epsilon"], old["optim"]["pseudo_label_assignment"]
-        read = config_lib.from_json(json.dumps(old))
+        read = workdirs.from_json(json.dumps(old))
         assert (read.optim.adam_epsilon, read.optim.pseudo_label_assignment) == (
             1e-7, assignment)
 
@@ -94,7 +96,7 @@ def test_override_replaces_flat_names_and_rejects_unknown_ones():
 @pytest.mark.parametrize("stage", config_lib.STAGES)
 def test_every_preset_is_valid_and_survives_json(preset, stage):
     cfg = config_lib.validate(config_lib.get_config(preset, stage))
-    assert config_lib.from_json(config_lib.to_json(cfg)) == cfg
+    assert workdirs.from_json(workdirs.to_json(cfg)) == cfg
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -121,7 +123,7 @@ def test_unknown_preset_or_stage_lists_the_choices():
 
 
 def test_methods_list_their_stages_and_give_init_checkpoint_to_the_first_only():
-    from udamobile import methods
+    from udamobile.experiments import methods
 
     assert methods.get_method("cycada").stages == (
         "source_only", "semantic_translation", "translated_source", "feature_alignment")

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import data_pipelines
-import dataset_files
 from data_pipelines import readers
+import dataset_files
 
 
 def _labels(count, shape=(32, 40)):

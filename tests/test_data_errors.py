@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 import data_pipelines
+from data_pipelines import demo
 import dataset_files
-from data_pipelines import DatasetError, demo
+from udamobile.errors import DatasetError
 
 
 def _labels(count):
@@ -93,7 +94,7 @@ def test_unreadable_file_is_an_error_naming_it(tmp_path):
 
 @pytest.mark.parametrize("library, function", [("cv2", "imread"), ("PIL", "load")])
 def test_any_exception_of_a_decoder_is_an_error_naming_the_file(tmp_path, monkeypatch,
-                                                                 library, function):
+                                                                library, function):
     # The pipelines skip a DatasetError as a bad file; any other exception on
     # tf.data's threads would end the program (a decompression bomb aborted it).
     def broken(*args, **kwargs):

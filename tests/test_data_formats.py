@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-import dataset_files
 from data_pipelines import demo, file_datasets
+import dataset_files
+from udamobile import errors
 
 # docs/datasets.md, "Cityscapes label ids to train ids", written out: label id 0..33 -> train id.
 TRAIN_ID_OF_LABEL_ID = [
@@ -86,7 +87,7 @@ def test_a_label_of_another_aspect_or_scale_is_an_error_naming_it(tmp_path, labe
     dataset = data_pipelines.open_dataset("gta5", tmp_path, "train")
     label_path = dataset.label_paths[0]
     height, width = label_shape
-    with pytest.raises(data_pipelines.DatasetError,
+    with pytest.raises(errors.DatasetError,
                        match=rf"^{re.escape(label_path)}: label is {width}x{height} .* its image "
                              r"is 80x64: another aspect or scale"):
         dataset.read_label(0)
@@ -167,7 +168,7 @@ def test_cityscapes_train_without_gtfine_is_unlabelled(tmp_path):
     unlabelled = data_pipelines.open_dataset("cityscapes", tmp_path, "train")
     assert not unlabelled.has_labels and len(unlabelled) == 2
     assert unlabelled.read_image(1).shape == (32, 40, 3)
-    with pytest.raises(data_pipelines.DatasetError, match="has no labels"):
+    with pytest.raises(errors.DatasetError, match="has no labels"):
         unlabelled.read_label(0)
 
 

@@ -4,10 +4,10 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
+from data_pipelines import classes, demo, transforms
 import dataset_files
-from data_pipelines import classes, demo
-from udamobile import config as config_lib
-from udamobile.inputs import patch_shape
+from udamobile import config as config_lib, errors
+from udamobile.training.inputs import patch_shape
 
 TRAIN_ID = classes.lookup_table(classes.CITYSCAPES_LABEL_ID_TO_TRAIN_ID)
 VALID_LABELS = set(range(classes.NUM_CLASSES)) | {classes.IGNORE_LABEL}
@@ -36,7 +36,7 @@ def _decoded_ids(images):
 def _assert_aligned(images, labels):
     """Every pixel is padding (image 0, label 255) or its label is its image's id mapped."""
     images, labels = np.asarray(images), np.asarray(labels)
-    padding = images[..., 0] == data_pipelines.pipelines.IMAGE_PAD_VALUE
+    padding = images[..., 0] == transforms.IMAGE_PAD_VALUE
     assert np.all(labels[padding] == classes.IGNORE_LABEL)
     np.testing.assert_array_equal(labels[~padding], TRAIN_ID[_decoded_ids(images)][~padding])
     return padding
@@ -165,7 +165,7 @@ def test_supervised_patches_widen_the_resize_where_the_patch_would_not_fit(gta5)
     batch, = _batches(data_pipelines.supervised_patches(gta5, patch_size=(42, 60), batch_size=4),
                       1)
     assert batch["image"].shape == (4, 42, 60, 3)
-    assert not np.any(batch["image"][..., 0] == data_pipelines.pipelines.IMAGE_PAD_VALUE)
+    assert not np.any(batch["image"][..., 0] == transforms.IMAGE_PAD_VALUE)
 
 
 def test_the_authors_800_pixel_crop_of_cityscapes_takes_width_1600():
@@ -329,7 +329,7 @@ def test_past_the_limit_the_stream_ends_and_check_names_the_last_bad_file(gta5_w
     stream = data_pipelines.supervised_patches(broken, patch_size=4, batch_size=1,
                                                bad_files=bad_files)
     assert len(list(stream.take(100))) < 6  # ended within the first epoch
-    with pytest.raises(data_pipelines.BadFilesError,
+    with pytest.raises(errors.BadFilesError,
                        match=rf"^1 bad file\(s\), more than --max_bad_files=0; the last: "
                              rf"{bad_path}: cannot decode"):
         bad_files.check()

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from udamobile.discriminators import build_patch_discriminator
-from udamobile.presets import FEATURE_DISCRIMINATOR_STRIDES, IMAGE_DISCRIMINATOR_STRIDES
-from udamobile.segmenter import encoder_channels
+from udamobile.experiments.presets import FEATURE_DISCRIMINATOR_STRIDES, IMAGE_DISCRIMINATOR_STRIDES
+from udamobile.nets.discriminators import build_patch_discriminator
+from udamobile.nets.segmenter import encoder_channels
 
 INSTANCE_NORM_PARAMETERS = 2 * (128 + 256 + 512)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from test_stages import batch_for
-from udamobile.stages import get_stage
-from udamobile.state import TrainingState
+from udamobile.training.stages import get_stage
+from udamobile.training.state import TrainingState
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -84,7 +84,7 @@ def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tiny_conf
 
 
 def test_mixed_precision_overflow_skips_the_update_and_lowers_the_loss_scale(tiny_config,
-                                                                            eagerly):
+                                                                             eagerly):
     cfg = tiny_config("source_only", mixed_precision=True)
     stage = get_stage("source_only")
     state = TrainingState(cfg, stage)

@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 import data_pipelines
-import dataset_files
 from data_pipelines.classes import CLASS_NAMES, PROTOCOL_CLASSES
-from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, report
-from udamobile.paper_tables import PAPER_TABLES, paper_table
+import dataset_files
+from udamobile import config as config_lib, errors
+from udamobile.evaluation import model_adapters, report, scoring
+from udamobile.evaluation.paper_tables import PAPER_TABLES, paper_table
+from udamobile.nets.segmenter import build_segmenter
 from udamobile.progress import Progress
-from udamobile.segmenter import build_segmenter
+from udamobile.training import workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NARROW = dict(width_multiplier=0.35, aspp_filters=16, low_level_filters=8, decoder_filters=16)
@@ -64,9 +66,9 @@ def test_table_warns_when_labels_are_not_at_the_paper_resolution():
 
 
 def test_paper_table_needs_its_own_protocol():
-    with pytest.raises(data_pipelines.UsageError, match="--protocol=16"):
+    with pytest.raises(errors.UsageError, match="--protocol=16"):
         paper_table("synthia", 13)
-    with pytest.raises(data_pipelines.UsageError, match="--compare_paper"):
+    with pytest.raises(errors.UsageError, match="--compare_paper"):
         paper_table("cityscapes", 19)
 
 
@@ -85,8 +87,8 @@ def test_paper_tables_are_complete_and_their_miou_is_the_mean_of_their_rows(name
 
 def test_evaluate_scores_at_label_resolution_and_writes_panels(tmp_path):
     dataset = data_pipelines.open_dataset("demo_target", split="val")
-    results = evaluation.evaluate(_keras_model(), dataset, protocol=19, input_width=96,
-                                  max_images=3, predictions_dir=str(tmp_path))
+    results = scoring.evaluate(_keras_model(), dataset, protocol=19, input_width=96,
+                               max_images=3, predictions_dir=str(tmp_path))
     height, width = dataset.read_label(0).shape
     assert results["label_sizes"] == [[height, width]]
     assert results["dataset"] == {"name": "demo_target", "split": "val", "num_images": 3}
@@ -101,8 +103,8 @@ def test_evaluate_scores_at_label_resolution_and_writes_panels(tmp_path):
 
 def test_a_model_of_another_class_count_is_refused():
     dataset = data_pipelines.open_dataset("demo_target", split="val")
-    with pytest.raises(evaluation.EvaluationError, match="predicts 16 classes.*19-class model"):
-        evaluation.evaluate(_keras_model(num_classes=16), dataset, protocol=16)
+    with pytest.raises(errors.EvaluationError, match="predicts 16 classes.*19-class model"):
+        scoring.evaluate(_keras_model(num_classes=16), dataset, protocol=16)
 
 
 # --- bad input -------------------------------------------------------------------
@@ -113,16 +115,16 @@ def test_model_paths_that_are_not_models(tmp_path):
     for path, message in ((tmp_path / "missing", "does not exist"),
                           (tmp_path / "weights.h5", "not a .tflite file"),
                           (tmp_path / "empty", "neither a work directory")):
-        with pytest.raises(model_adapters.ModelError, match=message):
+        with pytest.raises(errors.ModelError, match=message):
             model_adapters.open_model(str(path))
     (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
-    with pytest.raises(model_adapters.ModelError, match="cannot load the TFLite file"):
+    with pytest.raises(errors.ModelError, match="cannot load the TFLite file"):
         model_adapters.open_model(str(tmp_path / "bad.tflite"))
 
 
 def test_a_work_directory_without_checkpoints_is_named(tmp_path):
-    checkpointing.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
-    with pytest.raises(checkpointing.WorkdirError, match=f"{tmp_path} has no checkpoint"):
+    workdirs.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
+    with pytest.raises(errors.WorkdirError, match=f"{tmp_path} has no checkpoint"):
         model_adapters.open_model(str(tmp_path))
     result = subprocess.run(
         [sys.executable, "evaluate.py", f"--model={tmp_path}", "--dataset=demo_target"],
@@ -138,16 +140,16 @@ def test_a_dataset_root_without_val_labels_is_named_before_loading_the_model(tmp
     shutil.rmtree(root / "gtFine")
     not_loadable = tmp_path / "not-a-model-either"  # exists, so only loading would fail
     not_loadable.mkdir()
-    with pytest.raises(data_pipelines.DatasetError, match=str(root / "gtFine")):
-        evaluation.run_evaluation(str(not_loadable), dataset="cityscapes", root=str(root),
-                                  split="val")
+    with pytest.raises(errors.DatasetError, match=str(root / "gtFine")):
+        scoring.run_evaluation(str(not_loadable), dataset="cityscapes", root=str(root),
+                               split="val")
 
 
 def test_an_unlabelled_split_is_refused():
     dataset = data_pipelines.open_dataset("demo_target", split="train")
     dataset.has_labels = False  # as Cityscapes train opens without its gtFine folder
-    with pytest.raises(data_pipelines.DatasetError, match="has no labels"):
-        evaluation.evaluate(_keras_model(), dataset)
+    with pytest.raises(errors.DatasetError, match="has no labels"):
+        scoring.evaluate(_keras_model(), dataset)
 
 
 # --- progress line ---------------------------------------------------------------
@@ -178,6 +180,21 @@ def test_progress_prints_periodic_plain_lines_when_not_a_terminal():
     ]
 
 
+def test_the_eta_leaves_out_the_first_steps_tracing():
+    # A stage whose first step traces for 60 s, then runs 2 steps a second.
+    clock, stream = _Clock(), io.StringIO()
+    with Progress(100, "adaptation", unit="step", stream=stream, log_interval=0,
+                  clock=clock) as bar:
+        clock.now += 60
+        bar.update()
+        for _ in range(9):
+            clock.now += 0.5
+            bar.update()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "adaptation  1/100 [  1%]  0.02 step/s"
+    assert lines[9] == "adaptation  10/100 [ 10%]  2.00 step/s  ETA 45s"
+
+
 def test_progress_refreshes_one_line_on_a_terminal():
     clock, stream = _Clock(), _Terminal()
     with Progress(None, "train", unit="step", stream=stream, clock=clock) as bar:
@@ -190,8 +207,8 @@ def test_progress_refreshes_one_line_on_a_terminal():
 
 
 def test_a_methods_folder_is_refused_naming_its_stages_folders(tmp_path):
-    from udamobile import checkpointing, config as config_lib
+    from udamobile import config as config_lib
 
-    checkpointing.write_config(str(tmp_path / "source_only"), config_lib.get_config("demo"))
-    with pytest.raises(checkpointing.WorkdirError, match="method's folder: .*source_only"):
+    workdirs.write_config(str(tmp_path / "source_only"), config_lib.get_config("demo"))
+    with pytest.raises(errors.WorkdirError, match="method's folder: .*source_only"):
         model_adapters.keras_from_workdir(str(tmp_path))

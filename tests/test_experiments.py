@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import dataset_files
-from udamobile import config as config_lib, experiments, methods
+from udamobile import config as config_lib, errors
+from udamobile.experiments import methods, table_rows, tables
+from udamobile.training import workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The paper's preset at test size: every network, two steps per stage.
@@ -46,19 +48,19 @@ def _runner(*args):
 
 
 def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path, capsys):
-    experiments.run_table(1, preset=None, workdir=str(tmp_path), dry_run=True,
-                          overrides={"source_root": "/d/GTA5", "steps": 2, "flip": True})
+    tables.run_table(1, preset=None, workdir=str(tmp_path), dry_run=True,
+                     overrides={"source_root": "/d/GTA5", "steps": 2, "flip": True})
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 8
     assert [line.split("--method=")[1].split()[0] for line in lines] == list(
-        experiments.TABLES[1].rows)
+        tables.TABLES[1].rows)
     for line in lines:
         assert line.startswith("udamobile-train --preset=paper_gta5 ")
         assert "--preset=paper_gta5" in line and "--source_root=/d/GTA5 --steps=2 --flip" in line
     reuse = f"--reuse_stages_from={tmp_path / 'source_only'}"
     assert reuse not in lines[0] and reuse not in lines[-1]  # source only, oracle
     assert all(reuse in line for line in lines[1:-1])
-    experiments.run_table(2, preset="demo", workdir=str(tmp_path), overrides={}, dry_run=True)
+    tables.run_table(2, preset="demo", workdir=str(tmp_path), overrides={}, dry_run=True)
     assert len(capsys.readouterr().out.strip().splitlines()) == 5
 
 
@@ -66,21 +68,21 @@ def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_ref
         tmp_path):
     # A finished row as run_rows leaves it; its one stage trained on 64x64 patches.
     configs = methods.stage_configs("demo", "source_only", {})
-    command = experiments.row_command("source_only", preset="demo", workdir=str(tmp_path),
-                                      flags=[])
+    command = table_rows.row_command("source_only", preset="demo", workdir=str(tmp_path),
+                                     flags=[])
     folder = tmp_path / "source_only"
     stage = folder / "source_only"
     stage.mkdir(parents=True)
-    (stage / config_lib.CONFIG_FILE).write_text(config_lib.to_json(configs["source_only"]))
+    (stage / workdirs.CONFIG_FILE).write_text(workdirs.to_json(configs["source_only"]))
     (folder / methods.METHOD_FILE).write_text(json.dumps(
         {"method": "source_only", "stages": {"source_only": str(stage)}}))
-    (folder / experiments.RESULTS_FILE).write_text("{}")
-    (folder / experiments.ROW_FILE).write_text(json.dumps({"command": command}))
-    assert experiments.finished_row(str(tmp_path), "source_only", command, configs)
+    (folder / table_rows.RESULTS_FILE).write_text("{}")
+    (folder / table_rows.ROW_FILE).write_text(json.dumps({"command": command}))
+    assert table_rows.finished_row(str(tmp_path), "source_only", command, configs)
     # The same command after the preset moved the stage to 128x128 patches.
     changed = {"source_only": config_lib.override(configs["source_only"], patch_size=128)}
-    with pytest.raises(experiments.ExperimentError, match=r"patch_size=64 there, 128 here"):
-        experiments.finished_row(str(tmp_path), "source_only", command, changed)
+    with pytest.raises(errors.ExperimentError, match=r"patch_size=64 there, 128 here"):
+        table_rows.finished_row(str(tmp_path), "source_only", command, changed)
 
 
 @pytest.mark.parametrize("written_before", [False, True])
@@ -94,25 +96,25 @@ def test_a_copied_table_folder_runs_on_from_its_own_finished_rows(tmp_path, writ
     dirs = {"source_only": shared, "adaptation": row / "adaptation"}
     for stage, folder in dirs.items():
         folder.mkdir(parents=True)
-        (folder / config_lib.CONFIG_FILE).write_text(config_lib.to_json(configs[stage]))
+        (folder / workdirs.CONFIG_FILE).write_text(workdirs.to_json(configs[stage]))
     record = (methods.method_record("full", row, dirs) if not written_before else
               {"method": "full", "stages": {s: str(d) for s, d in dirs.items()}})
     (row / methods.METHOD_FILE).write_text(json.dumps(record))
-    (row / experiments.RESULTS_FILE).write_text("{}")
-    (row / experiments.ROW_FILE).write_text(json.dumps({"command": experiments.row_command(
+    (row / table_rows.RESULTS_FILE).write_text("{}")
+    (row / table_rows.ROW_FILE).write_text(json.dumps({"command": table_rows.row_command(
         "full", preset="demo", workdir=str(original), flags=[], reuse="source_only")}))
     shutil.copytree(original, copy)
-    command = experiments.row_command("full", preset="demo", workdir=str(copy), flags=[],
-                                      reuse="source_only")
-    assert experiments.finished_row(str(copy), "full", command, configs)
+    command = table_rows.row_command("full", preset="demo", workdir=str(copy), flags=[],
+                                     reuse="source_only")
+    assert table_rows.finished_row(str(copy), "full", command, configs)
     held = methods.read_method_file(str(copy / "full" / methods.METHOD_FILE))["stages"]
     assert held == {"source_only": str(copy / "source_only" / "source_only"),
                     "adaptation": str(copy / "full" / "adaptation")}
     # Another command in the copy is refused without asking to remove finished rows.
-    other = experiments.row_command("full", preset="demo", workdir=str(copy), flags=["--seed=1"],
-                                    reuse="source_only")
-    with pytest.raises(experiments.ExperimentError) as refused:
-        experiments.finished_row(str(copy), "full", other, configs)
+    other = table_rows.row_command("full", preset="demo", workdir=str(copy), flags=["--seed=1"],
+                                   reuse="source_only")
+    with pytest.raises(errors.ExperimentError) as refused:
+        table_rows.finished_row(str(copy), "full", other, configs)
     assert "use another --workdir for this command (the finished rows here are kept)" in str(
         refused.value) and "remove" not in str(refused.value)
 

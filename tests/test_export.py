@@ -18,10 +18,14 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 import data_pipelines
-from export import report, saved_model, tflite
-from export.artifacts import ExportError, export_workdir
-from udamobile import checkpointing, config as config_lib, evaluation, model_adapters, networks
 from data_pipelines.classes import IGNORE_LABEL, PALETTE
+from export import report, saved_model, tflite
+from export.artifacts import export_workdir
+from udamobile import config as config_lib, errors
+from udamobile.errors import ExportError
+from udamobile.evaluation import model_adapters, scoring
+from udamobile.nets import networks
+from udamobile.training import checkpointing, workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 128, 256  # the demo domains' image size
@@ -59,11 +63,11 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export_workdir(str(tmp_path), str(tmp_path / "out"), height=0)
     with pytest.raises(ExportError, match=r"--width=8 is below 16, the segmenter's output stride"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), width=8)
-    with pytest.raises(ExportError, match="--tflite_output must be one of labels, probabilities"):
+    with pytest.raises(ExportError, match=r"--tflite_output='logits' must be one of \('labels'"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), tflite_output="logits")
     with pytest.raises(ExportError, match="--report_images"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), report_images=-1)
-    with pytest.raises(ExportError, match="--max_batch_pixels must be a positive integer"):
+    with pytest.raises(ExportError, match="--max_batch_pixels=0 must be a positive integer"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=0)
     with pytest.raises(ExportError, match=r"--max_batch_pixels=100 is below one --height x "
                        r"--width image \(524288 pixels\)"):
@@ -71,7 +75,7 @@ def test_export_options_are_checked_before_any_work(tmp_path):
 
 
 def test_export_cli_names_a_calibration_folder_without_images(tmp_path):
-    checkpointing.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
+    workdirs.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
     empty = tmp_path / "cityscapes"
     empty.mkdir()
     result = subprocess.run(
@@ -102,8 +106,8 @@ def test_int8_warning_names_the_loss_and_the_remedies():
 
 
 def test_export_of_a_workdir_without_checkpoint_names_it(tmp_path):
-    checkpointing.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
-    with pytest.raises(checkpointing.WorkdirError, match="no checkpoint"):
+    workdirs.write_config(str(tmp_path), config_lib.get_config("demo", "source_only"))
+    with pytest.raises(errors.WorkdirError, match="no checkpoint"):
         export_workdir(str(tmp_path), str(tmp_path / "out"))
     result = subprocess.run(
         [sys.executable, "-m", "export", f"--workdir={tmp_path}", f"--output_dir={tmp_path}/out"],
@@ -158,10 +162,10 @@ def workdir(tmp_path_factory):
     cfg = config_lib.override(config_lib.get_config("demo", "source_only"), **NARROW)
     segmenter = networks.build_segmenter_from_config(cfg.model)
     _fit(segmenter, FIT_STEPS)
-    checkpointing.write_config(path, cfg)
+    workdirs.write_config(path, cfg)
     step = tf.Variable(FIT_STEPS, dtype=tf.int64)
     tf.train.CheckpointManager(tf.train.Checkpoint(segmenter=segmenter, step=step),
-                               checkpointing.checkpoint_dir(path), max_to_keep=1).save(FIT_STEPS)
+                               workdirs.checkpoint_dir(path), max_to_keep=1).save(FIT_STEPS)
     return path
 
 
@@ -283,8 +287,8 @@ def test_same_miou_as_checkpoint_saved_model_and_tflite(workdir, exports, capsys
     for fmt, path in (("keras", workdir), ("saved_model", exports["saved_model"]),
                       ("tflite_float32", exports["tflite_float32"]),
                       ("tflite_int8", exports["tflite_int8"])):
-        results = evaluation.evaluate(model_adapters.open_model(path), dataset, protocol=19,
-                                      input_width=WIDTH, max_images=EVAL_IMAGES)
+        results = scoring.evaluate(model_adapters.open_model(path), dataset, protocol=19,
+                                   input_width=WIDTH, max_images=EVAL_IMAGES)
         scores[fmt] = 100 * results["miou"]
     print("mIoU %:", scores)
     assert scores["keras"] > 20
@@ -332,9 +336,9 @@ def test_saved_model_cli_shows_and_runs_it(exports, tmp_path):
 def test_tflite_input_size_must_match_the_input_width_flag(exports):
     model = model_adapters.open_model(exports["tflite_float32"])
     dataset = data_pipelines.open_dataset("demo_target", split="val")
-    with pytest.raises(model_adapters.ModelError,
+    with pytest.raises(errors.ModelError,
                        match=rf"takes a fixed {HEIGHT}x{WIDTH} .*--input_width=64"):
-        evaluation.evaluate(model, dataset, input_width=64)
+        scoring.evaluate(model, dataset, input_width=64)
 
 
 @pytest.mark.slow

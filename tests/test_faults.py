@@ -36,9 +36,9 @@ import numpy as np
 import pytest
 
 import data_pipelines
-import dataset_files
 from data_pipelines import validation
-from udamobile import checkpointing
+import dataset_files
+from udamobile.training import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "train.py")

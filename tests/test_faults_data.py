@@ -24,10 +24,12 @@ import time
 import numpy as np
 import pytest
 
-import dataset_files
 from data_pipelines import readers
-from udamobile import checkpointing, files, methods, pseudo_labels
-from udamobile.stages.self_training import round_folder
+import dataset_files
+from udamobile import files
+from udamobile.experiments import methods
+from udamobile.training import checkpointing, pseudo_labels, workdirs
+from udamobile.training.stages.self_training import round_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 300  # seconds; a run that hangs fails the test instead of blocking the suite
@@ -119,17 +121,17 @@ def adapted_method(tmp_path_factory):
     tiny networks untrained): what the self-training stage starts from."""
     import tensorflow as tf
 
-    from udamobile import networks
+    from udamobile.nets import networks
 
     workdir = tmp_path_factory.mktemp("method")
     cfg = methods.stage_configs("demo", "full_self_training", TINY,
                                 only="adaptation")["adaptation"]
     folder = methods.stage_dir(str(workdir), "adaptation")
-    checkpointing.write_config(folder, cfg)
+    workdirs.write_config(folder, cfg)
     checkpoint = tf.train.Checkpoint(
         step=tf.Variable(cfg.optim.steps, dtype=tf.int64),
         **{name: networks.build_network(name, cfg.model) for name in ("segmenter", "g_st")})
-    tf.train.CheckpointManager(checkpoint, checkpointing.checkpoint_dir(folder),
+    tf.train.CheckpointManager(checkpoint, workdirs.checkpoint_dir(folder),
                                max_to_keep=1).save(checkpoint_number=cfg.optim.steps)
     return workdir
 
@@ -229,5 +231,5 @@ def test_damaged_pseudo_labels_stop_the_resumed_run_naming_them_and_the_remedy(
             "have its image's size"]):
         assert f"{pseudo_labels.label_path(folder, index)}: {problem}; remove {folder}" in (
             result.stderr)
-    assert checkpointing.newest_checkpoint(checkpointing.checkpoint_dir(stage_dir)) == (
-        os.path.join(checkpointing.checkpoint_dir(stage_dir), "ckpt-0"))
+    assert checkpointing.newest_checkpoint(workdirs.checkpoint_dir(stage_dir)) == (
+        os.path.join(workdirs.checkpoint_dir(stage_dir), "ckpt-0"))

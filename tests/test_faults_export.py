@@ -32,8 +32,12 @@ import tensorflow as tf
 
 from data_pipelines.classes import NUM_CLASSES
 from export import tflite
-from export.artifacts import ExportError, export_workdir
-from udamobile import checkpointing, config as config_lib, files, model_adapters, networks
+from export.artifacts import export_workdir
+from udamobile import config as config_lib, errors, files
+from udamobile.errors import ExportError
+from udamobile.evaluation import model_adapters
+from udamobile.nets import networks
+from udamobile.training import checkpointing, workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NARROW = dict(width_multiplier=0.35, aspp_filters=8, low_level_filters=4, decoder_filters=8)
@@ -66,7 +70,7 @@ EXPORT = "import runpy, sys\ndef written():\n    pass\n" + ONE_LAYER_SAVED_MODEL
 # files), and the export is killed once its SavedModel is written.
 ROTATED_THEN_KILLED = (
     "import glob, os, runpy, signal, sys\n"
-    "from udamobile import checkpointing\n"
+    "from udamobile.training import checkpointing\n"
     "read = checkpointing.restore_into\n"
     "def rotated_while_read(path, **objects):\n"
     "    if path.endswith('ckpt-6'):\n"
@@ -131,12 +135,12 @@ def workdir(tmp_path_factory):
     step in the logits' bias."""
     path = str(tmp_path_factory.mktemp("workdir"))
     cfg = config_lib.override(config_lib.get_config("demo", "source_only"), **NARROW)
-    checkpointing.write_config(path, cfg)
+    workdirs.write_config(path, cfg)
     segmenter = networks.build_segmenter_from_config(cfg.model)
     bias = next(v for v in segmenter.weights if v.path == "logits/bias")
     step = tf.Variable(0, dtype=tf.int64)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(segmenter=segmenter, step=step),
-                                         checkpointing.checkpoint_dir(path), max_to_keep=None)
+                                         workdirs.checkpoint_dir(path), max_to_keep=None)
     for value in STEPS:
         step.assign(value)
         bias.assign(tf.fill(bias.shape, float(value)))
@@ -223,7 +227,7 @@ def test_a_checkpoint_rotated_away_while_it_is_read_is_not_called_damaged(
     segmenter, _ = checkpointing.restore_segmenter(rotating, "ckpt-6")
     step = tf.Variable(8, dtype=tf.int64)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(segmenter=segmenter, step=step),
-                                         checkpointing.checkpoint_dir(rotating), max_to_keep=1)
+                                         workdirs.checkpoint_dir(rotating), max_to_keep=1)
     listed = checkpointing.checkpoint_candidates
 
     def rotated_after_listing(folder):
@@ -239,8 +243,8 @@ def test_a_checkpoint_rotated_away_while_it_is_read_is_not_called_damaged(
     assert len(warnings) == 1 and "ckpt-6 was removed" in warnings[0]
     assert "damaged" not in caplog.text
     # A checkpoint asked for by name is not replaced by another.
-    with pytest.raises(checkpointing.CheckpointRemoved, match="ckpt-4 was removed while reading"):
-        checkpointing.restore_into(os.path.join(checkpointing.checkpoint_dir(rotating), "ckpt-4"),
+    with pytest.raises(errors.CheckpointRemoved, match="ckpt-4 was removed while reading"):
+        checkpointing.restore_into(os.path.join(workdirs.checkpoint_dir(rotating), "ckpt-4"),
                                    segmenter=segmenter)
 
 
@@ -260,8 +264,8 @@ def test_a_full_disk_during_a_tflite_write_names_the_file_not_its_staging(
     output_dir = tmp_path / "export"
     monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: b"a flatbuffer")
     # Every write lands on /dev/full, which fails like a full disk: ENOSPC, no file name.
-    monkeypatch.setattr(files, "open", lambda path, mode: open("/dev/full", mode),
-                        raising=False)
+    monkeypatch.setattr(files, "open", lambda path, mode="r", **kwargs: open(
+        "/dev/full", mode) if "w" in mode else open(path, mode, **kwargs), raising=False)
     with pytest.raises(OSError) as failed:
         export_workdir(workdir, str(output_dir), formats=["tflite_float32"], height=HEIGHT,
                        width=WIDTH)
@@ -286,7 +290,7 @@ def test_a_batch_over_the_exported_pixel_limit_fails_its_call_naming_the_limit(
                            match=limit.format(" ".join(map(str, shape)))):
             serve(images=tf.zeros(shape, tf.uint8))
     # evaluate.py scores one image a call: one over the limit is one line.
-    with pytest.raises(model_adapters.ModelError, match=rf"^SavedModel {path}: serving_default "
+    with pytest.raises(errors.ModelError, match=rf"^SavedModel {path}: serving_default "
                        rf"takes at most {MAX_BATCH_PIXELS} pixels .*--input_width"):
         model.predict(np.zeros([1, 2 * HEIGHT, 2 * WIDTH, 3], np.uint8), (HEIGHT, WIDTH))
 

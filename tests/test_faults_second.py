@@ -36,7 +36,7 @@ import time
 
 import pytest
 
-from udamobile import checkpointing
+from udamobile.training import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One demo stage at test size: 4 steps, a checkpoint every 2 (one stage alone:

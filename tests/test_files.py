@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from udamobile import files
+from udamobile import errors, files
 
 
 def test_failed_write_leaves_nothing_and_keeps_the_previous_artifact(tmp_path):
@@ -46,7 +46,7 @@ def test_json_writes_undefined_scores_as_null_and_numpy_as_numbers(tmp_path):
 
 def test_every_json_the_package_writes_goes_through_write_json():
     """Results, evaluations, manifests: files.write_json is the one JSON writer
-    (config.json is the config's own text, which holds no non-finite value)."""
+    (config.json is the config's own text, which holds no non-finite value: workdirs)."""
     library = os.path.dirname(os.path.dirname(os.path.abspath(files.__file__)))
     writers = set()
     for package in ("udamobile", "data_pipelines", "export"):
@@ -59,7 +59,7 @@ def test_every_json_the_package_writes_goes_through_write_json():
                     if "json.dump(" in source or "json.dumps(" in source:
                         writers.add(os.path.relpath(path, library))
     assert writers == {os.path.join("udamobile", "files.py"),
-                       os.path.join("udamobile", "config.py")}
+                       os.path.join("udamobile", "training", "workdirs.py")}
 
 
 def test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy(tmp_path):
@@ -70,7 +70,7 @@ def test_read_json_names_a_damaged_file_what_it_lacks_and_the_remedy(tmp_path):
     for text, problem in (("{\"comm", "is damaged (not JSON"), ("[1, 2]", "holds no 'command'"),
                           ('{"seconds": 3}', "holds no 'command'")):
         path.write_text(text)
-        with pytest.raises(files.StateFileError, match="run it again") as error:
+        with pytest.raises(errors.StateFileError, match="run it again") as error:
             files.read_json(path, keys=("command",), remedy="run it again")
         assert str(error.value).startswith(f"{path} ") and problem in str(error.value)
 

@@ -2,7 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
-from udamobile.image_pool import ImagePool
+from udamobile.training.image_pool import ImagePool
 
 
 def _batch(value):

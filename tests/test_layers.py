@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from udamobile import layers
+from udamobile.nets import layers
 
 
 def _random(shape, seed=0):
@@ -67,8 +67,8 @@ def test_reflect_to_multiple_then_crop_like_round_trips():
 
 @pytest.mark.parametrize("network", ["generator", "discriminator"])
 def test_generators_and_discriminators_start_as_cyclegan_does(network):
-    from udamobile.discriminators import build_patch_discriminator
-    from udamobile.translator import build_generator
+    from udamobile.nets.discriminators import build_patch_discriminator
+    from udamobile.nets.translator import build_generator
 
     keras.utils.set_random_seed(0)
     model = build_generator() if network == "generator" else build_patch_discriminator()

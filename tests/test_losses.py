@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udamobile import losses
+from udamobile.training import losses
 
 
 def test_lsgan_generator_loss_pulls_fakes_to_the_real_label():

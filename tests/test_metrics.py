@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udamobile import metrics
 from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL, PROTOCOL_CLASSES
+from udamobile.evaluation import metrics
 
 
 def _matrix(entries, num_classes=3):

@@ -6,10 +6,10 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from udamobile.discriminators import build_patch_discriminator
-from udamobile.presets import FEATURE_DISCRIMINATOR_STRIDES
-from udamobile.segmenter import build_segmenter
-from udamobile.translator import build_generator
+from udamobile.experiments.presets import FEATURE_DISCRIMINATOR_STRIDES
+from udamobile.nets.discriminators import build_patch_discriminator
+from udamobile.nets.segmenter import build_segmenter
+from udamobile.nets.translator import build_generator
 
 SIZE = 32
 

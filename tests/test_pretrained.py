@@ -13,9 +13,12 @@ import pytest
 import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
-from udamobile import checkpointing, networks
-from udamobile.pretrained import PretrainedError, initialize_segmenter
-from udamobile.segmenter import build_segmenter
+from udamobile.nets import networks
+
+from udamobile.errors import PretrainedError
+from udamobile.nets.pretrained import initialize_segmenter
+from udamobile.nets.segmenter import build_segmenter
+from udamobile.training import workdirs
 
 WIDTH = 0.35
 TINY = {"width_multiplier": WIDTH, "aspp_filters": 16, "low_level_filters": 8,
@@ -389,8 +392,8 @@ def test_shape_mismatch_is_an_error_unless_partial_loading_is_allowed(slim_prefi
 
 
 def test_archive_members_cannot_leave_the_extraction_folder(slim_prefix,
-                                                          three_class_segmenter,
-                                                          tmp_path, monkeypatch):
+                                                            three_class_segmenter,
+                                                            tmp_path, monkeypatch):
     scratch = tmp_path / "scratch" / "deeper"
     scratch.mkdir(parents=True)
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
@@ -408,9 +411,9 @@ def test_work_directory_restores_the_runs_segmenter(tiny_config, tmp_path):
     cfg = tiny_config("source_only")
     trained = networks.build_segmenter_from_config(cfg.model)
     _randomize_batch_norms(trained, seed=1)
-    checkpointing.write_config(str(tmp_path), cfg)
+    workdirs.write_config(str(tmp_path), cfg)
     checkpoint = tf.train.Checkpoint(segmenter=trained, step=tf.Variable(7, dtype=tf.int64))
-    tf.train.CheckpointManager(checkpoint, checkpointing.checkpoint_dir(str(tmp_path)),
+    tf.train.CheckpointManager(checkpoint, workdirs.checkpoint_dir(str(tmp_path)),
                                max_to_keep=1).save(checkpoint_number=7)
 
     segmenter = networks.build_segmenter_from_config(cfg.model)
@@ -440,7 +443,7 @@ def _truncate(path):
 
 @pytest.mark.parametrize("kind", ["checkpoint_data", "checkpoint_index", "h5", "tar_gz"])
 def test_truncated_files_are_rejected(kind, slim_values, keras_reference,
-                                     untouched_segmenter, tmp_path):
+                                      untouched_segmenter, tmp_path):
     if kind == "h5":
         path = _save_legacy_h5(keras_reference, tmp_path / "mnv2.h5")
         _truncate(path)

@@ -13,7 +13,9 @@ import pytest
 import tensorflow as tf
 
 from test_trainer import REPO, TINY_FLAGS
-from udamobile import checkpointing, model_adapters, trainer
+from udamobile import errors
+from udamobile.evaluation import model_adapters
+from udamobile.training import checkpointing, trainer, workdirs
 
 def _train(workdir, steps, *extra):
     return subprocess.Popen(
@@ -80,12 +82,12 @@ def test_resuming_with_other_settings_is_refused_and_keeps_the_config(tiny_confi
     trainer.train(tiny_config("source_only", steps=2, checkpoint_every=2), workdir)
     for changed, named in ((dict(steps=1), "--steps: 2 -> 1"),
                            (dict(steps=2, segmenter_lr=0.5), "--segmenter_lr: ")):
-        with pytest.raises(checkpointing.WorkdirError, match=named):
+        with pytest.raises(errors.WorkdirError, match=named):
             trainer.train(tiny_config("source_only", checkpoint_every=2, **changed), workdir)
-        assert checkpointing.read_config(workdir).optim.steps == 2
+        assert workdirs.read_config(workdir).optim.steps == 2
     # What is logged and kept may change.
     trainer.train(tiny_config("source_only", steps=2, checkpoint_every=2, log_every=1), workdir)
-    assert checkpointing.read_config(workdir).run.log_every == 1
+    assert workdirs.read_config(workdir).run.log_every == 1
 
 
 def _truncate_data_of(prefix):
@@ -103,7 +105,7 @@ def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(tiny_config,
     trainer.train(cfg, workdir)
     latest = checkpointing.resolve_checkpoint(workdir)
     damaged = _truncate_data_of(latest)
-    with pytest.raises(checkpointing.WorkdirError, match=f"{latest} is damaged"):
+    with pytest.raises(errors.WorkdirError, match=f"{latest} is damaged"):
         model_adapters.keras_from_workdir(workdir)
     result = subprocess.run([sys.executable, "evaluate.py", f"--model={workdir}",
                              "--dataset=demo_target"], cwd=REPO, capture_output=True, text=True)

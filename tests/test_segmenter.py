@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from udamobile import segmenter
-from udamobile.segmenter import build_segmenter, encoder_channels
+from udamobile.nets import segmenter
+from udamobile.nets.segmenter import build_segmenter, encoder_channels
 
 # A narrow, thin configuration that keeps forward passes fast.
 TINY = {"width_multiplier": 0.35, "aspp_filters": 16, "low_level_filters": 8,

@@ -15,16 +15,17 @@ import tensorflow as tf
 from PIL import Image
 
 import data_pipelines
-import dataset_files
 from data_pipelines import cli
 from data_pipelines.classes import IGNORE_LABEL
-from udamobile import (checkpointing, config as config_lib, files, method_runner, methods, restore,
-                       trainer)
-from udamobile import pseudo_labels
-from udamobile.pseudo_labels import CONFIDENCE_LEVELS
-from udamobile.stages import get_stage
-from udamobile.stages.self_training import class_weights, round_folder, round_of, round_starts
-from udamobile.state import TrainingState
+import dataset_files
+from udamobile import config as config_lib, errors
+from udamobile.experiments import methods, runner
+from udamobile.training import checkpointing, trainer, workdirs
+from udamobile.training import pseudo_labels
+from udamobile.training.pseudo_labels import CONFIDENCE_LEVELS
+from udamobile.training.stages import get_stage
+from udamobile.training.stages.self_training import class_weights, round_folder, round_of, round_starts
+from udamobile.training.state import TrainingState
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABEL_IDS = (7, 8, 11, 21, 23, 26)  # road, sidewalk, building, vegetation, sky, car
@@ -134,7 +135,7 @@ def test_a_round_is_stored_whole_and_read_back_with_the_ignored_pixels(tmp_path)
     assert np.array_equal(image, target.read_image(3)) and label.shape == (32, 64)
     assert set(np.unique(label)) == {0, 1, 2, IGNORE_LABEL}
     assert np.mean(label != IGNORE_LABEL) == pytest.approx(0.25)
-    with pytest.raises(data_pipelines.DatasetError, match="no complete round"):
+    with pytest.raises(errors.DatasetError, match="no complete round"):
         pseudo_labels.PseudoLabelled(target, str(tmp_path / "elsewhere"), 19)
 
 
@@ -162,7 +163,7 @@ def test_a_damaged_pseudo_label_is_a_bad_file_naming_it_and_the_remedy(labelled_
             "a pseudo-label holding 77; it must hold train ids 0..18 or 255 (ignore)",
             "a pseudo-label of 128x64 pixels (width x height) for an image of 64x32; it must "
             "have its image's size", "file not found"]):
-        with pytest.raises(data_pipelines.DatasetError,
+        with pytest.raises(errors.DatasetError,
                            match=f"^{re.escape(paths[index])}: {re.escape(problem)}; {remedy}$"):
             labelled.read_pair(index)
     assert remedy.startswith(re.escape(f"remove {folder} to label the round again"))
@@ -177,7 +178,7 @@ def test_a_damaged_round_file_is_named_with_the_remedy(labelled_round, text, wha
     path = os.path.join(folder, pseudo_labels.ROUND_FILE)
     with open(path, "w") as file:
         file.write(text)
-    with pytest.raises(files.StateFileError) as error:
+    with pytest.raises(errors.StateFileError) as error:
         pseudo_labels.PseudoLabelled(target, folder, 19)
     assert str(error.value).startswith(f"{path} is damaged") and what in str(error.value)
     assert str(error.value).endswith(pseudo_labels.damaged_round_remedy(folder))
@@ -191,9 +192,9 @@ def test_a_stop_request_ends_the_labelling_between_batches_and_leaves_no_round(t
     def stop_before_the_third_batch():
         asked.append(True)
         if len(asked) == 3:
-            raise trainer.Interrupted("SIGTERM at step 0")
+            raise errors.Interrupted("SIGTERM at step 0")
 
-    with pytest.raises(trainer.Interrupted):
+    with pytest.raises(errors.Interrupted):
         pseudo_labels.label_round(_FixedLabeller(), target, str(tmp_path / "round_0"),
                                   fraction=0.5, num_classes=19,
                                   check_stop=stop_before_the_third_batch)
@@ -324,7 +325,7 @@ def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
         return next_batch(run)
 
     monkeypatch.setattr(trainer.StageRun, "next_batch", stopped_at_step_1)
-    with pytest.raises(trainer.Interrupted, match="at step 1"):
+    with pytest.raises(errors.Interrupted, match="at step 1"):
         trainer.train(cfg, workdir, sources=adapted)
     monkeypatch.setattr(trainer.StageRun, "next_batch", next_batch)
     assert os.listdir(os.path.dirname(round_folder(workdir, 0))) == ["round_0"]
@@ -334,7 +335,7 @@ def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
 
     # Its labels gone, the round cannot resume from the same weights: refused.
     os.rename(round_folder(workdir, 0), str(tmp_path / "kept"))
-    with pytest.raises(data_pipelines.DatasetError, match="round_0: the pseudo-labels of round 0 "
+    with pytest.raises(errors.DatasetError, match="round_0: the pseudo-labels of round 0 "
                        "are missing, but the run resumes at step 1"):
         trainer.train(cfg, workdir, sources=adapted)
     os.rename(str(tmp_path / "kept"), round_folder(workdir, 0))
@@ -346,25 +347,25 @@ def test_a_stopped_run_resumes_in_its_round_with_the_same_pseudo_labels(
     assert record["step"] == 2 and record["fraction"] == pytest.approx(0.25)
     # The round was labelled by the segmenter saved at its first step.
     assert 2 in {checkpointing.checkpoint_step(p) for p in tf.train.get_checkpoint_state(
-        checkpointing.checkpoint_dir(workdir)).all_model_checkpoint_paths}
+        workdirs.checkpoint_dir(workdir)).all_model_checkpoint_paths}
 
 
 def test_a_self_training_stage_needs_an_adapted_segmenter(domains, tmp_path):
-    with pytest.raises(restore.StartError, match="needs a trained segmenter"):
+    with pytest.raises(errors.StartError, match="needs a trained segmenter"):
         trainer.train(_config(domains, allow_random_start=True), str(tmp_path / "random"),
                       sources={})
     dirs = {stage: methods.stage_dir(str(tmp_path), stage)
             for stage in methods.get_method("full_self_training").stages}
-    with pytest.raises(checkpointing.WorkdirError,
+    with pytest.raises(errors.WorkdirError,
                        match="starts its segmenter from stage adaptation .* has not been run"):
-        method_runner.stage_sources("full_self_training", "self_training", dirs,
-                                    _config(domains))
+        runner.stage_sources("full_self_training", "self_training", dirs,
+                             _config(domains))
 
 
 def test_a_target_folder_without_images_is_named(domains, tmp_path):
     empty = tmp_path / "cityscapes"
     (empty / "leftImg8bit" / "train").mkdir(parents=True)
-    with pytest.raises(data_pipelines.DatasetError, match=str(empty / "leftImg8bit" / "train")):
+    with pytest.raises(errors.DatasetError, match=str(empty / "leftImg8bit" / "train")):
         trainer.train(_config(domains, target_root=str(empty)), str(tmp_path / "run"),
                       sources={})
     assert not os.path.exists(tmp_path / "run" / "config.json")
@@ -376,7 +377,7 @@ def test_a_target_folder_without_images_is_named(domains, tmp_path):
     (dict(pseudo_label_fraction=0.6), "--pseudo_label_fraction_max=0.5 is below "
                                       "--pseudo_label_fraction=0.6")])
 def test_a_fraction_outside_0_1_is_named(values, message):
-    with pytest.raises(data_pipelines.UsageError) as error:
+    with pytest.raises(errors.UsageError) as error:
         methods.stage_configs("demo", "full_self_training", values)
     assert message in str(error.value)
 

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from udamobile import config as config_lib, losses
-from udamobile.stages import REGISTRY, get_stage
-from udamobile.inputs import patch_shape
-from udamobile.stages.updates import SEGMENTER, polynomial_decay
-from udamobile.state import TrainingState
+from udamobile import config as config_lib
+
+from udamobile.training import losses
+from udamobile.training.inputs import patch_shape
+from udamobile.training.stages import REGISTRY, get_stage
+from udamobile.training.stages.updates import SEGMENTER, polynomial_decay
+from udamobile.training.state import TrainingState
 
 
 def _weights(model):
@@ -182,7 +184,7 @@ def test_the_step_adds_both_terms_of_eq4(tiny_config, eagerly):
 
 
 def test_the_last_layers_gradient_multiplier_scales_only_the_decoder(tiny_config):
-    from udamobile.stages.supervised import decoder_gradient_multipliers
+    from udamobile.training.stages.supervised import decoder_gradient_multipliers
 
     state = TrainingState(tiny_config("source_only"), get_stage("source_only"))
     segmenter = state.networks["segmenter"]

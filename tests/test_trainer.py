@@ -14,9 +14,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import TINY
-from data_pipelines.base import UsageError
+from udamobile.errors import UsageError
 from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
-from udamobile import checkpointing, inputs, method_runner, methods, model_adapters, restore, trainer
+from udamobile import errors
+from udamobile.evaluation import model_adapters
+from udamobile.experiments import methods, runner
+from udamobile.training import checkpointing, inputs, trainer, workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = [
@@ -38,10 +41,10 @@ def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_
         **TINY, "init_checkpoint": pascal, "init_allow_partial": True})
     # --oracle: the oracle is trained beside the method, scored and drawn with it.
     oracle = methods.stage_configs("demo", "oracle", TINY)["oracle"]
-    scores = method_runner.run("full", configs, str(tmp_path / "full"), oracle=oracle)
+    scores = runner.run("full", configs, str(tmp_path / "full"), oracle=oracle)
     source_only, adaptation = (tmp_path / "full" / stage for stage in ("source_only", "adaptation"))
     assert pascal in json.loads((source_only / "sources.json").read_text())["segmenter"]
-    assert checkpointing.read_config(str(adaptation)).run.init_checkpoint is None
+    assert workdirs.read_config(str(adaptation)).run.init_checkpoint is None
     origin = json.loads((adaptation / "sources.json").read_text())["segmenter"]
     assert origin == (f"stage source_only: {checkpointing.resolve_checkpoint(str(source_only))} "
                       "(step 6)")
@@ -78,7 +81,7 @@ def test_the_oracle_goes_beside_a_whole_run_of_another_method_only(tmp_path):
     for method, whole in (("full", False), ("oracle", True)):
         configs = methods.stage_configs("demo", method, TINY, only=None if whole else "adaptation")
         with pytest.raises(UsageError, match="--oracle"):
-            method_runner.run(method, configs, str(tmp_path / method), whole=whole, oracle=oracle)
+            runner.run(method, configs, str(tmp_path / method), whole=whole, oracle=oracle)
     assert not os.listdir(tmp_path)  # refused before anything was written
 
 
@@ -91,7 +94,7 @@ def test_a_nan_loss_stops_the_run_naming_step_and_term(tiny_config, tmp_path, mo
         return tf.data.Dataset.from_tensors({"image": image, "label": label}).repeat()
 
     monkeypatch.setattr(inputs, "labelled_patches", nan_stream)
-    with pytest.raises(trainer.NonFiniteLossError, match=r"step 0: non-finite loss/ce"):
+    with pytest.raises(errors.NonFiniteLossError, match=r"step 0: non-finite loss/ce"):
         trainer.train(cfg, str(tmp_path))
     skipping = trainer.train(
         tiny_config("source_only", on_nonfinite="skip", steps=2), str(tmp_path / "skip"))
@@ -124,7 +127,7 @@ def test_the_best_evaluation_is_kept_and_restorable_by_name(tiny_config, tmp_pat
 
 def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(
         tiny_config, tmp_path, eagerly):
-    with pytest.raises(restore.StartError, match="--init_checkpoint, or --allow_random_start"):
+    with pytest.raises(errors.StartError, match="--init_checkpoint, or --allow_random_start"):
         trainer.train(tiny_config("adaptation"), str(tmp_path / "refused"))
     assert not (tmp_path / "refused" / "checkpoints").exists() or not os.listdir(
         tmp_path / "refused" / "checkpoints")
@@ -134,7 +137,7 @@ def test_an_adaptation_stage_without_segmenter_weights_stops_unless_meant(
                         aspp_filters=16)
     trainer.train(meant, str(tmp_path / "refused"))
     assert "random" in json.loads((tmp_path / "refused" / "sources.json").read_text())["segmenter"]
-    assert checkpointing.read_config(str(tmp_path / "refused")).model.aspp_filters == 16
+    assert workdirs.read_config(str(tmp_path / "refused")).model.aspp_filters == 16
 
 
 def _cli(*args):

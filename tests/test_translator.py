@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from udamobile.translator import build_generator
+from udamobile.nets.translator import build_generator
 
 TINY = {"filters": 4, "num_blocks": 1}
 

@@ -1,6 +1,6 @@
 """Every setting of one training stage, in one frozen config, checked field by field.
 
-A `Config` describes ONE stage of a method (see `udamobile.methods`): the
+A `Config` describes ONE stage of a method (see `udamobile.experiments.methods`): the
 stage (`source_only`, `translation`, `adaptation`, ...), the networks, data,
 optimizers, loss weights and bookkeeping. It is written to
 `<stage workdir>/config.json` and read back by evaluation and export.
@@ -9,11 +9,11 @@ optimizers, loss weights and bookkeeping. It is written to
 (`config_layers`, which also say where each value came from):
 
 1. the field defaults below: the paper's adaptation stage (Sec. 4);
-2. the stage's recipe, declared by the stage (udamobile/stages/): what every
+2. the stage's recipe, declared by the stage (udamobile/training/stages/): what every
    other stage changes (steps, batch, ...);
-3. each preset of the chain (`PRESETS`, udamobile/presets.py): its edits to
+3. each preset of the chain (`PRESETS`, udamobile/experiments/presets.py): its edits to
    every stage, then the stage's own edits under the preset's name;
-4. (in `udamobile.methods`) the method's defining settings, then the flags.
+4. (in `udamobile.experiments.methods`) the method's defining settings, then the flags.
 
 Each field carries its help text and its constraint, so `validate` needs no
 list of names. It is the one owner of these checks: the network builders
@@ -21,61 +21,17 @@ trust the values they are given, and each field name is unique across sections, 
 flag of `train.py` (`--lambda_sem=0`, `--patch_size=512`, ...).
 """
 import dataclasses
-import json
-import math
 import typing
 
-from data_pipelines.base import UsageError
 from data_pipelines.classes import NUM_CLASSES
 from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
-from udamobile.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS
-from udamobile.stages import STAGES, get_stage
-from udamobile.stages.adaptation import ADAPTATION
+from udamobile import checks
+from udamobile.errors import UsageError
+from udamobile.experiments.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS
+from udamobile.training.stages import STAGES, get_stage
+from udamobile.training.stages.adaptation import ADAPTATION
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
-
-
-# --- constraints: each returns what the value must be, or None when it is fine --
-
-def _positive(value):
-    return None if _finite(value) and value > 0 else "must be > 0"
-
-
-def _non_negative(value):
-    return None if _finite(value) and value >= 0 else "must be >= 0"
-
-
-def _finite(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _one_of(*choices):
-    return lambda value: None if value in choices else f"must be one of {choices}"
-
-
-def _within(low, high, *, low_open=False, high_open=False):
-    def check(value):
-        ok = _finite(value) and (low < value if low_open else low <= value) and (
-            value < high if high_open else value <= high)
-        return None if ok else (f"must be in {'(' if low_open else '['}{low}, {high}"
-                                f"{')' if high_open else ']'}")
-    return check
-
-
-def _optional(check):
-    return lambda value: None if value is None else check(value)
-
-
-def _positive_ints(value):
-    if value and all(isinstance(v, int) and v > 0 for v in value):
-        return None
-    return "must be one or more positive integers"
-
-
-def _strides(value):
-    if len(value) >= 2 and all(s in (1, 2) for s in value):
-        return None
-    return "must be at least two strides, each 1 or 2"
 
 
 def _field(default, help_text, check=None):
@@ -90,137 +46,142 @@ class ModelConfig:
     num_classes: int = _field(
         NUM_CLASSES, "Classes predicted by the segmenter: the 19 Cityscapes train ids, which "
         "every dataset is read as (SYNTHIA's 16 and 13 are subsets of them).",
-        _one_of(NUM_CLASSES))
-    width_multiplier: float = _field(1.0, "MobileNetV2 width multiplier (alpha).", _positive)
-    output_stride: int = _field(16, "Segmenter output stride: 8, 16 or 32.", _one_of(8, 16, 32))
-    aspp_rates: tuple[int, ...] = _field((6, 12, 18), "ASPP atrous rates.", _positive_ints)
-    aspp_filters: int = _field(256, "Filters of each ASPP branch.", _positive)
-    low_level_filters: int = _field(48, "Decoder projection of the stride-4 features.", _positive)
-    decoder_filters: int = _field(256, "Filters of the two decoder 3x3 convs.", _positive)
+        checks.one_of(NUM_CLASSES))
+    width_multiplier: float = _field(1.0, "MobileNetV2 width multiplier (alpha).", checks.positive)
+    output_stride: int = _field(16, "Segmenter output stride: 8, 16 or 32.",
+                                checks.one_of(8, 16, 32))
+    aspp_rates: tuple[int, ...] = _field((6, 12, 18), "ASPP atrous rates.", checks.positive_ints)
+    aspp_filters: int = _field(256, "Filters of each ASPP branch.", checks.positive)
+    low_level_filters: int = _field(48, "Decoder projection of the stride-4 features.",
+                                    checks.positive)
+    decoder_filters: int = _field(256, "Filters of the two decoder 3x3 convs.", checks.positive)
     separable: bool = _field(True, "Separable ASPP/decoder convs (TF-DeepLab, authors' code).")
     dropout_rate: float = _field(0.1, "Dropout after the ASPP projection.",
-                                 _within(0, 1, high_open=True))
+                                 checks.within(0, 1, high_open=True))
     batch_norm_momentum: typing.Optional[float] = _field(
         None, "Segmenter batch-norm moving-average momentum; none: TF-slim/TF-DeepLab's "
         "0.999/0.9997, which need tens of thousands of steps to settle.",
-        _optional(_within(0, 1, high_open=True)))
-    generator_filters: int = _field(64, "ngf of the ResNet generators G_ST, G_TS.", _positive)
-    generator_blocks: int = _field(9, "Residual blocks of each generator.", _non_negative)
+        checks.optional(checks.within(0, 1, high_open=True)))
+    generator_filters: int = _field(64, "ngf of the ResNet generators G_ST, G_TS.", checks.positive)
+    generator_blocks: int = _field(9, "Residual blocks of each generator.", checks.non_negative)
     generator_output: str = _field(
         "tanh", "Generator output activation: tanh (CycleGAN, paper) or linear (authors' code).",
-        _one_of("tanh", "linear"))
+        checks.one_of("tanh", "linear"))
     discriminator_filters: int = _field(64, "Filters of the first conv of every discriminator.",
-                                        _positive)
+                                        checks.positive)
     discriminator_strides: tuple[int, ...] = _field(
         IMAGE_DISCRIMINATOR_STRIDES["paper"],
         "Strides of the image discriminators D_S, D_T: the paper's '5 stride-2 convs'; "
-        "authors' code 2,2,2,2,1; 70x70 PatchGAN 2,2,2,1,1.", _strides)
+        "authors' code 2,2,2,2,1; 70x70 PatchGAN 2,2,2,1,1.", checks.strides)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which datasets, and how patches are cut from them."""
     source: str = _field("gta5", "Labelled source dataset: gta5, synthia, cityscapes, demo_source.",
-                         _one_of(*DATASET_NAMES))
+                         checks.one_of(*DATASET_NAMES))
     source_root: typing.Optional[str] = _field(None, "Folder of the source dataset.")
     target: str = _field("cityscapes", "Target dataset (its train images are used unlabelled, "
                          "except by the oracle): cityscapes, demo_target, demo_city.",
-                         _one_of(*DATASET_NAMES))
+                         checks.one_of(*DATASET_NAMES))
     target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.")
-    patch_size: int = _field(600, "Side of the square random training patches.", _positive)
+    patch_size: int = _field(600, "Side of the square random training patches.", checks.positive)
     resize_width: typing.Optional[int] = _field(
         1536, "Width images are resized to before cropping (aspect kept), widened where a patch "
         "would not fit. The paper says 'a predefined width'; 1536 (GTA5) / 1280 (SYNTHIA) are "
-        "the authors'.", _optional(_positive))
+        "the authors'.", checks.optional(checks.positive))
     whole_images: bool = _field(
         False, "Train on whole images rescaled to patch_size x 2 patch_size instead of random "
         "patches (the paper's CycleGAN baseline).")
     flip: bool = _field(False, "Random horizontal flips (neither the paper nor the authors flip).")
-    synthia_classes: int = _field(16, "SYNTHIA label protocol: 16 or 13 classes.", _one_of(*SYNTHIA_PROTOCOLS))
+    synthia_classes: int = _field(16, "SYNTHIA label protocol: 16 or 13 classes.",
+                                  checks.one_of(*SYNTHIA_PROTOCOLS))
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """Optimizers and schedules of the stage."""
-    steps: int = _field(80_000, "Training steps.", _positive)
-    batch_size: int = _field(1, "Global batch size.", _positive)
+    steps: int = _field(80_000, "Training steps.", checks.positive)
+    batch_size: int = _field(1, "Global batch size.", checks.positive)
     segmenter_lr: float = _field(
         1e-5, "Initial segmenter learning rate (Adam); it decays from the step the segmenter "
-        "starts training.", _positive)
+        "starts training.", checks.positive)
     segmenter_beta1: float = _field(0.9, "Adam beta1 of the segmenter.",
-                                    _within(0, 1, high_open=True))
+                                    checks.within(0, 1, high_open=True))
     lr_power: float = _field(0.9, "Power of the polynomial decay of the segmenter LR to 0.",
-                             _non_negative)
+                             checks.non_negative)
     weight_decay: float = _field(4e-5, "L2 weight decay of the segmenter's conv kernels.",
-                                 _non_negative)
+                                 checks.non_negative)
     last_layers_gradient_multiplier: float = _field(
         1.0, "Supervised stages: multiply the gradients of the decoder Md (ASPP, decoder, "
-        "logits) by this before Adam (authors' code: 10; see README).", _positive)
+        "logits) by this before Adam (authors' code: 10; see README).", checks.positive)
     gan_lr: float = _field(2e-4, "Learning rate of the generators and image discriminators.",
-                           _positive)
+                           checks.positive)
     gan_lr_decay_start: typing.Optional[int] = _field(
         None, "Step from which the generator and image-discriminator LRs decay linearly to 0 "
         "at the last step (CycleGAN: half-way); none: constant (the paper).",
-        _optional(_non_negative))
+        checks.optional(checks.non_negative))
     gan_beta1: float = _field(0.5, "Adam beta1 of generators and all discriminators.",
-                              _within(0, 1, high_open=True))
+                              checks.within(0, 1, high_open=True))
     adam_epsilon: float = _field(
         1e-8, "Epsilon of every Adam optimizer: TF1's tf.train.AdamOptimizer default, which "
-        "the authors' code runs (Keras's is 1e-7; docs/paper.md).", _positive)
-    feature_discriminator_lr: float = _field(2e-4, "Learning rate of D'_S, D'_T.", _positive)
+        "the authors' code runs (Keras's is 1e-7; docs/paper.md).", checks.positive)
+    feature_discriminator_lr: float = _field(2e-4, "Learning rate of D'_S, D'_T.", checks.positive)
     segmenter_frozen_steps: int = _field(
         20_000, "Adaptation stage: the segmenter is not updated before this step.",
-        _non_negative)
+        checks.non_negative)
     feature_adaptation_start: int = _field(
         0, "Adaptation and feature-alignment stages: step at which the feature-level "
-        "adversarial game starts.", _non_negative)
+        "adversarial game starts.", checks.non_negative)
     self_training_rounds: int = _field(
         3, "Self-training stage: rounds of equal length, each on the pseudo-labels made by "
-        "the segmenter at its start (beyond the paper; CBST).", _positive)
+        "the segmenter at its start (beyond the paper; CBST).", checks.positive)
     pseudo_label_fraction: float = _field(
         0.2, "Self-training: the fraction p of each class's predicted pixels kept as "
         "pseudo-labels in the first round, the most confident (CBST: 20%).",
-        _within(0, 1, low_open=True))
+        checks.within(0, 1, low_open=True))
     pseudo_label_fraction_step: float = _field(
-        0.05, "Self-training: how much p grows each round (CBST: 5%).", _within(0, 1))
+        0.05, "Self-training: how much p grows each round (CBST: 5%).", checks.within(0, 1))
     pseudo_label_fraction_max: float = _field(
-        0.5, "Self-training: the largest p (CBST: 50%).", _within(0, 1, low_open=True))
+        0.5, "Self-training: the largest p (CBST: 50%).", checks.within(0, 1, low_open=True))
     pseudo_label_assignment: str = _field(
         "normalised", "Self-training: how a pixel's pseudo-label follows from the class "
         "thresholds k_c. normalised (CBST): argmax_c p_c / k_c, kept where that ratio is at "
         "least 1, so a confident rare class can take a pixel whose top class is common; "
         "argmax: the top class, kept where its p reaches its k (this package's first recipe).",
-        _one_of("normalised", "argmax"))
+        checks.one_of("normalised", "argmax"))
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Weights of the terms of Eq. 8 and the LSGAN details."""
     lambda_cycle: float = _field(
-        20.0, "Weight of the cycle-consistency loss (Eq. 3), on each direction.", _non_negative)
+        20.0, "Weight of the cycle-consistency loss (Eq. 3), on each direction.",
+        checks.non_negative)
     lambda_sem: float = _field(0.1, "Weight of the semantic-consistency loss (Eq. 4).",
-                               _non_negative)
+                               checks.non_negative)
     lambda_feat: float = _field(1e-4, "Weight of the feature-level adversarial losses (Eq. 6-7).",
-                                _non_negative)
+                                checks.non_negative)
     lambda_ce: float = _field(
-        1.0, "Weight of the cross-entropy on translated source images (Eq. 8).", _non_negative)
+        1.0, "Weight of the cross-entropy on translated source images (Eq. 8).",
+        checks.non_negative)
     class_weight_power: float = _field(
         0.0, "Self-training stage: weigh each pixel of the source's cross-entropy by "
         "(m / f_c)^power, f_c its class's share of the source's labelled pixels and m the "
         "median share (the pseudo-labelled target's stays unweighted); 0: all pixels alike "
         "(CBST). Beyond CBST: it lets the thin classes (poles, signs, persons) count.",
-        _non_negative)
+        checks.non_negative)
     real_label: float = _field(1.0, "LSGAN target for real samples (authors' code: 0.9).",
-                               _within(0, 1, low_open=True))
+                               checks.within(0, 1, low_open=True))
     pool_size: int = _field(50, "Past fakes kept per image discriminator (CycleGAN image pool).",
-                            _non_negative)
+                            checks.non_negative)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Bookkeeping: seeds, initialization, checkpoints, logs, periodic evaluation."""
     seed: int = _field(0, "Seed of data order, crops, flips and initialization.",
-                       _within(0, 2 ** 31 - 1))
+                       checks.within(0, 2 ** 31 - 1))
     init_checkpoint: typing.Optional[str] = _field(
         None, "Start the segmenter of the method's first stage from this local file or folder: "
         "a Keras MobileNetV2 ImageNet .h5, a TF-slim/TF-DeepLab MobileNetV2 checkpoint "
@@ -231,45 +192,46 @@ class RunConfig:
         False, "Let --init_checkpoint skip variables whose shapes differ (listed at start-up).")
     restore_checkpoint: str = _field(
         "latest", "Which checkpoint of an earlier stage a stage starts from: latest, or best "
-        "(the segmenter of its best periodic evaluation).", _one_of("latest", "best"))
+        "(the segmenter of its best periodic evaluation).", checks.one_of("latest", "best"))
     allow_random_start: bool = _field(
         False, "Let a stage that adapts a trained segmenter start from random segmenter "
         "weights when no earlier stage or --init_checkpoint provides them.")
-    checkpoint_every: int = _field(1000, "Steps between checkpoints.", _positive)
+    checkpoint_every: int = _field(1000, "Steps between checkpoints.", checks.positive)
     keep_checkpoints: int = _field(3, "Latest checkpoints kept (the best one is kept apart).",
-                                   _positive)
-    log_every: int = _field(100, "Steps between scalar summaries.", _positive)
-    image_every: int = _field(1000, "Steps between image summaries.", _positive)
+                                   checks.positive)
+    log_every: int = _field(100, "Steps between scalar summaries.", checks.positive)
+    image_every: int = _field(1000, "Steps between image summaries.", checks.positive)
     eval_every: int = _field(2000, "Steps between evaluations (0: only at the end).",
-                             _non_negative)
+                             checks.non_negative)
     eval_dataset: typing.Optional[str] = _field(
         None, "Dataset of periodic evaluation (default: the source's held-out split).")
     eval_root: typing.Optional[str] = _field(None, "Folder of eval_dataset.")
     eval_split: typing.Optional[str] = _field(None, "Split of eval_dataset.")
     eval_max_images: int = _field(0, "Images used by periodic evaluation (0: all).",
-                                  _non_negative)
+                                  checks.non_negative)
     eval_input_width: typing.Optional[int] = _field(
-        None, "Downscale evaluation inputs to this width.", _optional(_positive))
+        None, "Downscale evaluation inputs to this width.", checks.optional(checks.positive))
     label_free_images: int = _field(
         100, "Unlabelled target train images on which each evaluation also computes the "
         "label-free signals (prediction entropy, confident pixels per class, predicted class "
-        "shares against the source's; udamobile/signals.py). 0: none.", _non_negative)
+        "shares against the source's; udamobile/evaluation/signals.py). 0: none.",
+        checks.non_negative)
     max_bad_files: int = _field(
         10, "Files that cannot be read (truncated, corrupt, a label of another size or "
         "encoding) met during training or evaluation: each is logged once, skipped and counted "
         "(TensorBoard data/bad_files); one more stops the run, naming the last, with a "
         "checkpoint saved. 0: stop at the first. 10 lets a multi-day run on 25,000 images pass "
         "a few broken downloads (0.04%), yet stops long before a broken folder changes what "
-        "is trained.", _non_negative)
+        "is trained.", checks.non_negative)
     on_nonfinite: str = _field("stop", "When a loss is NaN/Inf: stop (default) or skip the step.",
-                               _one_of("stop", "skip"))
+                               checks.one_of("stop", "skip"))
     deterministic: bool = _field(
         False, "Enable TF op determinism: the same seed gives the same run, resumed or not "
         "(slower on GPUs).")
     strategy: str = _field(
         "default", "Devices of the steps: default (one device), mirrored (every local GPU) "
         "or multi_worker_mirrored (machines listed in TF_CONFIG). --batch_size is the "
-        "global batch, split evenly between the replicas.", _one_of(*STRATEGIES))
+        "global batch, split evenly between the replicas.", checks.one_of(*STRATEGIES))
     mixed_precision: bool = _field(
         False, "Compute in float16 with dynamic loss scaling (mixed_float16), weights in "
         "float32: for GPUs with tensor cores; slower on CPUs.")
@@ -352,16 +314,19 @@ def get_config(preset=Config.preset, stage=Config.stage):
 
 # --- validation and (de)serialization ------------------------------------------
 
+def field_check(name):
+    """The check of the config field `name`: other programs' flags of the same meaning
+    take the training config's limits."""
+    return field_index()[name][1].metadata["check"]
+
+
 def validate(cfg):
     """Raises UsageError naming the first field whose value breaks its constraint."""
     if cfg.stage not in STAGES:
         raise UsageError(f"stage={cfg.stage!r} must be one of {STAGES}")
-    for name, (section, field) in field_index().items():
-        check = field.metadata["check"]
-        value = getattr(getattr(cfg, section), name)
-        problem = check(value) if check else None
-        if problem:
-            raise UsageError(f"--{name}={value!r} {problem}")
+    checks.check_flags({name: (getattr(getattr(cfg, section), name), field.metadata["check"])
+                        for name, (section, field) in field_index().items()
+                        if field.metadata["check"]})
     get_stage(cfg.stage).validate(cfg)
     return cfg
 
@@ -375,41 +340,3 @@ def flat_values(cfg):
     """{field name: value} over all sections."""
     return {name: getattr(getattr(cfg, section), name)
             for name, (section, _) in field_index().items()}
-
-
-CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
-
-
-def differences(trained, asked):
-    """'name=value there, value here' for each field where Config `trained` (a work
-    directory's) and `asked` (the command's) differ."""
-    a, b = flat_values(trained), flat_values(asked)
-    return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k]]
-
-
-def to_json(cfg):
-    # allow_nan=False: validation rejects non-finite values, so none can be written.
-    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
-
-
-# Fields added since a config.json could be written: {field: the value a run that
-# wrote none was trained with}; a stage may declare others of its own
-# (`written_before_fields`). Other fields take today's default, so that an older
-# finished stage still matches its twin when a later stage starts from it.
-WRITTEN_BEFORE_THE_FIELD = {"adam_epsilon": 1e-7}
-
-
-def from_json(text):
-    """Inverse of `to_json`; tuples come back as tuples. A field the text lacks
-    (written before the field existed) takes `WRITTEN_BEFORE_THE_FIELD`'s value."""
-    raw = json.loads(text)
-    stage = raw.get("stage", Config.stage)
-    older = {**WRITTEN_BEFORE_THE_FIELD,
-             **(get_stage(stage).written_before_fields if stage in STAGES else {})}
-    values = {name: value for name, value in older.items()
-              if name not in raw.get(field_index()[name][0], {})}
-    for section in SECTIONS:
-        for name, value in raw.get(section, {}).items():
-            values[name] = tuple(value) if isinstance(value, list) else value
-    cfg = Config(preset=raw.get("preset", Config.preset), stage=stage)
-    return override(cfg, **values)

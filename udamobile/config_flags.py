@@ -9,8 +9,8 @@ import typing
 
 from absl import flags
 
-from data_pipelines.base import UsageError
 from udamobile import config as config_lib
+from udamobile.errors import UsageError
 
 
 def _value_type(field):

@@ -1,10 +1,10 @@
 """Modules imported when first used, not when the module naming them is imported.
 
-The stage declarations (`udamobile.stages`) are read by the config, the
+The stage declarations (`udamobile.training.stages`) are read by the config, the
 flags and the table runner, none of which should wait seconds for
 TensorFlow; their step functions use it only once a stage runs.
 
-    tf, losses = deferred("tensorflow", "udamobile.losses")
+    tf, losses = deferred("tensorflow", "udamobile.training.losses")
 """
 import importlib
 

@@ -28,11 +28,7 @@ import tempfile
 
 import numpy as np
 
-from data_pipelines.base import UserError
-
-
-class StateFileError(UserError):
-    """A state file the package wrote that cannot be read back as it should."""
+from udamobile import errors
 
 
 def remove(path):
@@ -183,7 +179,7 @@ def write_json(path, value):
 def read_json(path, *, keys=(), remedy):
     """The JSON object in the state file `path`, holding at least `keys`.
 
-    Raises StateFileError naming the file, what was wrong and `remedy` (what
+    Raises errors.StateFileError naming the file, what was wrong and `remedy` (what
     makes the file again) when it is not such an object: damaged by hand, or
     cut short on a full disk by a tool other than ours.
     """
@@ -191,10 +187,11 @@ def read_json(path, *, keys=(), remedy):
         with open(path, encoding="utf-8") as f:
             value = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
-        raise StateFileError(f"{path} is damaged (not JSON: {e}); {remedy}") from None
+        raise errors.StateFileError(f"{path} is damaged (not JSON: {e}); {remedy}") from None
     missing = [key for key in keys if not isinstance(value, dict) or key not in value]
     if missing:
-        raise StateFileError(f"{path} is damaged: it holds no {', '.join(map(repr, missing))}; "
-                             f"{remedy}")
+        raise errors.StateFileError(
+            f"{path} is damaged: it holds no {', '.join(map(repr, missing))}; "
+            f"{remedy}")
     return value
 

@@ -59,6 +59,7 @@ class Progress:
         self.clock = clock
         self.count = 0
         self.scalars = {}
+        self.first_done = None  # when the first unit ended
         self.start = clock()
         self.last_shown = self.start
         self.shown_count = None
@@ -76,18 +77,28 @@ class Progress:
         elapsed = self.clock() - self.start
         return self.count / elapsed if elapsed > 0 else 0.0
 
+    def steady_rate(self):
+        """Units per second after the first, or None before the second: the first
+        holds one-off work (a step function traced, a model loaded), which would
+        make the ETA of a training stage many times too long."""
+        if self.count < 2:
+            return None
+        elapsed = self.clock() - self.first_done
+        return (self.count - 1) / elapsed if elapsed > 0 else None
+
     def line(self):
         """The current progress text, without line ending."""
-        rate = self.rate()
+        steady = self.steady_rate()
+        rate = self.rate() if steady is None else steady
         parts = [self.desc]
         if self.total:
             parts.append(f"{self.count}/{self.total} [{100 * self.count / self.total:3.0f}%]")
         else:
             parts.append(str(self.count))
         parts.append(f"{rate:.2f} {self.unit}/s")
-        if self.total and rate > 0 and self.count < self.total:
-            parts.append(f"ETA {format_duration((self.total - self.count) / rate)}")
-        elif self.count:
+        if self.total and steady and self.count < self.total:
+            parts.append(f"ETA {format_duration((self.total - self.count) / steady)}")
+        elif self.count and not (self.total and self.count < self.total):
             parts.append(f"in {format_duration(self.clock() - self.start)}")
         parts.extend(f"{name}={format_scalar(value)}" for name, value in self.scalars.items())
         return "  ".join(parts)
@@ -97,6 +108,8 @@ class Progress:
         self.count += n
         self.scalars.update(scalars)
         now = self.clock()
+        if self.first_done is None:
+            self.first_done = now
         if now - self.last_shown >= self.interval or self.count == self.total:
             self.last_shown = now
             self._show()

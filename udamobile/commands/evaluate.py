@@ -8,13 +8,13 @@ r"""Evaluates a segmenter with the paper's protocol: per-class IoU and mIoU.
 --model is a training work directory (latest checkpoint, or --checkpoint), an
 exported SavedModel directory or a .tflite file. Prints a per-class table and
 writes the results as JSON (--output_json; by default a work directory's
-<workdir>/eval/). See udamobile/evaluation.py for the protocol.
+<workdir>/eval/). See udamobile/evaluation/scoring.py for the protocol.
 (`python evaluate.py` in a checkout runs the same program.)
 """
 from absl import flags
 
 from data_pipelines import cli
-from udamobile import config as config_lib
+from udamobile import config as config_lib, errors
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tflite file.")
@@ -34,7 +34,8 @@ flags.DEFINE_enum("compare_paper", None, ["gta5", "synthia"], "Show the paper's 
                   "(GTA5 19 classes or SYNTHIA 16 classes) beside our numbers.")
 flags.DEFINE_integer("num_threads", 2, "Threads of the TFLite interpreter.")
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).")
-flags.DEFINE_integer("max_bad_files", config_lib.RunConfig.max_bad_files, "Images or labels that cannot be read (truncated, "
+flags.DEFINE_integer("max_bad_files", config_lib.RunConfig.max_bad_files,
+                     "Images or labels that cannot be read (truncated, "
                      "corrupt, a label of another size) skipped and listed in the results; "
                      "one more stops the evaluation naming the last. 0: stop at the first. The "
                      "default is train.py's (see its --max_bad_files).")
@@ -43,20 +44,20 @@ flags.mark_flag_as_required("model")
 
 def main(argv):
     cli.reject_arguments(argv)
-    from udamobile import evaluation  # after flag parsing: importing TF is slow
+    from udamobile.evaluation import scoring  # after flag parsing: importing TF is slow
 
-    results, table = evaluation.run_evaluation(
+    results, table = scoring.run_evaluation(
         FLAGS.model, checkpoint=FLAGS.checkpoint, dataset=FLAGS.dataset, root=FLAGS.root,
         split=FLAGS.split, protocol=int(FLAGS.protocol), input_width=FLAGS.input_width,
         output_json=FLAGS.output_json, predictions_dir=FLAGS.save_predictions_dir,
         compare_paper=FLAGS.compare_paper, num_threads=FLAGS.num_threads,
         max_images=FLAGS.max_images, max_bad_files=FLAGS.max_bad_files)
     print(table)
-    if evaluation.write_results(results):
+    if scoring.write_results(results):
         print(f"results written to {results['results_path']}")
     panels = results.get("prediction_panels")
     if panels and panels["failure"]:
-        raise evaluation.EvaluationError(f"{panels['folder']}: {panels['failure']}")
+        raise errors.EvaluationError(f"{panels['folder']}: {panels['failure']}")
     if panels:
         print(f"{panels['written']} prediction panels written to {panels['folder']}")
 

@@ -3,7 +3,7 @@ r"""udamobile-table: every row of one of the paper's tables, trained, scored and
     udamobile-table --table=1 --source_root=/data/GTA5 --target_root=/data/cityscapes \
         --workdir=runs/table1 [--rows=source_only,full] [--dry_run] [--preset=demo]
 
-See udamobile/experiments.py for what it runs. (`python -m
+See udamobile/experiments/tables.py for what it runs. (`python -m
 udamobile.experiments` runs the same program.)
 """
 from absl import flags
@@ -13,7 +13,7 @@ from udamobile import config as config_lib, config_flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("table", None, "The paper's table 1, 2 or 3, or 4: the baselines "
-                     "beside the paper's method (udamobile/experiments.py).")
+                     "beside the paper's method (udamobile/experiments/tables.py).")
 flags.DEFINE_enum("preset", None, list(config_lib.PRESETS),
                   "Preset of every row (default: the table's paper preset).")
 flags.DEFINE_string("workdir", None, "Folder of the table: one method folder per row.")
@@ -25,11 +25,11 @@ config_flags.define_config_flags()
 
 def main(argv):
     cli.reject_arguments(argv)
-    from udamobile import experiments
+    from udamobile.experiments import tables
 
-    experiments.run_table(FLAGS.table, preset=FLAGS.preset, workdir=FLAGS.workdir,
-                          overrides=config_flags.config_overrides(FLAGS), rows=FLAGS.rows,
-                          dry_run=FLAGS.dry_run)
+    tables.run_table(FLAGS.table, preset=FLAGS.preset, workdir=FLAGS.workdir,
+                     overrides=config_flags.config_overrides(FLAGS), rows=FLAGS.rows,
+                     dry_run=FLAGS.dry_run)
 
 
 def run():

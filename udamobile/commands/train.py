@@ -4,7 +4,7 @@ r"""Trains a method of the paper's tables: all its stages, or one of them.
         --source_root=/data/GTA5 --target_root=/data/cityscapes --workdir=runs/gta5/full
 
 --method picks the row (source_only, oracle, cyclegan, cycada, full, ...;
-udamobile/methods.py). --stage=all (the default) runs its stages in order,
+udamobile/experiments/methods.py). --stage=all (the default) runs its stages in order,
 each in <workdir>/<stage>, each starting from the stages before it, then
 scores every stage on the target's val split, exports the last segmenter
 and draws figures; --oracle adds the oracle beside them. --stage=NAME runs
@@ -32,12 +32,14 @@ import os
 from absl import flags
 
 from data_pipelines import cli
-from udamobile import config as config_lib, config_flags, methods
+from udamobile import config as config_lib, config_flags, errors
+from udamobile.experiments import methods
+from udamobile.training import workdirs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "paper_gta5", list(config_lib.PRESETS),
                   "Preset the config starts from.")
-flags.DEFINE_enum("method", "full", list(methods.METHODS),
+flags.DEFINE_enum("method", methods.PAPER, list(methods.METHODS),
                   "Method (a row of the paper's tables) whose stages to train.")
 flags.DEFINE_string("stage", "all", "all (every stage of the method, in order) or one stage "
                     "of it: " + ", ".join(config_lib.STAGES) + ".")
@@ -75,21 +77,20 @@ def saved_config(path):
     """(method, preset, {stage: Config}) of `--config`: the stage its file holds, exactly."""
     stage_dir = path if os.path.isdir(path) else os.path.dirname(path)
     if os.path.isdir(path):
-        path = os.path.join(path, config_lib.CONFIG_FILE)
+        path = os.path.join(path, workdirs.CONFIG_FILE)
     given = [name for name in (*config_lib.field_index(), "preset") if FLAGS[name].present]
     if given:
-        raise cli.UsageError(f"--config={path} runs that config exactly; --{given[0]} "
-                             "would change it: edit a copy of the file instead")
-    from udamobile import checkpointing  # imports TensorFlow
+        raise errors.UsageError(f"--config={path} runs that config exactly; --{given[0]} "
+                                "would change it: edit a copy of the file instead")
 
-    cfg = config_lib.validate(checkpointing.read_config_file(path))
+    cfg = config_lib.validate(workdirs.read_config_file(path))
     if FLAGS.stage not in ("all", cfg.stage):
-        raise cli.UsageError(f"--stage={FLAGS.stage}, but --config={path} is of stage "
-                             f"{cfg.stage}")
+        raise errors.UsageError(f"--stage={FLAGS.stage}, but --config={path} is of stage "
+                                f"{cfg.stage}")
     method = FLAGS.method if FLAGS["method"].present else (_method_of(stage_dir) or FLAGS.method)
     if cfg.stage not in methods.get_method(method).stages:
-        raise cli.UsageError(f"--config={path} is of stage {cfg.stage}, which --method={method} "
-                             "does not have: give the method it was run in")
+        raise errors.UsageError(f"--config={path} is of stage {cfg.stage}, which --method={method} "
+                                "does not have: give the method it was run in")
     return method, cfg.preset, {cfg.stage: cfg}
 
 
@@ -97,7 +98,7 @@ def resolved_configs():
     """(method, preset, {stage: Config}, oracle Config or None, overrides) of the flags."""
     only = None if FLAGS.stage == "all" else FLAGS.stage
     if only and FLAGS.reuse_stages_from:
-        raise cli.UsageError("--reuse_stages_from applies to --stage=all")
+        raise errors.UsageError("--reuse_stages_from applies to --stage=all")
     if FLAGS.config:
         return (*saved_config(FLAGS.config), None, {})
     overrides = config_flags.config_overrides(FLAGS)
@@ -114,19 +115,19 @@ def resolved_configs():
 def main(argv):
     cli.reject_arguments(argv)
     method, preset, configs, oracle, overrides = resolved_configs()
-    from udamobile import method_runner, plan  # after flag parsing: importing TF is slow
+    from udamobile.experiments import plan, runner  # after flag parsing: importing TF is slow
 
     if FLAGS.print_config:
-        everything = {**configs, **({method_runner.ORACLE: oracle} if oracle else {})}
-        dirs = method_runner.stage_dirs(FLAGS.workdir, method, everything)
-        warnings = method_runner.plan_warnings(method, everything, dirs)
+        everything = {**configs, **({runner.ORACLE: oracle} if oracle else {})}
+        dirs = runner.stage_dirs(FLAGS.workdir, method, everything)
+        warnings = runner.plan_warnings(method, everything, dirs)
         print(plan.describe(method, everything, dirs, preset=preset, overrides=overrides,
                             keep_method_settings=FLAGS.keep_method_settings,
                             config_file=FLAGS.config)
               + "".join(f"\nwarning: {w}" for w in warnings))
         return
-    method_runner.run(method, configs, FLAGS.workdir, whole=FLAGS.stage == "all" and not
-                      FLAGS.config, reuse_from=FLAGS.reuse_stages_from, oracle=oracle)
+    runner.run(method, configs, FLAGS.workdir, whole=FLAGS.stage == "all" and not
+               FLAGS.config, reuse_from=FLAGS.reuse_stages_from, oracle=oracle)
 
 
 def run():

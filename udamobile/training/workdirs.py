@@ -1,0 +1,166 @@
+"""A stage's work directory: where things are, who trains in it, and its config.json.
+
+    <workdir>/config.json         the resolved Config of the stage (`to_json`)
+    <workdir>/sources.json        where its networks started from (first start)
+    <workdir>/checkpoints/        tf.train.CheckpointManager files: the latest few
+    <workdir>/checkpoints/best/   the segmenter of the best periodic evaluation
+    <workdir>/logs/               TensorBoard summaries
+    <workdir>/eval/               JSON results of evaluations; best.json
+    <workdir>/.lock               pid and host of the run training in it (workdir_lock)
+
+This module imports no TensorFlow: the table runner reads the configs of
+finished stages through it.
+"""
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+
+from absl import logging
+
+from udamobile import config as config_lib, errors, files
+from udamobile.training import stages
+
+BEST = "best"
+
+
+CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
+
+
+def differences(trained, asked):
+    """'name=value there, value here' for each field where Config `trained` (a work
+    directory's) and `asked` (the command's) differ."""
+    a, b = config_lib.flat_values(trained), config_lib.flat_values(asked)
+    return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k]]
+
+
+def to_json(cfg):
+    # allow_nan=False: validation rejects non-finite values, so none can be written.
+    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
+
+
+# Fields added since a config.json could be written: {field: the value a run that
+# wrote none was trained with}; a stage may declare others of its own
+# (`written_before_fields`). Other fields take today's default, so that an older
+# finished stage still matches its twin when a later stage starts from it.
+WRITTEN_BEFORE_THE_FIELD = {"adam_epsilon": 1e-7}
+
+
+def from_json(text):
+    """Inverse of `to_json` (`from_record` of its JSON)."""
+    return from_record(json.loads(text))
+
+
+def from_record(raw):
+    """The Config of a config.json's object; tuples come back as tuples. A field it
+    lacks (written before the field existed) takes `WRITTEN_BEFORE_THE_FIELD`'s value."""
+    stage = raw.get("stage", config_lib.Config.stage)
+    older = {**WRITTEN_BEFORE_THE_FIELD,
+             **(stages.get_stage(stage).written_before_fields if stage in stages.STAGES else {})}
+    values = {name: value for name, value in older.items()
+              if name not in raw.get(config_lib.field_index()[name][0], {})}
+    for section in config_lib.SECTIONS:
+        for name, value in raw.get(section, {}).items():
+            values[name] = tuple(value) if isinstance(value, list) else value
+    cfg = config_lib.Config(preset=raw.get("preset", config_lib.Config.preset), stage=stage)
+    return config_lib.override(cfg, **values)
+
+
+def config_path(workdir):
+    return os.path.join(workdir, CONFIG_FILE)
+
+
+def checkpoint_dir(workdir):
+    return os.path.join(workdir, "checkpoints")
+
+
+def best_checkpoint_dir(workdir):
+    return os.path.join(checkpoint_dir(workdir), BEST)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _read_lock(path):
+    """(pid, host) written in a lock file, or None if it is unreadable or half-written."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            pid, host = f.read().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir):
+    """Holds <workdir>/.lock while a run trains there; a second run is refused.
+
+    The lock names the pid and host of its run. A lock whose process is gone
+    (on this host) is stale and taken over; one held on another host is
+    refused, since its process cannot be checked from here.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, ".lock")
+    here = socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder and (holder[1] != here or _process_alive(holder[0])):
+                raise errors.WorkdirError(
+                    f"{workdir} is in use by another run (pid {holder[0]} on {holder[1]}, "
+                    f"see {path}); wait for it to end or use another --workdir") from None
+            logging.warning("Taking over the stale lock %s (%s)", path,
+                            f"pid {holder[0]} has ended" if holder else "unreadable")
+            os.remove(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {here}\n")
+        break
+    try:
+        yield
+    finally:
+        if _read_lock(path) == (os.getpid(), here):
+            os.remove(path)
+
+
+def write_config(workdir, cfg):
+    files.write_text(config_path(workdir), to_json(cfg) + "\n")
+
+
+def read_config(workdir):
+    """The Config a work directory was trained with."""
+    if not os.path.isdir(workdir):
+        problem = "is a file, not" if os.path.exists(workdir) else "does not exist; expected"
+        raise errors.WorkdirError(f"{workdir} {problem} a training work directory")
+    path = config_path(workdir)
+    if not os.path.isfile(path):
+        stages = sorted(name for name in os.listdir(workdir)
+                        if os.path.isfile(config_path(os.path.join(workdir, name))))
+        hint = (f"; it is a method's folder: name one of its stages' work directories, "
+                f"{', '.join(os.path.join(workdir, s) for s in stages)}" if stages else "")
+        raise errors.WorkdirError(f"{workdir} is not a udamobile work directory: {path} is "
+                                  f"missing{hint}")
+    return read_config_file(path)
+
+
+def read_config_file(path):
+    """The Config in a config.json file (`to_json`)."""
+    if not os.path.isfile(path):
+        raise errors.WorkdirError(f"{path} does not exist; expected a stage's config.json")
+    record = files.read_json(path, keys=("stage",), remedy=(
+        "it is the config the stage was trained with: restore it, or run the stage again in a "
+        "new --workdir"))
+    try:
+        return from_record(record)
+    except (ValueError, KeyError, TypeError) as e:
+        raise errors.WorkdirError(f"{path} is not a valid udamobile config: {e}") from e
