@@ -39,7 +39,7 @@ from udamobile.training import workdirs
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("preset", "paper_gta5", list(config_lib.PRESETS),
                   "Preset the config starts from.")
-flags.DEFINE_enum("method", methods.PAPER, list(methods.METHODS),
+flags.DEFINE_enum("method", methods.PAPER_ROW, list(methods.METHODS),
                   "Method (a row of the paper's tables) whose stages to train.")
 flags.DEFINE_string("stage", "all", "all (every stage of the method, in order) or one stage "
                     "of it: " + ", ".join(config_lib.STAGES) + ".")
@@ -107,7 +107,7 @@ def resolved_configs():
                                     keep_method_settings=keep)
     for contradiction in methods.contradictions(FLAGS.method, configs, overrides) if keep else ():
         print(f"not applied (--keep_method_settings): {contradiction}", flush=True)
-    oracle = (methods.stage_configs(FLAGS.preset, methods.ORACLE, overrides)[methods.ORACLE]
+    oracle = (methods.stage_configs(FLAGS.preset, methods.ORACLE_ROW, overrides)[methods.ORACLE_ROW]
               if FLAGS.oracle else None)
     return FLAGS.method, FLAGS.preset, configs, oracle, overrides
 
@@ -118,7 +118,7 @@ def main(argv):
     from udamobile.experiments import plan, runner  # after flag parsing: importing TF is slow
 
     if FLAGS.print_config:
-        everything = {**configs, **({runner.ORACLE: oracle} if oracle else {})}
+        everything = {**configs, **({methods.ORACLE_ROW: oracle} if oracle else {})}
         dirs = runner.stage_dirs(FLAGS.workdir, method, everything)
         warnings = runner.plan_warnings(method, everything, dirs)
         print(plan.describe(method, everything, dirs, preset=preset, overrides=overrides,

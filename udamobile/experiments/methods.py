@@ -110,7 +110,7 @@ METHODS.update({stage: Method(f"The {stage} stage alone (udamobile/training/stag
                 for stage in config_lib.STAGES if stage not in METHODS})
 # The rows the share of the gap each result closes is measured between (each the
 # method, and the stage, of its name), and the paper's method, train.py's default.
-SOURCE_ONLY, ORACLE, PAPER = "source_only", "oracle", "full"
+SOURCE_ONLY_ROW, ORACLE_ROW, PAPER_ROW = "source_only", "oracle", "full"
 METHOD_FILE = "method.json"
 
 

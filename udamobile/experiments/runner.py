@@ -42,7 +42,6 @@ from udamobile.training.stages import get_stage
 EXPORT_FORMATS = ("saved_model", "tflite_int8")
 MAX_EXPORT_WIDTH = 1024  # Cityscapes at half resolution, the paper's board-sized input
 FIGURE_EXAMPLES = 3
-ORACLE = methods.ORACLE  # the stage `run(oracle=...)` adds beside a method's stages
 
 
 def target_test_set(cfg):
@@ -83,12 +82,12 @@ def results_table(scores):
     source-only -> oracle gap each stage closes."""
     rows, columns = report.iou_columns({stage.replace("_", " "): s for stage, s in scores.items()})
     text = report.text_table(rows, columns)
-    stages = [stage for stage in scores if stage != ORACLE]
+    stages = [stage for stage in scores if stage != methods.ORACLE_ROW]
     if len(stages) > 1:
         first, last = stages[0], stages[-1]
         text += (f"\ngain of {last} over {first}: "
                  f"{100 * (scores[last]['miou'] - scores[first]['miou']):+.1f} mIoU")
-    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY, ORACLE)
+    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY_ROW, methods.ORACLE_ROW)
     if gaps:
         text += ("\nshare of the source-only -> oracle gap closed: "
                  + ", ".join(f"{stage} {report.gap_percent(gaps[stage])}" for stage in stages))
@@ -184,10 +183,11 @@ def stage_dirs(workdir, method, configs):
 
 def plan_warnings(method, configs, dirs):
     """`plan.check` of the method's stages and of the oracle beside them."""
-    own = {stage: cfg for stage, cfg in configs.items() if stage != ORACLE}
+    oracle = methods.ORACLE_ROW
+    own = {stage: cfg for stage, cfg in configs.items() if stage != oracle}
     warnings = plan.check(method, own, dirs)
-    if ORACLE in configs and method != ORACLE:
-        warnings += plan.check(ORACLE, {ORACLE: configs[ORACLE]}, dirs)
+    if oracle in configs and method != oracle:
+        warnings += plan.check(oracle, {oracle: configs[oracle]}, dirs)
     return warnings
 
 
@@ -204,12 +204,12 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
     is still the one exported.
     """
     stages = methods.get_method(method).stages
-    if oracle is not None and (not whole or ORACLE in stages):
+    if oracle is not None and (not whole or methods.ORACLE_ROW in stages):
         raise UsageError("--oracle adds the oracle beside a whole run of a method that "
                          "does not train it: use --stage=all, and a method other than oracle")
     _check_method_dir(workdir, method)
     if oracle is not None:
-        configs = {**configs, ORACLE: oracle}
+        configs = {**configs, methods.ORACLE_ROW: oracle}
     dirs = stage_dirs(workdir, method, configs)
     for stage, cfg in configs.items():
         reused = reused_dir(reuse_from, stage, cfg) if reuse_from else None
@@ -229,7 +229,9 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
         if dirs[stage] != methods.stage_dir(workdir, stage):
             print(f"stage {stage}: taken from {dirs[stage]}")
             continue
-        sources = stage_sources(ORACLE if stage == ORACLE else method, stage, dirs, cfg)
+        # The oracle beside a method is its own method's stage.
+        owner = stage if stage == methods.ORACLE_ROW else method
+        sources = stage_sources(owner, stage, dirs, cfg)
         scores[stage] = trainer.train(cfg, dirs[stage], sources=sources)
     if not whole:
         return scores

@@ -27,7 +27,7 @@ TRAIN = ("-m", "udamobile.commands.train")
 ROW_FILE = "row.json"  # the command that produced a finished row
 RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
 
-SHARED_ROW = methods.SOURCE_ONLY  # its stage starts every other row but the oracle
+SHARED_ROW = methods.SOURCE_ONLY_ROW  # its stage starts every other row but the oracle
 EXTENDS = {"full_self_training": "full"}  # row: the row whose stages it begins with
 
 

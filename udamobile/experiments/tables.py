@@ -112,7 +112,7 @@ def comparison(table, scores):
     for the rows in `scores`; with the gap each row closes when it can be measured."""
     paper = paper_tables.PAPER_TABLES[table.paper] if table.paper else None
     class_rows, ours = report.iou_columns({TITLES[row]: s for row, s in scores.items()})
-    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY, methods.ORACLE)
+    gaps = report.gap_fractions(scores, methods.SOURCE_ONLY_ROW, methods.ORACLE_ROW)
     columns, rows = {}, {}
     for row, result in scores.items():
         title = TITLES[row]
