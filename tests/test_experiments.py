@@ -49,14 +49,14 @@ def _runner(*args):
 
 def test_dry_run_prints_each_rows_command_sharing_the_source_only_stage(tmp_path, capsys):
     tables.run_table(1, preset=None, workdir=str(tmp_path), dry_run=True,
-                     overrides={"source_root": "/d/GTA5", "steps": 2, "flip": True})
+                     overrides={"source_root": "/d/GTA5", "steps": 30000, "flip": True})
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 8
     assert [line.split("--method=")[1].split()[0] for line in lines] == list(
         tables.TABLES[1].rows)
     for line in lines:
         assert line.startswith("udamobile-train --preset=paper_gta5 ")
-        assert "--preset=paper_gta5" in line and "--source_root=/d/GTA5 --steps=2 --flip" in line
+        assert "--preset=paper_gta5" in line and "--source_root=/d/GTA5 --steps=30000 --flip" in line
     reuse = f"--reuse_stages_from={tmp_path / 'source_only'}"
     assert reuse not in lines[0] and reuse not in lines[-1]  # source only, oracle
     assert all(reuse in line for line in lines[1:-1])
@@ -117,6 +117,18 @@ def test_a_copied_table_folder_runs_on_from_its_own_finished_rows(tmp_path, writ
         table_rows.finished_row(str(copy), "full", other, configs)
     assert "use another --workdir for this command (the finished rows here are kept)" in str(
         refused.value) and "remove" not in str(refused.value)
+
+
+def test_a_row_whose_segmenter_would_never_train_is_refused_before_the_first_row(tmp_path):
+    # --steps=20: the full row's adaptation stage starts its segmenter at step 300.
+    result = _runner("--table=4", "--rows=source_only,full", "--steps=20",
+                     f"--workdir={tmp_path / 'table'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "row full: --steps=20 leaves stage adaptation's segmenter untrained: it starts "
+        "training at segmenter_frozen_steps=300; give more --steps or a lower "
+        "--segmenter_frozen_steps")
+    assert not (tmp_path / "table").exists()  # not even the source_only row ran
 
 
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):

@@ -25,7 +25,7 @@ import os
 from udamobile import config as config_lib, errors
 from udamobile.errors import UsageError
 from udamobile.experiments import methods
-from udamobile.training import checkpointing, workdirs
+from udamobile.training import workdirs
 from udamobile.training.stages import get_stage
 
 SEGMENTER = "segmenter"
@@ -38,7 +38,7 @@ def source_stage(method, stage_name, network, cfg):
     `--restore_checkpoint=best`, the nearest that trains it, since only those
     keep a best checkpoint.
     """
-    best = network == SEGMENTER and cfg.run.restore_checkpoint == checkpointing.BEST
+    best = network == SEGMENTER and cfg.run.restore_checkpoint == workdirs.BEST
     for earlier in methods.earlier_stages(method, stage_name):
         stage = get_stage(earlier)
         if network in stage.networks and (not best or stage.evaluates):
@@ -63,15 +63,16 @@ def _check_restores(method, stage_name, cfg, dirs):
                 "--init_checkpoint out (it initializes the method's first stage), or use a "
                 "new --workdir to start this stage from the file")
         return
-    if SEGMENTER in stage.restores and cfg.run.restore_checkpoint == checkpointing.BEST and (
+    if SEGMENTER in stage.restores and cfg.run.restore_checkpoint == workdirs.BEST and (
             source_stage(method, stage_name, SEGMENTER, cfg) is None and earlier):
         raise UsageError(
             f"--restore_checkpoint=best: no stage of --method={method} before {stage_name} "
             "trains a segmenter, so none keeps a best checkpoint; leave the flag out")
 
 
-def _idle_parts(stage_name, cfg):
-    """(refusal or None, [warning]) of a stage that leaves players idle."""
+def idle_parts(stage_name, cfg):
+    """(refusal or None, [warning]) of a stage that leaves players idle; from its
+    declaration alone, so the table runner checks every row before the first."""
     stage = get_stage(stage_name)
     steps = cfg.optim.steps
     idle = stage.idle_updates(cfg)
@@ -93,7 +94,7 @@ def check(method, configs, dirs):
     the warnings of one that can."""
     warnings = []
     for stage_name, cfg in configs.items():
-        refusal, idle = _idle_parts(stage_name, cfg)
+        refusal, idle = idle_parts(stage_name, cfg)
         if refusal:
             raise UsageError(refusal)
         warnings += idle
@@ -102,6 +103,8 @@ def check(method, configs, dirs):
 
 
 def _checkpoint_state(folder):
+    from udamobile.training import checkpointing  # TensorFlow: the table runner never asks
+
     if not _stage_exists(folder):
         return "not trained yet"
     done, step = checkpointing.finished(folder)
@@ -112,6 +115,8 @@ def _checkpoint_state(folder):
 
 def start_weights(method, stage_name, cfg, dirs):
     """{network: where its weights will come from} of a stage about to start."""
+    from udamobile.training import checkpointing  # TensorFlow: the table runner never asks
+
     stage = get_stage(stage_name)
     own = dirs.get(stage_name)
     if own and _stage_exists(own):
@@ -126,7 +131,7 @@ def start_weights(method, stage_name, cfg, dirs):
         if network == SEGMENTER and cfg.run.init_checkpoint:
             origins[network] = f"file {cfg.run.init_checkpoint} (--init_checkpoint)"
         elif earlier:
-            which = cfg.run.restore_checkpoint if network == SEGMENTER else checkpointing.LATEST
+            which = cfg.run.restore_checkpoint if network == SEGMENTER else workdirs.LATEST
             origins[network] = (f"stage {earlier}, {which} checkpoint of {dirs[earlier]} "
                                 f"({_checkpoint_state(dirs[earlier])})")
         elif network in stage.restores and not (

@@ -49,7 +49,7 @@ import typing
 from udamobile import checks, config as config_lib, config_flags, files
 from udamobile.errors import UsageError
 from udamobile.evaluation import paper_tables, report
-from udamobile.experiments import methods, table_rows
+from udamobile.experiments import methods, plan, table_rows
 
 # The paper's column title of each row (the columns of paper_tables.PAPER_TABLES).
 TITLES = {
@@ -148,6 +148,16 @@ def _caveats(table, cfg, protocol):
     return notes
 
 
+def _refuse_shrunk_rows(configs):
+    """Refuses, before the first row runs, a row whose segmenter would never train
+    within its --steps (`plan.idle_parts`), which its train.py would refuse later."""
+    for row, stages in configs.items():
+        for stage, cfg in stages.items():
+            refusal, _ = plan.idle_parts(stage, cfg)
+            if refusal:
+                raise UsageError(f"row {row}: {refusal}")
+
+
 def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry)."""
     table = get_table(number)
@@ -157,6 +167,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     # defining settings win over the table-wide flags.
     configs = {row: methods.stage_configs(preset, row, overrides, keep_method_settings=True)
                for row in selected}
+    _refuse_shrunk_rows(configs)
     unapplied = table_rows.unapplied_flags(selected, overrides)
     if unapplied:
         print("flags not applied where they would change what defines a row:\n" + "".join(

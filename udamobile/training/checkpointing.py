@@ -24,8 +24,7 @@ from absl import logging
 from udamobile import config as config_lib, errors, files
 from udamobile.training import workdirs
 
-BEST = workdirs.BEST
-LATEST = "latest"
+BEST, LATEST = workdirs.BEST, workdirs.LATEST
 
 
 # Fields a resumed run may change: they decide what is logged and kept, not

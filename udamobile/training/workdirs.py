@@ -22,7 +22,7 @@ from absl import logging
 from udamobile import config as config_lib, errors, files
 from udamobile.training import stages
 
-BEST = "best"
+BEST, LATEST = "best", "latest"  # the checkpoints a stage is named by, beside ckpt-N
 
 
 CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
