@@ -38,6 +38,7 @@ import pytest
 import data_pipelines
 from data_pipelines import validation
 import dataset_files
+from program_runs import error_line
 from udamobile.training import checkpointing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,14 +73,6 @@ def _train(*args):
 
 def _evaluate(*args):
     return _run([sys.executable, os.path.join(REPO, "evaluate.py")], *args)
-
-
-def _error_line(result, program):
-    """The one `<program>: ...` line of a failed run (asserting it is the only one)."""
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith(f"{program}: ")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +125,7 @@ def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times(
         result = _train(f"--workdir={workdir}", f"--source_root={root}", "--max_bad_files=0",
                         "--batch_size=15")
         assert result.returncode == 1, result.stderr[-3000:]
-        line = _error_line(result, "train.py")
+        line = error_line(result, "train.py")
         assert f"1 bad file(s), more than --max_bad_files=0; the last: {cause}" in line
         stopped = int(re.search(r"Stopped at step (\d+), checkpoint saved", line).group(1))
         _, info = checkpointing.restore_segmenter(stage_dir)  # nothing lost: it loads
@@ -159,7 +152,7 @@ def test_a_failed_checkpoint_save_is_one_line_and_the_previous_checkpoint_loads(
     result = _run([sys.executable, "-c", script], *STAGE_FLAGS, f"--workdir={tmp_path}",
                   f"--source_root={root}")
     assert result.returncode == 1, result.stderr[-3000:]
-    line = _error_line(result, "train.py")
+    line = error_line(result, "train.py")
     assert line.startswith(f"train.py: {blocker.parent}: saving checkpoint 4 failed: ")
     assert "Not a directory" in line
     # Nothing lost: the previous checkpoint loads (the next start removes the
@@ -186,7 +179,7 @@ def test_evaluate_stops_at_a_bad_file_past_the_limit(trained_stage, broken_gta5)
     result = _evaluate(f"--model={trained_stage}", "--dataset=gta5", f"--root={root}",
                        "--split=train", "--max_bad_files=0")
     assert result.returncode == 1
-    assert f"more than --max_bad_files=0; the last: {bad}: cannot decode" in _error_line(
+    assert f"more than --max_bad_files=0; the last: {bad}: cannot decode" in error_line(
         result, "evaluate.py")
 
 
@@ -198,7 +191,7 @@ def test_evaluate_prints_its_table_before_a_failed_write(trained_stage, broken_g
                        "--split=heldout", f"--output_json={tmp_path / 'file' / 'out.json'}")
     assert result.returncode == 1
     assert "mIoU" in result.stdout  # the computed results are not lost
-    assert f"{tmp_path / 'file'}" in _error_line(result, "evaluate.py")
+    assert f"{tmp_path / 'file'}" in error_line(result, "evaluate.py")
 
 
 def test_a_bad_held_out_file_stops_the_start_up_check_before_any_write(tmp_path):
@@ -209,7 +202,7 @@ def test_a_bad_held_out_file_stops_the_start_up_check_before_any_write(tmp_path)
     workdir = tmp_path / "run"
     result = _train(f"--workdir={workdir}", f"--source_root={root}")
     assert result.returncode == 1
-    line = _error_line(result, "train.py")
+    line = error_line(result, "train.py")
     assert "dataset check failed: gta5/heldout" in line and f"{heldout}: cannot decode" in line
     assert "--split=heldout --all decodes every file" in line
     # Printed once at start-up: the command that checks every split the run reads.
@@ -222,7 +215,7 @@ def test_a_bad_held_out_file_stops_the_start_up_check_before_any_write(tmp_path)
 def test_a_bad_flag_is_named_and_leaves_no_config(tmp_path, flag):
     result = _train(f"--workdir={tmp_path}", "--source_root=/nowhere", flag)
     assert result.returncode == 2
-    assert flag.split("=")[0] in _error_line(result, "train.py")
+    assert flag.split("=")[0] in error_line(result, "train.py")
     assert not (tmp_path / "source_only" / "config.json").exists()
 
 
@@ -233,5 +226,5 @@ def test_the_check_names_train_ids_saved_as_label_ids(tmp_path):
     result = _run([sys.executable, "-m", "data_pipelines.check"], "--dataset=cityscapes",
                   f"--root={tmp_path}", "--split=val", "--all")
     assert result.returncode == 1
-    assert "looks like train ids (0-18) saved as label ids" in _error_line(
+    assert "looks like train ids (0-18) saved as label ids" in error_line(
         result, "python -m data_pipelines.check")

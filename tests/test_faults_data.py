@@ -26,6 +26,7 @@ import pytest
 
 from data_pipelines import readers
 import dataset_files
+from program_runs import error_line
 from udamobile import files
 from udamobile.experiments import methods
 from udamobile.training import checkpointing, pseudo_labels, workdirs
@@ -51,14 +52,6 @@ def _env():
 def _run(*command):
     return subprocess.run([sys.executable, *command], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=TIMEOUT)
-
-
-def _error_line(result, program):
-    """The one `<program>: ...` line of a failed run (asserting it is the only one)."""
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith(f"{program}: ")]
-    assert len(errors) == 1, result.stderr[-3000:]
-    return errors[0]
 
 
 # --- files no dataset holds, and cities behind links: the check and evaluate.py ---
@@ -105,7 +98,7 @@ def test_the_check_reads_linked_cities_and_names_tiny_huge_and_16_bit_files(faul
     result = _run("-m", "data_pipelines.check", "--dataset=cityscapes", f"--root={root}",
                   "--split=val", "--all")
     assert result.returncode == 1
-    line = _error_line(result, "python -m data_pipelines.check")
+    line = error_line(result, "python -m data_pipelines.check")
     assert line.startswith(f"python -m data_pipelines.check: cityscapes/val at {root}: 3 "
                            "problem(s), the first: ")
     assert "6 images with labels; checked 6" in result.stdout
@@ -196,7 +189,7 @@ def test_sigterm_while_pseudo_labelling_stops_within_a_batch_with_a_checkpoint(
     result, seconds, workdir = interrupted_labelling
     stage_dir = methods.stage_dir(str(workdir), "self_training")
     assert result.returncode == 1
-    assert _error_line(result, "train.py") == (
+    assert error_line(result, "train.py") == (
         f"train.py: SIGTERM at step 0: checkpoint saved in {stage_dir}; run the same command "
         "to resume")
     assert seconds < 15, seconds
@@ -221,7 +214,7 @@ def test_damaged_pseudo_labels_stop_the_resumed_run_naming_them_and_the_remedy(
     dataset_files.write_grey_png(pseudo_labels.label_path(folder, 1), np.zeros((64, 128), np.uint8))
     result = _run("train.py", *SELF_TRAINING, f"--workdir={workdir}", "--max_bad_files=1")
     assert result.returncode == 1
-    line = _error_line(result, "train.py")
+    line = error_line(result, "train.py")
     assert line.startswith("train.py: 2 bad file(s), more than --max_bad_files=1; the last: ")
     assert pseudo_labels.damaged_round_remedy(folder) in line
     assert "Stopped at step 0, checkpoint saved" in line
