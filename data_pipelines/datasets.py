@@ -1,13 +1,14 @@
 """`open_dataset`: one entry point for every dataset and split."""
-from data_pipelines import demo, file_datasets
+from data_pipelines import demo, file_datasets, folder_dataset
 from udamobile.errors import DatasetError
 
-DATASET_NAMES = ("gta5", "synthia", "cityscapes", *demo.SPLIT_SIZES)
+DATASET_NAMES = ("gta5", "synthia", "cityscapes", folder_dataset.NAME, *demo.SPLIT_SIZES)
 
 SPLITS = {
     "gta5": ("train", "heldout"),
     "synthia": ("train", "heldout"),
     "cityscapes": ("train", "val"),
+    folder_dataset.NAME: folder_dataset.SPLITS,
     **{domain: tuple(sizes) for domain, sizes in demo.SPLIT_SIZES.items()},
 }
 SYNTHIA_PROTOCOLS = (16, 13)
@@ -18,7 +19,7 @@ def is_built_in(name):
     return name.startswith("demo_")
 
 
-def open_dataset(name, root=None, split="train", *, synthia_classes=16):
+def open_dataset(name, root=None, split="train", *, synthia_classes=16, label_map=None):
     """Opens one split of a dataset.
 
     Args:
@@ -29,10 +30,14 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16):
         file_datasets for the held-out rule); cityscapes: "train" (labels
         readable for the oracle, unused by adaptation) or "val" (the test
         set); demo_source: "train" or "heldout"; demo_target and demo_city:
-        "train" (used unlabelled) or "val" (the demo's test set).
+        "train" (used unlabelled) or "val" (the demo's test set); folder: your
+        own images, "train", "heldout" or "val" (data_pipelines/folder_dataset.py).
       synthia_classes: 16 or 13, the SYNTHIA protocol: with 13, SYNTHIA's
         wall, fence and pole read as 255 too. Other datasets keep their
         labels (an evaluation restricts them with PROTOCOL_CLASSES).
+      label_map: for folder only, the JSON file mapping the ids of its label
+        files to train ids (data_pipelines/label_maps.py); None: they hold
+        train ids.
 
     Returns:
       A `Dataset`.
@@ -47,12 +52,17 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16):
     if synthia_classes not in SYNTHIA_PROTOCOLS:
         raise DatasetError(f"synthia_classes must be one of {SYNTHIA_PROTOCOLS}, "
                            f"got {synthia_classes!r}")
+    if label_map is not None and name != folder_dataset.NAME:
+        raise DatasetError(f"a label map applies to dataset {folder_dataset.NAME}, not {name} "
+                           f"(got label map {label_map})")
     if is_built_in(name):
         if root is not None:
             raise DatasetError(f"{name} is generated in memory and takes no root, got {root!r}")
         return demo.DemoDataset(name, split)
     if not root:
         raise DatasetError(f"{name} needs root, the folder of the dataset (got {root!r})")
+    if name == folder_dataset.NAME:
+        return folder_dataset.open_folder(root, split, label_map)
     if name == "gta5":
         return file_datasets.open_gta5(root, split)
     if name == "synthia":

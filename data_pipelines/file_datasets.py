@@ -9,8 +9,7 @@ Layouts (docs/datasets.md, "GTA5", "SYNTHIA-RAND-CITYSCAPES", "Cityscapes"):
 
 Folders are listed through symbolic links, each real folder once
 (`data_pipelines.listing`). Every image must have its label and every label
-its image; otherwise opening fails, listing the first unmatched files.
-Labels are mapped to train ids when read.
+its image, or opening fails listing the first unmatched files.
 
 Held-out splits (GTA5, SYNTHIA): the paper holds out 1,000 of GTA5's 24,966
 frames and 100 of SYNTHIA's 9,400 without saying which. Here the held-out
@@ -48,7 +47,7 @@ from data_pipelines.listing import Listing
 from udamobile.errors import DatasetError
 
 # (frames in the full dataset, frames the paper holds out)
-HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100)}
+HELDOUT_PROPORTION = {"gta5": (24966, 1000), "synthia": (9400, 100), "folder": (25, 1)}
 
 _UNMATCHED_SHOWN = 5
 # A label side may differ from its image's by this fraction (or one pixel).
@@ -66,15 +65,17 @@ class LabelFormat:
       description: what the files hold, e.g. "Cityscapes label ids 0..33".
       read_ids: label path -> [H, W] integer ids as stored in the file.
       table: uint8 lookup table, stored id -> train id (255: ignore).
-      num_ids: the format's ids are 0..num_ids - 1; any other value is unknown.
+      num_ids: the format's ids are 0..num_ids - 1 (and `ignore_id`); any other is unknown.
       label_ids: whether the ids are Cityscapes label ids, where train ids
         saved by mistake are recognizable (`validation`).
+      ignore_id: a stored id past num_ids that is known too (255 in train-id files).
     """
     description: str
     read_ids: typing.Callable
     table: np.ndarray
     num_ids: int
     label_ids: bool = False
+    ignore_id: typing.Optional[int] = None
 
 
 def label_size_problem(label_shape, image_shape):
@@ -109,9 +110,10 @@ def looks_like_train_ids(counts, table):
     return ignored.sum() > TRAIN_IDS_IGNORED_FRACTION * total
 
 
-def unknown_id_fraction(ids, num_ids):
-    """The fraction of `ids` outside 0..num_ids - 1."""
-    return float(np.count_nonzero(ids >= num_ids)) / max(ids.size, 1)
+def unknown_id_fraction(ids, label_format):
+    """The fraction of `ids` that are not ids of `label_format` (a LabelFormat)."""
+    unknown = (ids >= label_format.num_ids) & (ids != label_format.ignore_id)
+    return float(np.count_nonzero(unknown)) / max(ids.size, 1)
 
 
 class FileDataset(Dataset):
@@ -166,7 +168,7 @@ class FileDataset(Dataset):
         if problem:
             raise DatasetError(f"{label_path}: {problem}")
         label_format = self.label_format
-        unknown = unknown_id_fraction(ids, label_format.num_ids)
+        unknown = unknown_id_fraction(ids, label_format)
         if unknown > MAX_UNKNOWN_FRACTION:
             hint = (f"; {TRAIN_IDS_HINT}" if label_format.label_ids and looks_like_train_ids(
                 np.bincount(ids.ravel(), minlength=256), label_format.table) else "")
@@ -255,7 +257,7 @@ def heldout_keys(keys, full_size, full_heldout):
     return set(by_digest[:heldout_count(len(keys), full_size, full_heldout)])
 
 
-def _split_heldout(name, root, split, keys, images, labels):
+def split_heldout(name, root, split, keys, images, labels):
     """The (images, labels) of `split` ("train" or "heldout") of sorted pairs."""
     heldout = heldout_keys(keys, *HELDOUT_PROPORTION[name])
     chosen = [i for i, key in enumerate(keys) if (key in heldout) == (split == "heldout")]
@@ -265,7 +267,7 @@ def _split_heldout(name, root, split, keys, images, labels):
     return [images[i] for i in chosen], [labels[i] for i in chosen]
 
 
-def _no_images(folder, pattern):
+def no_images(folder, pattern):
     return DatasetError(f"{folder}: no images found (expected files named {pattern})")
 
 
@@ -276,10 +278,10 @@ def open_gta5(root, split):
     listing = Listing()
     images = _files_by_key(listing, os.path.join(root, "images"), ".png", layout)
     if not images:
-        raise _no_images(os.path.join(root, "images"), "NNNNN.png")
+        raise no_images(os.path.join(root, "images"), "NNNNN.png")
     labels = _files_by_key(listing, os.path.join(root, "labels"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
-    image_paths, label_paths = _split_heldout("gta5", root, split, keys, image_paths, label_paths)
+    image_paths, label_paths = split_heldout("gta5", root, split, keys, image_paths, label_paths)
     return FileDataset("gta5", split, image_paths, label_paths, GTA5_LABELS, listing.skipped)
 
 
@@ -314,17 +316,18 @@ def open_synthia(root, split, num_classes):
     listing = Listing()
     images = _files_by_key(listing, os.path.join(root, "RGB"), ".png", layout)
     if not images:
-        raise _no_images(os.path.join(root, "RGB"), "NNNNNNN.png")
+        raise no_images(os.path.join(root, "RGB"), "NNNNNNN.png")
     labels = _files_by_key(listing, os.path.join(root, "GT", "LABELS"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
-    image_paths, label_paths = _split_heldout("synthia", root, split, keys, image_paths,
+    image_paths, label_paths = split_heldout("synthia", root, split, keys, image_paths,
                                               label_paths)
     return FileDataset("synthia", split, image_paths, label_paths, synthia_labels(num_classes),
                        listing.skipped)
 
 
-def open_cityscapes(root, split):
-    """Cityscapes `split` ("train" or "val").
+def open_cityscapes(root, split, *, name="cityscapes", label_format=CITYSCAPES_LABELS):
+    """Cityscapes `split` ("train" or "val"), as dataset `name` with `label_format`
+    (dataset folder reads this layout too, with its own label map if given).
 
     Without its `gtFine/train` folder the train split opens unlabelled (enough
     for an adaptation target); val, the test set, always needs its labels.
@@ -336,14 +339,12 @@ def open_cityscapes(root, split):
     image_folder = os.path.join(root, "leftImg8bit", split)
     images = _files_by_key(listing, image_folder, "_leftImg8bit.png", layout, recursive=True)
     if not images:
-        raise _no_images(image_folder, "<city>/<name>_leftImg8bit.png")
+        raise no_images(image_folder, "<city>/<name>_leftImg8bit.png")
     label_folder = os.path.join(root, "gtFine", split)
     if split == "train" and not os.path.isdir(label_folder):
         logging.info("%s not found: Cityscapes train opens without labels", label_folder)
-        keys = sorted(images)
-        return FileDataset("cityscapes", split, [images[key] for key in keys], None,
-                           CITYSCAPES_LABELS, listing.skipped)
+        return FileDataset(name, split, [images[key] for key in sorted(images)], None,
+                           label_format, listing.skipped)
     labels = _files_by_key(listing, label_folder, "_gtFine_labelIds.png", layout, recursive=True)
     _, image_paths, label_paths = pair_files(images, labels, root)
-    return FileDataset("cityscapes", split, image_paths, label_paths, CITYSCAPES_LABELS,
-                       listing.skipped)
+    return FileDataset(name, split, image_paths, label_paths, label_format, listing.skipped)

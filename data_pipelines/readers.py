@@ -52,8 +52,8 @@ def _too_many_pixels(path, size):
 
 
 def _undecodable(path):
-    return DatasetError(f"{path}: cannot decode the file (expected a readable PNG; is it "
-                        "truncated or corrupt?)")
+    return DatasetError(f"{path}: cannot decode the file (expected a readable PNG or JPEG; is "
+                        "it truncated or corrupt?)")
 
 
 def image_size(path):
@@ -95,7 +95,7 @@ def _decoding(path, expected):
 
 
 def _decode_with_opencv(path, flags):
-    with _decoding(path, "a readable PNG"):
+    with _decoding(path, "a readable PNG or JPEG"):
         array = cv2.imread(os.fspath(path), flags)
     if array is None:
         raise _undecodable(path)
@@ -134,12 +134,13 @@ def read_palette_indices(path):
         return np.asarray(image, dtype=np.uint8)
 
 
-def read_grey_ids(path):
-    """A Cityscapes `*_gtFine_labelIds.png`: 8-bit grey -> uint8 [H, W] label ids."""
+def read_grey_ids(path, holding="Cityscapes label ids (*_gtFine_labelIds.png)"):
+    """An 8-bit grey label PNG (Cityscapes' `*_gtFine_labelIds.png` by default) -> uint8
+    [H, W] ids; `holding` says which ids the file should hold, for the error."""
     ids = _decode_with_opencv(path, cv2.IMREAD_UNCHANGED)
     if ids.ndim != 2 or ids.dtype != np.uint8:
-        raise DatasetError(f"{path}: expected an 8-bit single-channel PNG of Cityscapes label "
-                           f"ids (*_gtFine_labelIds.png), got {_describe_array(ids)}")
+        raise DatasetError(f"{path}: expected an 8-bit single-channel PNG of {holding}, "
+                           f"got {_describe_array(ids)}")
     return ids
 
 

@@ -100,12 +100,13 @@ class DatasetReport:
         return "\n".join(lines)
 
 
-def full_check_command(name, root=None, split="train", synthia_classes=16):
+def full_check_command(name, root=None, split="train", *, synthia_classes=16, label_map=None):
     """The command that decodes every file of `name`/`split` at `root`."""
     words = ["python -m data_pipelines.check", f"--dataset={name}"]
     words += [shlex.quote(f"--root={root}")] if root else []
     words += [f"--split={split}"]
     words += [f"--synthia_classes={synthia_classes}"] if name == "synthia" else []
+    words += [shlex.quote(f"--label_map={label_map}")] if label_map else []
     return " ".join(words + ["--all"])
 
 
@@ -177,11 +178,11 @@ def _decoded(dataset, indices):
 
 
 def check_dataset(name, root=None, split="train", *, check_all=False, sample_size=8,
-                  synthia_classes=16):
+                  synthia_classes=16, label_map=None):
     """Opens `name`/`split` at `root` and decodes a sample (or all) of its files.
 
     Args:
-      name, root, split, synthia_classes: as in `open_dataset`.
+      name, root, split, synthia_classes, label_map: as in `open_dataset`.
       check_all: decode every image and label instead of a sample.
       sample_size: how many evenly spread examples to decode otherwise.
 
@@ -190,7 +191,8 @@ def check_dataset(name, root=None, split="train", *, check_all=False, sample_siz
     """
     report = DatasetReport(name=name, root=root, split=split)
     try:
-        dataset = open_dataset(name, root, split, synthia_classes=synthia_classes)
+        dataset = open_dataset(name, root, split, synthia_classes=synthia_classes,
+                               label_map=label_map)
     except DatasetError as error:
         report.problems.append(str(error))
         return report

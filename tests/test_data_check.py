@@ -37,8 +37,8 @@ def test_a_truncated_file_is_a_problem_found_by_the_full_check(tmp_path):
     assert data_pipelines.check_dataset("cityscapes", tmp_path, "val", sample_size=3).ok
     report = data_pipelines.check_dataset("cityscapes", tmp_path, "val", check_all=True)
     assert not report.ok and report.num_checked == 12
-    assert report.problems == [f"{broken}: cannot decode the file (expected a readable PNG; "
-                               "is it truncated or corrupt?)"]
+    assert report.problems == [f"{broken}: cannot decode the file (expected a readable PNG or "
+                               "JPEG; is it truncated or corrupt?)"]
     assert str(report).endswith("1 problem(s)")
 
 

@@ -3,22 +3,21 @@
 A `Config` describes ONE stage of a method (see `udamobile.experiments.methods`): the
 stage (`source_only`, `translation`, `adaptation`, ...), the networks, data,
 optimizers, loss weights and bookkeeping. It is written to
-`<stage workdir>/config.json` and read back by evaluation and export.
+`<stage workdir>/config.json` and read back by evaluation and export, from any
+working directory: its files and folders are absolute (`config_flags.absolute_paths`).
 
 `get_config(preset, stage)` builds it in layers, each a few edits
 (`config_layers`, which also say where each value came from):
 
 1. the field defaults below: the paper's adaptation stage (Sec. 4);
-2. the stage's recipe, declared by the stage (udamobile/training/stages/): what every
-   other stage changes (steps, batch, ...);
+2. the stage's recipe (udamobile/training/stages/): what other stages change;
 3. each preset of the chain (`PRESETS`, udamobile/experiments/presets.py): its edits to
    every stage, then the stage's own edits under the preset's name;
 4. (in `udamobile.experiments.methods`) the method's defining settings, then the flags.
 
-Each field carries its help text and its constraint, so `validate` needs no
-list of names. It is the one owner of these checks: the network builders
-trust the values they are given, and each field name is unique across sections, so each is a
-flag of `train.py` (`--lambda_sem=0`, `--patch_size=512`, ...).
+Each field carries its help text and its constraint, so `validate`, the one owner of
+these checks, needs no list of names; each field name is unique across sections, so
+each is a flag of `train.py` (`--lambda_sem=0`, `--patch_size=512`, ...).
 """
 import dataclasses
 import typing
@@ -28,14 +27,16 @@ from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
 from udamobile import checks
 from udamobile.errors import UsageError
 from udamobile.experiments.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS
+from udamobile.training import inputs
 from udamobile.training.stages import STAGES, get_stage
 from udamobile.training.stages.adaptation import ADAPTATION
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
 
-def _field(default, help_text, check=None):
-    return dataclasses.field(default=default, metadata={"help": help_text, "check": check})
+def _field(default, help_text, check=None, path=False):
+    return dataclasses.field(default=default, metadata={"help": help_text, "check": check,
+                                                        "path": path})
 
 
 # --- the sections -------------------------------------------------------------
@@ -78,13 +79,19 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which datasets, and how patches are cut from them."""
-    source: str = _field("gta5", "Labelled source dataset: gta5, synthia, cityscapes, demo_source.",
-                         checks.one_of(*DATASET_NAMES))
-    source_root: typing.Optional[str] = _field(None, "Folder of the source dataset.")
+    source: str = _field("gta5", "Labelled source dataset: gta5, synthia, cityscapes, folder "
+                         "(yours, docs/datasets.md), demo_source.", checks.one_of(*DATASET_NAMES))
+    source_root: typing.Optional[str] = _field(None, "Folder of the source dataset.", path=True)
+    label_map: typing.Optional[str] = _field(
+        None, "--source=folder: JSON file mapping its label files' ids to train ids, "
+        '{"<your id>": <train id 0-18 or 255>} (others read as 255); none: train ids.', path=True)
     target: str = _field("cityscapes", "Target dataset (its train images are used unlabelled, "
-                         "except by the oracle): cityscapes, demo_target, demo_city.",
-                         checks.one_of(*DATASET_NAMES))
-    target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.")
+                         "except by the oracle): cityscapes, folder (a folder of your camera's "
+                         "images), demo_target, demo_city.", checks.one_of(*DATASET_NAMES))
+    target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.", path=True)
+    target_val_root: typing.Optional[str] = _field(
+        None, "--target=folder: folder of its labelled val split a whole run is scored on; "
+        "none: the run reports label-free signals instead.", path=True)
     patch_size: int = _field(600, "Side of the square random training patches.", checks.positive)
     resize_width: typing.Optional[int] = _field(
         1536, "Width images are resized to before cropping (aspect kept), widened where a patch "
@@ -187,7 +194,7 @@ class RunConfig:
         "a Keras MobileNetV2 ImageNet .h5, a TF-slim/TF-DeepLab MobileNetV2 checkpoint "
         "(folder, prefix or .tar.gz), or a stage work directory of ours. Later stages start "
         "from the stages before; on a later stage run by name it is refused when an earlier "
-        "stage of the method is in the work directory. Ignored when resuming.")
+        "stage of the method is in the work directory. Ignored when resuming.", path=True)
     init_allow_partial: bool = _field(
         False, "Let --init_checkpoint skip variables whose shapes differ (listed at start-up).")
     restore_checkpoint: str = _field(
@@ -205,7 +212,7 @@ class RunConfig:
                              checks.non_negative)
     eval_dataset: typing.Optional[str] = _field(
         None, "Dataset of periodic evaluation (default: the source's held-out split).")
-    eval_root: typing.Optional[str] = _field(None, "Folder of eval_dataset.")
+    eval_root: typing.Optional[str] = _field(None, "Folder of eval_dataset.", path=True)
     eval_split: typing.Optional[str] = _field(None, "Split of eval_dataset.")
     eval_max_images: int = _field(0, "Images used by periodic evaluation (0: all).",
                                   checks.non_negative)
@@ -327,6 +334,7 @@ def validate(cfg):
     checks.check_flags({name: (getattr(getattr(cfg, section), name), field.metadata["check"])
                         for name, (section, field) in field_index().items()
                         if field.metadata["check"]})
+    inputs.check_roles(cfg)
     get_stage(cfg.stage).validate(cfg)
     return cfg
 

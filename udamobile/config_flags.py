@@ -3,8 +3,10 @@ overrides as flags again (for the commands the table runner prints).
 
 Each flag defaults to None, meaning "keep the preset's value", so a run's
 config is the preset's with exactly the flags the user gave changed. Help
-texts are the fields' own, prefixed by their section.
+texts are the fields' own, prefixed by their section. A file or folder flag
+is read relative to the directory the command runs in, and kept absolute.
 """
+import os
 import typing
 
 from absl import flags
@@ -43,8 +45,23 @@ def define_config_flags(flag_values=flags.FLAGS):
                               flag_values=flag_values)
 
 
+def path_fields():
+    """The names of the config fields holding a file or folder."""
+    return [name for name, (_, field) in config_lib.field_index().items()
+            if field.metadata["path"]]
+
+
+def absolute_paths(values):
+    """`values` ({field: value}) with each file or folder made absolute: a config is
+    read back from other working directories (export, evaluation, later stages)."""
+    paths = set(path_fields())
+    return {name: os.path.abspath(value) if name in paths and value else value
+            for name, value in values.items()}
+
+
 def config_overrides(flag_values):
-    """{field: value} of the config flags that were set, coerced to the fields' types.
+    """{field: value} of the config flags that were set, coerced to the fields' types,
+    files and folders made absolute.
 
     Raises UsageError naming the flag when a list flag holds a non-integer.
     """
@@ -63,7 +80,7 @@ def config_overrides(flag_values):
         elif optional and value in (0, ""):
             value = None
         overrides[name] = value
-    return overrides
+    return absolute_paths(overrides)
 
 
 def as_flags(overrides):

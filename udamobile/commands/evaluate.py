@@ -4,6 +4,8 @@ r"""Evaluates a segmenter with the paper's protocol: per-class IoU and mIoU.
         --root=/data/cityscapes --split=val --protocol=19 --compare_paper=gta5
     udamobile-evaluate --model=exports/segmenter_512x1024_int8.tflite \
         --dataset=demo_target --split=val
+    udamobile-evaluate --model=runs/own/export/saved_model --dataset=folder \
+        --root=/data/my_camera_val --split=val
 
 --model is a training work directory (latest checkpoint, or --checkpoint), an
 exported SavedModel directory or a .tflite file. Prints a per-class table and
@@ -20,10 +22,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tflite file.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint of the work directory: latest (default), "
                     "best (of its periodic evaluation) or a name such as ckpt-12.")
-flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, demo_source, "
-                    "demo_target or demo_city.")
+flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, folder (your own "
+                    "labelled images, docs/datasets.md), demo_source, demo_target or demo_city.")
 flags.DEFINE_string("root", None, "Folder of the dataset (none for the demo domains).")
 flags.DEFINE_string("split", "val", "Split to evaluate (a labelled one).")
+flags.DEFINE_string("label_map", None, "--dataset=folder: JSON file mapping the ids of its "
+                    "label files to train ids (none: they hold train ids).")
 flags.DEFINE_enum("protocol", "19", ["19", "16", "13"], "Classes averaged in the mIoU.")
 flags.DEFINE_integer("input_width", None, "Downscale inputs to this width (aspect kept); "
                      "predictions are still scored at the label resolution.")
@@ -51,7 +55,8 @@ def main(argv):
         split=FLAGS.split, protocol=int(FLAGS.protocol), input_width=FLAGS.input_width,
         output_json=FLAGS.output_json, predictions_dir=FLAGS.save_predictions_dir,
         compare_paper=FLAGS.compare_paper, num_threads=FLAGS.num_threads,
-        max_images=FLAGS.max_images, max_bad_files=FLAGS.max_bad_files)
+        max_images=FLAGS.max_images, max_bad_files=FLAGS.max_bad_files,
+        label_map=FLAGS.label_map)
     print(table)
     if scoring.write_results(results):
         print(f"results written to {results['results_path']}")

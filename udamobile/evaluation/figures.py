@@ -4,8 +4,8 @@
   source -> G_ST(source) -> G_TS(G_ST(source)) and
   target -> G_TS(target) -> G_ST(G_TS(target)).
 - `segmentation_figure`: like Fig. 3, rows of target image, ground truth
-  and the predictions of each stage (source only, adapted) in the Cityscapes palette,
-  with a legend of the classes shown.
+  (when there is one) and the predictions of each stage (source only,
+  adapted) in the Cityscapes palette, with a legend of the classes shown.
 
 Only numpy and OpenCV: images in, uint8 RGB arrays out.
 """
@@ -74,13 +74,15 @@ def translation_figure(source, source_translated, source_reconstructed,
 
 
 def segmentation_figure(images, labels, predictions, *, scale=2):
-    """Fig. 3: uint8 RGB images, [H, W] train-id labels and {column title: [H, W]
-    train-id predictions, one per image}; one row per image."""
-    columns = list(predictions.values())
-    rows = [[image, classes.colorize(label)] + [classes.colorize(p[i]) for p in columns]
-            for i, (image, label) in enumerate(zip(images, labels))]
-    grid = image_grid(rows, ["target image", "ground truth", *predictions], scale=scale)
-    shown = np.unique(np.concatenate([np.ravel(a) for a in (*labels, *sum(columns, []))]))
+    """Fig. 3: uint8 RGB images, [H, W] train-id labels (None: no ground truth
+    column) and {column title: [H, W] train-id predictions, one per image}; one
+    row per image."""
+    columns = ([] if labels is None else [labels]) + list(predictions.values())
+    rows = [[image] + [classes.colorize(column[i]) for column in columns]
+            for i, image in enumerate(images)]
+    titles = ["target image", *([] if labels is None else ["ground truth"]), *predictions]
+    grid = image_grid(rows, titles, scale=scale)
+    shown = np.unique(np.concatenate([np.ravel(a) for a in sum(columns, [])]))
     shown = [int(c) for c in shown if c < classes.NUM_CLASSES]
     return np.concatenate([grid, legend(shown, grid.shape[1])], axis=0)
 

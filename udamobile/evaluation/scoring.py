@@ -118,7 +118,7 @@ def default_results_path(model, dataset, protocol):
 def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=None, split="val",
                    protocol=19, input_width=None, output_json=None, predictions_dir=None,
                    compare_paper=None, num_threads=2, max_images=0,
-                   max_bad_files=RunConfig.max_bad_files):
+                   max_bad_files=RunConfig.max_bad_files, label_map=None):
     """What `evaluate.py` does: opens the model and the data and evaluates.
 
     Arguments are the flags of `evaluate.py`. Cheap checks (the model's path,
@@ -136,7 +136,7 @@ def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=No
                         "max_bad_files": (max_bad_files, config_lib.field_check("max_bad_files")),
                         "input_width": (input_width, config_lib.field_check("eval_input_width"))})
     paper = paper_table(compare_paper, protocol) if compare_paper else None
-    data = data_pipelines.open_dataset(dataset, root, split,
+    data = data_pipelines.open_dataset(dataset, root, split, label_map=label_map,
                                        synthia_classes=13 if protocol == 13 else 16)
     model = open_model(model_path, checkpoint=checkpoint, num_threads=num_threads)
     results = evaluate(model, data, protocol=protocol, input_width=input_width,

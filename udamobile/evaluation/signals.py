@@ -107,10 +107,12 @@ def scalars(signals):
 
 class LabelFree:
     """The label-free signals of a stage's evaluations, on `splits` (the target's
-    train images, the source's train labels: `inputs.signal_splits`)."""
+    train images, the source's train labels: `inputs.signal_splits`), on `count`
+    target images (default --label_free_images)."""
 
-    def __init__(self, cfg, splits, bad_files):
+    def __init__(self, cfg, splits, bad_files, count=None):
         self.cfg, self.bad_files = cfg, bad_files
+        self.count = cfg.run.label_free_images if count is None else count
         self.target, self.source = (inputs.open_split(cfg, split) for split in splits)
         self.source_share = None  # read at the first evaluation, then kept
 
@@ -118,6 +120,6 @@ class LabelFree:
         if self.source_share is None:
             self.source_share = label_shares(self.source, SOURCE_LABEL_IMAGES, self.bad_files)
         return label_free_signals(
-            segmenter, self.target, count=self.cfg.run.label_free_images,
+            segmenter, self.target, count=self.count,
             source_share=self.source_share, input_width=self.cfg.run.eval_input_width,
             bad_files=self.bad_files)

@@ -38,8 +38,9 @@ def _config_changes(previous, cfg):
     """["--name: old -> new", ...] of the fields where `cfg` differs from `previous`."""
     old, new = config_lib.flat_values(previous), config_lib.flat_values(cfg)
     changes = [f"--stage: {previous.stage} -> {cfg.stage}"] if previous.stage != cfg.stage else []
-    return changes + [f"--{name}: {old[name]!r} -> {new[name]!r}" for name in old
-                      if old[name] != new[name] and name not in RESUMABLE_CHANGES]
+    return changes + [f"--{name}: {old[name]!r} -> {new[name]!r}"
+                      for name in workdirs.changed_fields(previous, cfg)
+                      if name not in RESUMABLE_CHANGES]
 
 
 def remove_failed_saves(workdir):

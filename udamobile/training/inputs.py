@@ -6,9 +6,11 @@
     evaluation          periodic evaluation: the source's held-out split, unless
                         --eval_dataset names another (`evaluation_split`)
     test                the target's labelled val split, scored at the end of a method
+                        (a folder target: the one at --target_val_root, if given)
     label-free signals  target train images and source train labels (`signal_splits`)
 
-A split is (dataset name, root folder, split). The streams are pure
+A split is (dataset name, root folder, split); how it is read (the SYNTHIA
+protocol, the source's label map) is `reading_options`. The streams are pure
 functions of the seed and the position (`start_step`), so a resumed run
 sees exactly the batches an uninterrupted one would have.
 """
@@ -17,6 +19,7 @@ from absl import logging
 import data_pipelines
 from data_pipelines import validation
 from data_pipelines.datasets import is_built_in
+from data_pipelines.folder_dataset import NAME as FOLDER
 from udamobile import errors
 
 # The labelled split each target dataset is scored on: the test set, never for choosing.
@@ -31,11 +34,22 @@ def target_train(cfg):
     return cfg.data.target, cfg.data.target_root, "train"
 
 
+def has_test_split(cfg):
+    """Whether the target has a labelled val split: a folder target only with
+    --target_val_root."""
+    return cfg.data.target in TEST_SPLITS or bool(cfg.data.target == FOLDER
+                                                  and cfg.data.target_val_root)
+
+
 def test_split(cfg):
-    """The target's labelled val split (demo_target/val, cityscapes/val)."""
+    """The target's labelled val split (demo_target/val, cityscapes/val, folder/val
+    at --target_val_root)."""
     name = cfg.data.target
-    if name not in TEST_SPLITS:
-        raise errors.DatasetError(f"target {name} has no labelled val split to score on")
+    if not has_test_split(cfg):
+        hint = " (give --target_val_root)" if name == FOLDER else ""
+        raise errors.DatasetError(f"target {name} has no labelled val split to score on{hint}")
+    if name == FOLDER:
+        return name, cfg.data.target_val_root, "val"
     return name, cfg.data.target_root, TEST_SPLITS[name]
 
 
@@ -57,9 +71,27 @@ def signal_splits(cfg):
     return [target_train(cfg), source_train(cfg)]
 
 
+def check_roles(cfg):
+    """Raises UsageError for a data flag given for a dataset it does not apply to."""
+    data = cfg.data
+    for flag, role in (("label_map", "source"), ("target_val_root", "target")):
+        if getattr(data, flag) is not None and getattr(data, role) != FOLDER:
+            raise errors.UsageError(f"--{flag} applies to --{role}={FOLDER}, not "
+                                    f"--{role}={getattr(data, role)}")
+
+
+def reading_options(cfg, split):
+    """The options `split` is opened with (`open_dataset`'s keywords): the SYNTHIA
+    protocol, and --label_map for the source's folder, whichever role reads it (its
+    held-out split is the periodic evaluation's)."""
+    name, root, _ = split
+    source = (name, root) == (cfg.data.source, cfg.data.source_root)
+    return dict(synthia_classes=cfg.data.synthia_classes,
+                label_map=cfg.data.label_map if source else None)
+
+
 def open_split(cfg, split):
-    name, root, part = split
-    return data_pipelines.open_dataset(name, root, part, synthia_classes=cfg.data.synthia_classes)
+    return data_pipelines.open_dataset(*split, **reading_options(cfg, split))
 
 
 def evaluation_dataset(cfg):
@@ -131,11 +163,11 @@ def check_data(cfg, datasets):
     """
     reports = {}
     for name, root, split in datasets:
-        report = data_pipelines.check_dataset(name, root, split,
-                                              synthia_classes=cfg.data.synthia_classes)
+        options = reading_options(cfg, (name, root, split))
+        report = data_pipelines.check_dataset(name, root, split, **options)
         logging.info("%s", report)
         if not report.ok:
-            command = validation.full_check_command(name, root, split, cfg.data.synthia_classes)
+            command = validation.full_check_command(name, root, split, **options)
             raise errors.DatasetError(
                 f"dataset check failed: {report.summary()} (the report above lists them; "
                 f"{command} decodes every file)")

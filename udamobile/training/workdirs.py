@@ -19,7 +19,7 @@ import socket
 
 from absl import logging
 
-from udamobile import config as config_lib, errors, files
+from udamobile import config as config_lib, config_flags, errors, files
 from udamobile.training import stages
 
 BEST, LATEST = "best", "latest"  # the checkpoints a stage is named by, beside ckpt-N
@@ -28,11 +28,18 @@ BEST, LATEST = "best", "latest"  # the checkpoints a stage is named by, beside c
 CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
 
 
+def changed_fields(trained, asked):
+    """The names of the fields where Config `trained` (a work directory's) and `asked`
+    (the command's) differ. Files and folders are compared absolute: a config.json
+    written before they were saved so holds them relative to where it was trained."""
+    a, b = (config_flags.absolute_paths(config_lib.flat_values(cfg)) for cfg in (trained, asked))
+    return [name for name in a if a[name] != b[name]]
+
+
 def differences(trained, asked):
-    """'name=value there, value here' for each field where Config `trained` (a work
-    directory's) and `asked` (the command's) differ."""
+    """'name=value there, value here' for each of the `changed_fields`."""
     a, b = config_lib.flat_values(trained), config_lib.flat_values(asked)
-    return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in a if a[k] != b[k]]
+    return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in changed_fields(trained, asked)]
 
 
 def to_json(cfg):
