@@ -1,4 +1,4 @@
-"""Tiny datasets in the exact file formats of GTA5, SYNTHIA and Cityscapes.
+"""Tiny datasets in the exact file formats of GTA5, SYNTHIA, Cityscapes and dataset folder.
 
 For the tests and the benchmarks (not part of the library): each writer takes label
 arrays in the dataset's own ids and writes image and label files under
@@ -126,6 +126,32 @@ def write_cityscapes(root, split, labels, images=None, city="aachen"):
         write_grey_png(pair[1], ids)
         pairs.append(pair)
     return pairs
+
+
+def write_folder(root, names, images, labels=None):
+    """Dataset folder (data_pipelines/folder_dataset.py): with `labels`, the labelled
+    layout, root/images/<name> and root/labels/<name less extension>.png; without,
+    each image at root/<name>.
+
+    Args:
+      names: relative paths with an extension (.png, .jpg, .JPG, ...), which picks the
+        format (JPEG changes the pixels a little).
+      images: sequence of uint8 [H, W, 3] RGB.
+      labels: sequence of uint8 [H, W] ids, or None.
+    Returns: the list of image paths, or of (image path, label path).
+    """
+    written = []
+    for index, (name, image) in enumerate(zip(names, images)):
+        if labels is None:
+            written.append(os.path.join(root, name))
+            write_rgb_png(written[-1], image)  # cv2 encodes by the extension
+            continue
+        pair = (os.path.join(root, "images", name),
+                os.path.join(root, "labels", os.path.splitext(name)[0] + ".png"))
+        write_rgb_png(pair[0], image)
+        write_grey_png(pair[1], labels[index])
+        written.append(pair)
+    return written
 
 
 def write_png_header(path, width, height):
