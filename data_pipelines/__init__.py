@@ -1,4 +1,4 @@
-"""Dataset readers (GTA5, SYNTHIA, Cityscapes, built-in demo domains) and tf.data pipelines.
+"""Dataset readers (GTA5, SYNTHIA, Cityscapes, your own folders, demo domains), tf.data pipelines.
 
     dataset = open_dataset("gta5", "/data/GTA5", "train")
     image, label = dataset.read_pair(0)       # uint8 [H, W, 3], uint8 [H, W] train ids
@@ -7,7 +7,8 @@
 Modules: `base` (what a Dataset is), `bad_files` (files skipped while a
 pipeline runs), `classes` (the label space), `readers` (file decoders),
 `listing` (folders through symbolic links), `file_datasets` (folder layouts,
-held-out splits), `demo` (generated demo domains), `datasets`
+held-out splits), `folder_dataset` and `label_maps` (your own images and
+their labels), `demo` (generated demo domains), `datasets`
 (open_dataset), `pipelines` (tf.data), `transforms` (their per-example ops),
 `validation` (check_dataset), `check` (its program), `images` (the [-1, 1]
 convention), `colour` (colour-statistics transfer), `cli` (how every program

@@ -320,7 +320,7 @@ def open_synthia(root, split, num_classes):
     labels = _files_by_key(listing, os.path.join(root, "GT", "LABELS"), ".png", layout)
     keys, image_paths, label_paths = pair_files(images, labels, root)
     image_paths, label_paths = split_heldout("synthia", root, split, keys, image_paths,
-                                              label_paths)
+                                             label_paths)
     return FileDataset("synthia", split, image_paths, label_paths, synthia_labels(num_classes),
                        listing.skipped)
 

@@ -86,10 +86,10 @@ def _signals(cfg, models, bad_files):
                                 bad_files, count=count)
     by_stage = {stage: measure(model.model) for stage, model in models.items()}
     target = measure.target
-    heading = (f"No target labels were given (--target_val_root names the folder of a labelled "
-               f"val split): no IoU. Label-free signals of each stage's segmenter on "
+    heading = (f"No target labels were given (--target_val_root names a folder of labelled "
+               f"target images): no IoU.\nLabel-free signals of each stage's segmenter on "
                f"{target.name}/{target.split} at {cfg.data.target_root} "
-               f"({list(by_stage.values())[0]['images']} images; indications, not scores, "
+               f"({list(by_stage.values())[0]['images']} images; indications, not scores: "
                "udamobile/evaluation/signals.py):")
     return by_stage, f"{heading}\n{signals_table(by_stage)}"
 

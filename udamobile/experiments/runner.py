@@ -158,9 +158,10 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
 
     A `whole` run (every stage of the method) also scores, exports and draws
     (module docstring, `results`) and returns {stage: scores on the target's
-    test split, or label-free signals without one}; a single stage returns {stage: final scores on its evaluation
-    split}. With `oracle` (the oracle stage's Config; a whole run only), the
-    oracle is also trained, in <workdir>/oracle, and scored and drawn beside
+    test split, or label-free signals without one}; a single stage returns
+    {stage: final scores on its evaluation split}. With `oracle` (the oracle
+    stage's Config; a whole run only), the oracle is also trained, in
+    <workdir>/oracle, and scored and drawn beside
     the method's stages, so the table shows how much of the gap between the
     source-only segmenter and it each stage closes; the method's last stage
     is still the one exported.

@@ -1,0 +1,111 @@
+"""Adapting to your own camera: train.py --stage=all from your simulator's labelled
+folder (--source=folder) to a folder of your camera's unlabelled images
+(--target=folder), through the programs.
+
+The folders are written once for the module (`own_data`), from the demo
+domains at half their size, in nested folders with mixed .jpg/.png names;
+the unlabelled whole run (`unlabelled_run`) is shared too.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+import data_pipelines
+import dataset_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = (64, 128)  # (height, width): the demo's 128x256 halved
+# The cheapest whole run: source_only, two steps, tiny networks.
+RUN_FLAGS = [
+    "--preset=demo", "--method=source_only", "--steps=2", "--patch_size=32",
+    "--width_multiplier=0.35", "--aspp_filters=8", "--low_level_filters=4",
+    "--decoder_filters=8", "--batch_size=2", "--checkpoint_every=2", "--log_every=1",
+    "--image_every=1000", "--eval_max_images=1", "--label_free_images=2"]
+
+
+def _names(count):
+    """Nested relative paths, the extension alternating .jpg / .png / .JPG."""
+    return [f"drive_{i % 3}/part_{i % 2}/frame_{i:03d}{('.jpg', '.png', '.JPG')[i % 3]}"
+            for i in range(count)]
+
+
+def _demo(domain, split, count):
+    """`count` (image, label) of a demo domain's split, resized to SIZE."""
+    dataset = data_pipelines.open_dataset(domain, split=split)
+    pairs = []
+    for index in range(count):
+        image, label = dataset.read_pair(index)
+        pairs.append((cv2.resize(image, SIZE[::-1], interpolation=cv2.INTER_AREA),
+                      cv2.resize(label, SIZE[::-1], interpolation=cv2.INTER_NEAREST)))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def own_data(tmp_path_factory):
+    """{"source": a labelled folder of demo_source (the simulator), "target": 12
+    unlabelled demo_target images (the camera), "target_val": a labelled folder of
+    demo_target's val split}."""
+    root = tmp_path_factory.mktemp("own_data")
+    source = _demo("demo_source", "train", 8)
+    target = _demo("demo_target", "train", 12)
+    val = _demo("demo_target", "val", 3)
+    dataset_files.write_folder(root / "simulator", _names(8), *zip(*source))
+    dataset_files.write_folder(root / "camera", _names(12), [image for image, _ in target])
+    dataset_files.write_folder(root / "camera_val", _names(3), *zip(*val))
+    return {"source": root / "simulator", "target": root / "camera",
+            "target_val": root / "camera_val"}
+
+
+def _program(script, *args):
+    return subprocess.run([sys.executable, os.path.join(REPO, script), *args], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
+                          text=True, timeout=900)
+
+
+def _train(workdir, own_data, *args):
+    return _program("train.py", *RUN_FLAGS, f"--workdir={workdir}", "--source=folder",
+                    f"--source_root={own_data['source']}", "--target=folder",
+                    f"--target_root={own_data['target']}", *args)
+
+
+@pytest.fixture(scope="module")
+def unlabelled_run(own_data, tmp_path_factory):
+    """(the finished train.py run to the unlabelled camera folder, its workdir)."""
+    workdir = tmp_path_factory.mktemp("own_camera") / "run"
+    return _train(workdir, own_data), workdir
+
+
+@pytest.mark.slow
+def test_a_whole_run_to_an_unlabelled_folder_exports_and_reports_label_free_signals(
+        unlabelled_run):
+    result, workdir = unlabelled_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "No target labels were given (--target_val_root" in result.stdout
+    assert "mean entropy (nats)" in result.stdout and "Scores on" not in result.stdout
+    manifest = json.loads((workdir / "export" / "export.json").read_text())
+    assert set(manifest["artifacts"]) == {"saved_model", "tflite_int8"}
+    assert manifest["tflite_input"] == f"uint8 RGB [1, {SIZE[0]}, {SIZE[1]}, 3]"
+    signals = json.loads((workdir / "results.json").read_text())["source_only"]
+    assert signals["dataset"] == "folder/train" and signals["images"] == 2
+    assert 0 <= signals["mean_entropy"] and 0 <= signals["confident_pixels"] <= 1
+    assert (workdir / "figures" / "segmentations.png").is_file()
+
+
+@pytest.mark.slow
+def test_with_a_labelled_val_folder_the_run_scores_as_evaluate_py_does(own_data, tmp_path):
+    workdir = tmp_path / "run"
+    result = _train(workdir, own_data, f"--target_val_root={own_data['target_val']}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Scores on folder/val (3 images), IoU %" in result.stdout
+    scored = json.loads((workdir / "results.json").read_text())["source_only"]
+    evaluated = _program("evaluate.py", f"--model={workdir / 'source_only'}", "--dataset=folder",
+                         f"--root={own_data['target_val']}", "--split=val",
+                         f"--output_json={tmp_path / 'evaluate.json'}")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    expected = json.loads((tmp_path / "evaluate.json").read_text())
+    assert (scored["iou"], scored["miou"]) == (expected["iou"], expected["miou"])
+    assert scored["confusion_matrix"] == expected["confusion_matrix"]
