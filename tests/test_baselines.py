@@ -177,6 +177,27 @@ def test_label_free_signals_of_known_probabilities():
     assert signals.scalars(None) == {}
 
 
+def test_label_free_signals_when_every_sampled_image_is_a_bad_file():
+    class Unreadable(Dataset):
+        def __len__(self):
+            return 2
+
+        def read_image(self, index):
+            raise DatasetError(f"image {index}: truncated")
+
+        def read_label(self, index):
+            raise AssertionError("labels are never read")
+
+        def describe(self, index):
+            return f"image {index}"
+
+    got = signals.label_free_signals(
+        None, Unreadable("folder", "train", has_labels=False), count=2,
+        source_share=np.full(19, 1 / 19), bad_files=data_pipelines.BadFiles(5))
+    assert got["images"] == 0 and got["confident_fraction"] == {}
+    assert got["distribution_distance"] == pytest.approx(0.5)
+
+
 def test_the_source_share_counts_labelled_pixels_only():
     source = data_pipelines.open_dataset("demo_source", None, "train")
     share = signals.label_shares(source, 3)

@@ -131,6 +131,15 @@ def test_a_row_whose_segmenter_would_never_train_is_refused_before_the_first_row
     assert not (tmp_path / "table").exists()  # not even the source_only row ran
 
 
+def test_a_table_to_a_target_without_labels_is_refused_before_the_first_row(tmp_path):
+    (tmp_path / "camera").mkdir()
+    result = _runner("--table=4", "--rows=source_only", "--target=folder",
+                     f"--target_root={tmp_path / 'camera'}", f"--workdir={tmp_path / 'table'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--target=folder has none: give --target_val_root" in result.stderr
+    assert not (tmp_path / "table").exists()
+
+
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
     result = _runner("--table=5", f"--workdir={tmp_path}")
     assert result.returncode != 0 and "--table=5" in result.stderr

@@ -78,7 +78,9 @@ def label_free_signals(model, dataset, *, count, source_share, input_width=None,
     """The signals of the Keras segmenter `model` on `count` images spread over the
     unlabelled `dataset`, each downscaled to `input_width` as evaluation does;
     "images" says how many were read."""
-    sums = [0.0, 0, 0, 0]
+    classes = len(source_share)
+    # Arrays from the start: with every sampled image a bad file, nothing is added.
+    sums = [0.0, 0, np.zeros(classes, np.int64), np.zeros(classes, np.int64)]
     images = 0
     for _, pixels in readable(dataset, sample_indices(len(dataset), count), dataset.read_image,
                               bad_files):

@@ -50,6 +50,7 @@ from udamobile import checks, config as config_lib, config_flags, files
 from udamobile.errors import UsageError
 from udamobile.evaluation import paper_tables, report
 from udamobile.experiments import methods, plan, table_rows
+from udamobile.training import inputs
 
 # The paper's column title of each row (the columns of paper_tables.PAPER_TABLES).
 TITLES = {
@@ -158,6 +159,17 @@ def _refuse_shrunk_rows(configs):
                 raise UsageError(f"row {row}: {refusal}")
 
 
+def _refuse_unlabelled_target(configs):
+    """A table compares its rows by their IoU on the target's labelled val split: a
+    folder target without one (--target_val_root) is refused before any row runs."""
+    cfg = list(list(configs.values())[0].values())[-1]
+    if not inputs.has_test_split(cfg):
+        raise UsageError(f"a table compares its rows on the target's labelled val split, and "
+                         f"--target={cfg.data.target} has none: give --target_val_root (a folder "
+                         "of labelled target images), or train.py --stage=all per row, which "
+                         "reports label-free signals")
+
+
 def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry)."""
     table = get_table(number)
@@ -168,6 +180,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
     configs = {row: methods.stage_configs(preset, row, overrides, keep_method_settings=True)
                for row in selected}
     _refuse_shrunk_rows(configs)
+    _refuse_unlabelled_target(configs)
     unapplied = table_rows.unapplied_flags(selected, overrides)
     if unapplied:
         print("flags not applied where they would change what defines a row:\n" + "".join(
