@@ -1,4 +1,5 @@
-"""Decoders of the image and label files of GTA5, SYNTHIA and Cityscapes.
+"""Decoders of the image and label files of GTA5, SYNTHIA and Cityscapes, and of the
+photos udamobile-predict segments (`read_photo`).
 
 Each returns the ids stored in the file (not yet train ids) and raises
 DatasetError naming the file and the format it expected, so a converted or

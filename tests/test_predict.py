@@ -161,18 +161,26 @@ def test_a_video_gives_an_overlay_video_with_every_frame(model, tmp_path):
 def test_a_folder_whose_every_image_is_bad_is_one_error(model, tmp_path):
     _write_photo(tmp_path / "in" / "a.png", (48, 64))
     dataset_files.truncate(tmp_path / "in" / "a.png")
-    with pytest.raises(errors.DatasetError, match=r"none of its 1 image\(s\) could be read; "
+    with pytest.raises(errors.DatasetError, match=r"none of its 1 image\(s\) could be segmented; "
                        r"the first: .*a\.png: cannot decode"):
         _predict(model, tmp_path / "in", tmp_path / "out")
     assert len(json.loads((tmp_path / "out" / "predict.json").read_text())["skipped"]) == 1
 
 
-def test_a_tflite_file_takes_batches_of_one():
-    class OneAtATime:
-        max_batch = 1
-        identity = model_adapters.ModelIdentity("tflite", "x.tflite")
+def test_an_image_the_model_cannot_take_is_skipped_and_the_others_segmented(model, photos,
+                                                                            tmp_path):
+    class FixedInput:
+        """As a .tflite file: one image a call, refusing another aspect than its input's."""
+        max_batch, identity = 1, model.identity
 
-    assert inference.batch_size_for(OneAtATime(), 8) == 1
+        def predict_batch(self, images, size):
+            if size != (48, 64):
+                raise errors.ModelError("takes a fixed 48x64 (HxW) input")
+            return model.predict_batch(images, size)
+
+    summary = _predict(FixedInput(), photos, tmp_path / "out", batch_size=4)
+    assert (summary["segmented"], summary["batch_size"]) == (3, 1)
+    assert summary["skipped"] == [f"{photos}/b.PNG: takes a fixed 48x64 (HxW) input"]
 
 
 def _run(*args):

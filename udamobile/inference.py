@@ -107,21 +107,26 @@ def pending(images, output_dir, panels):
     return todo, len(images.paths) - len(todo)
 
 
+def _skip(skipped, message):
+    logging.warning("Skipped %s", message)
+    skipped.append(message)
+
+
 def _image_batches(todo, batch_size, skipped):
-    """Lists of up to `batch_size` (output paths, uint8 RGB image) of one size, in order.
-    A file that cannot be read is logged, its message added to `skipped`, and left out."""
+    """Lists of up to `batch_size` (path, output paths, uint8 RGB image) of one size, in
+    order. A file that cannot be read is logged, its message added to `skipped`, and left
+    out."""
     batch = []
     for path, outputs in todo:
         try:
             image = readers.read_photo(path)
         except errors.DatasetError as error:
-            logging.warning("Skipped %s", error)
-            skipped.append(str(error))
+            _skip(skipped, str(error))
             continue
-        if batch and (len(batch) == batch_size or batch[0][1].shape != image.shape):
+        if batch and (len(batch) == batch_size or batch[0][2].shape != image.shape):
             yield batch
             batch = []
-        batch.append((outputs, image))
+        batch.append((path, outputs, image))
     if batch:
         yield batch
 
@@ -139,15 +144,24 @@ def predict_images(model, images, output_dir, *, panels, batch_size, input_width
     if done:
         print(f"{done} of {len(images.paths)} images already done (all their outputs exist); "
               f"segmenting the other {len(todo)}")
-    # What a stopped run was writing is half-written: never taken for an output.
+    # A stopped run leaves what it was writing in staging folders, never at an output's
+    # name; they would hold half-written pictures for a tool that walks the folders.
     for folder in sorted({os.path.dirname(p) for _, outputs in todo for p in outputs.values()}):
         files.remove_leftovers_in(folder)
     skipped = []
     with Progress(len(todo), "predict", unit="img") as progress:
         for batch in _image_batches(todo, batch_size, skipped):
-            labels = predicted_labels(model, np.stack([image for _, image in batch]),
-                                      input_width)
-            for (outputs, image), image_labels in zip(batch, labels):
+            try:
+                labels = predicted_labels(model, np.stack([image for *_, image in batch]),
+                                          input_width)
+            except errors.ModelError as error:
+                if len(batch) > 1:
+                    raise
+                # An image this model cannot take (of another aspect than a .tflite's
+                # input, over a SavedModel's pixels); the others may suit it.
+                _skip(skipped, f"{batch[0][0]}: {error}")
+                continue
+            for (_, outputs, image), image_labels in zip(batch, labels):
                 _write_outputs(outputs, image, image_labels, alpha)
             progress.update(len(batch))
     return {"images": len(images.paths), "segmented": progress.count, "already_done": done,
@@ -206,6 +220,10 @@ def predict_video(model, video, output_dir, *, batch_size, input_width, alpha):
                 progress.update(len(frames))
         finally:
             writer.release()
+    if video.frames and progress.count != video.frames:
+        logging.warning("%s: %d frames decoded where its header counts %d; the overlay video "
+                        "has the %d decoded", video.path, progress.count, video.frames,
+                        progress.count)
     return {**summary, "frames": progress.count, "already_done": 0,
             "frames_per_second": progress.rate()}
 
@@ -267,7 +285,7 @@ def predict_path(model, input, output_dir, *, panels=False, batch_size=1, input_
     files.write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
     if counts.get("skipped") and not counts["segmented"] and not counts["already_done"]:
         raise errors.DatasetError(f"--input {source.input}: none of its {counts['images']} "
-                                  f"image(s) could be read; the first: {counts['skipped'][0]}")
+                                  f"image(s) could be segmented; the first: {counts['skipped'][0]}")
     return summary
 
 
@@ -281,5 +299,5 @@ def report(summary):
     skipped = summary["skipped"]
     return (f"{summary['segmented']} of {summary['images']} images segmented at "
             f"{summary['images_per_second']:.2f} images/s ({summary['already_done']} already "
-            f"done, {len(skipped)} unreadable and skipped); outputs and {SUMMARY_FILE} in "
+            f"done, {len(skipped)} skipped); outputs and {SUMMARY_FILE} in "
             f"{summary['output_dir']}")

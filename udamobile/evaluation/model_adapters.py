@@ -229,16 +229,16 @@ class TFLiteSegmenter(_Segmenter):
 
     def _check_aspect(self, size):
         """Raises errors.ModelError unless images of `size` (h, w) keep their aspect, to a pixel,
-        when resized to the file's input: scoring stretched images would say nothing."""
+        when resized to the file's input: the labels of stretched images would mislead."""
         (height, width), (h, w) = self.input_size, size
         if abs(width * h / w - height) > 1:
             kept = round(width * h / w)  # the height of the images' aspect at the file's width
             stretch = max(width / height, w / h) / min(width / height, w / h)
             raise errors.ModelError(
                 f"{self.identity.path} takes a fixed {height}x{width} (HxW) input, but the "
-                f"images are {h}x{w}: scoring them would stretch their aspect {stretch:.1f}x; "
+                f"images are {h}x{w}: segmenting them would stretch their aspect {stretch:.1f}x; "
                 f"export a .tflite of the images' aspect (python -m export --height={kept} "
-                f"--width={width}) or score the SavedModel")
+                f"--width={width}) or use the SavedModel")
 
     def predict_batch(self, image, label_size):
         """image [1, h, w, 3] -> int32 [1, H, W] train ids at label_size (H, W)."""

@@ -37,6 +37,8 @@ def check_model_classes(model, protocol):
 
 
 def check_predictions(prediction, model):
+    """Raises errors.EvaluationError if `prediction` (of `model`) holds an id that is no
+    train id: a model of another label space."""
     if prediction.size and not 0 <= prediction.min() <= prediction.max() < NUM_CLASSES:
         raise errors.EvaluationError(
             f"{model.identity.describe()} predicted train id {prediction.max()} "
