@@ -26,7 +26,7 @@ from absl import logging
 import data_pipelines
 from data_pipelines import readers
 from data_pipelines.classes import colorize
-from udamobile import checks, config as config_lib, errors, files, inference_inputs
+from udamobile import errors, files, inference_inputs
 from udamobile.evaluation import scoring
 from udamobile.evaluation.model_adapters import TFLiteSegmenter, open_model
 from udamobile.progress import Progress
@@ -230,15 +230,6 @@ def predict_video(model, video, output_dir, *, batch_size, input_width, alpha):
 
 # --- the program ----------------------------------------------------------------
 
-def check_options(*, batch_size, input_width, num_threads, alpha):
-    """Raises UsageError naming the first flag of udamobile-predict that cannot work."""
-    checks.check_flags({
-        "batch_size": (batch_size, checks.positive_int),
-        "input_width": (input_width, config_lib.field_check("eval_input_width")),
-        "num_threads": (num_threads, checks.positive_int),
-        "alpha": (alpha, checks.within(0, 1))})
-
-
 def _opened(model, num_threads):
     if isinstance(model, (str, os.PathLike)):
         return open_model(os.fspath(model), num_threads=num_threads)
@@ -266,8 +257,8 @@ def predict_path(model, input, output_dir, *, panels=False, batch_size=1, input_
     of the files that could not be read) and the rate. Raises DatasetError when
     every image failed.
     """
-    check_options(batch_size=batch_size, input_width=input_width, num_threads=num_threads,
-                  alpha=alpha)
+    inference_inputs.check_options(batch_size=batch_size, input_width=input_width,
+                                   num_threads=num_threads, alpha=alpha)
     source = input
     if isinstance(input, (str, os.PathLike)):
         source = inference_inputs.resolve(os.fspath(input), output_dir)

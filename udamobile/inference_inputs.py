@@ -1,4 +1,4 @@
-"""What `udamobile-predict` segments: its --input resolved and checked before any model loads.
+"""What `udamobile-predict` is asked: its options and its --input, checked before any model loads.
 
     --input             what is segmented                        outputs mirror paths relative to
     a folder            its .jpg/.jpeg/.png files, any case,     the folder
@@ -12,8 +12,8 @@ Each image's outputs are named by its relative path without its extension;
 two images that differ only by it (a.jpg, a.png) keep it (a.jpg.png, a.png.png),
 so that neither overwrites the other. The output folder may not lie inside the
 folder the images are listed from: the next run would segment the overlays.
-Only OpenCV and the file system are used here, so that a mistyped path fails in
-a second, before TensorFlow starts.
+Nothing here imports TensorFlow, so that a mistyped path or flag fails in a
+second, before TensorFlow starts.
 """
 import collections
 import dataclasses
@@ -23,7 +23,7 @@ import os
 import cv2
 
 from data_pipelines.listing import Listing, is_within
-from udamobile import errors
+from udamobile import checks, config as config_lib, errors
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -154,3 +154,12 @@ def resolve(input, output_dir):
     if isinstance(source, Images):
         check_output_outside(source, output_dir)
     return source
+
+
+def check_options(*, batch_size, input_width, num_threads, alpha):
+    """Raises UsageError naming the first option of udamobile-predict that cannot work."""
+    checks.check_flags({
+        "batch_size": (batch_size, checks.positive_int),
+        "input_width": (input_width, config_lib.field_check("eval_input_width")),
+        "num_threads": (num_threads, checks.positive_int),
+        "alpha": (alpha, checks.within(0, 1))})

@@ -36,8 +36,10 @@ flags.mark_flags_as_required(["model", "input", "output_dir"])
 
 def main(argv):
     cli.reject_arguments(argv)
-    from udamobile import inference_inputs  # no TensorFlow: a bad path fails in a second
+    from udamobile import inference_inputs  # no TensorFlow: a bad input fails in a second
 
+    inference_inputs.check_options(batch_size=FLAGS.batch_size, input_width=FLAGS.input_width,
+                                   num_threads=FLAGS.num_threads, alpha=FLAGS.alpha)
     source = inference_inputs.resolve(FLAGS.input, FLAGS.output_dir)
     cli.start_tensorflow()
     from udamobile import inference
