@@ -1,9 +1,9 @@
 """Installs the udamobile library, its data pipelines and its export tools.
 
 It installs one console program per task (see udamobile/commands/__init__.py);
-in a checkout, `python train.py`, `python evaluate.py`, `python -m export`,
-`python -m data_pipelines.check` and `python -m udamobile.experiments` run
-the same programs.
+in a checkout, `python train.py`, `python evaluate.py`, `python predict.py`,
+`python -m export`, `python -m data_pipelines.check` and `python -m
+udamobile.experiments` run the same programs.
 """
 from setuptools import find_packages, setup
 
@@ -32,6 +32,7 @@ setup(
         "console_scripts": [
             "udamobile-train = udamobile.commands.train:run",
             "udamobile-evaluate = udamobile.commands.evaluate:run",
+            "udamobile-predict = udamobile.commands.predict:run",
             "udamobile-table = udamobile.commands.table:run",
             "udamobile-export = export.__main__:run",
             "udamobile-check-data = data_pipelines.check:run",

@@ -5,7 +5,8 @@
 
 - For a program that uses TensorFlow, its C++ start-up lines (oneDNN, CUDA,
   CPU features) are hidden unless absl's own --verbosity flag is 1 or more,
-  so the first line a program prints is its own. A program that does not
+  so the first line a program prints is its own; TensorFlow starts before
+  `main`, or where `main` calls `start_tensorflow`. A program that does not
   (the dataset check, the table runner) does not pay for the import.
 - `--help` (`-h`, `--helpshort`) prints the program's docstring and the
   flags a user sets most, `--helpfull` every flag; both exit with status 0.
@@ -58,6 +59,14 @@ def import_tensorflow_quietly():
     with _stderr_hidden():
         import tensorflow
     hide_tensorflow_info_logs(os.path.dirname(tensorflow.__file__))
+
+
+def start_tensorflow():
+    """Imports TensorFlow, quietly unless absl's --verbosity is 1 or more. A program run
+    with uses_tensorflow=False calls it after the checks that need no TensorFlow, so
+    that a mistyped path fails in a second instead of after its start-up."""
+    if flags.FLAGS.verbosity < 1:
+        import_tensorflow_quietly()
 
 
 def hide_tensorflow_info_logs(tensorflow_dir):
@@ -136,8 +145,8 @@ def run(program, main, *, uses_tensorflow=True, common_flags=()):
             fail(program, e, USAGE_STATUS)
 
     def guarded_main(argv):
-        if uses_tensorflow and flags.FLAGS.verbosity < 1:
-            import_tensorflow_quietly()
+        if uses_tensorflow:
+            start_tensorflow()
         try:
             return main(argv)
         except (app.UsageError, UsageError) as e:

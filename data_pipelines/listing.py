@@ -23,7 +23,7 @@ from absl import logging
 _SHOWN = 3  # paths named per reason
 
 
-def _is_within(path, folder):
+def is_within(path, folder):
     """Whether real path `path` is `folder` or lies below it."""
     return os.path.commonpath([path, folder]) == folder
 
@@ -54,7 +54,7 @@ class Listing:
         for name in sorted(names):  # sorted: which of two paths to a folder is kept is fixed
             path = os.path.join(directory, name)
             real = os.path.realpath(path)
-            if _is_within(here, real):  # a folder above the walked one, or itself
+            if is_within(here, real):  # a folder above the walked one, or itself
                 self._skip("symlink loop", f"{path} -> {real}")
             elif real in walked:
                 self._skip("duplicate link", f"{path} -> {real}")

@@ -1,4 +1,5 @@
-"""Decoders of the image and label files of GTA5, SYNTHIA and Cityscapes.
+"""Decoders of the image and label files of GTA5, SYNTHIA and Cityscapes, and of the
+photos udamobile-predict segments (`read_photo`).
 
 Each returns the ids stored in the file (not yet train ids) and raises
 DatasetError naming the file and the format it expected, so a converted or
@@ -22,7 +23,7 @@ import warnings
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from udamobile.errors import DatasetError
 
@@ -51,14 +52,15 @@ def _too_many_pixels(path, size):
         "a decompression bomb, not decoded")
 
 
-def _undecodable(path):
-    return DatasetError(f"{path}: cannot decode the file (expected a readable PNG or JPEG; is "
-                        "it truncated or corrupt?)")
+def _undecodable(path, expected):
+    return DatasetError(f"{path}: cannot decode the file (expected {expected}; is it "
+                        "truncated or corrupt?)")
 
 
-def image_size(path):
+def image_size(path, *, expected="a readable PNG"):
     """(height, width) of an image file, from its header only; raises DatasetError for a
-    missing file, an unreadable header or a size outside MIN_SIDE and MAX_PIXELS."""
+    missing file, an unreadable header (not `expected`) or a size outside MIN_SIDE and
+    MAX_PIXELS."""
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: file not found")
     try:
@@ -69,7 +71,7 @@ def image_size(path):
     except Exception as error:
         if isinstance(error, OSError) and error.errno is not None:  # permissions, I/O
             raise DatasetError(f"{path}: cannot read the file ({error.strerror})") from error
-        raise _undecodable(path) from None  # PIL's words would only repeat the path
+        raise _undecodable(path, expected) from None  # PIL's words would only repeat the path
     if height * width > MAX_PIXELS:
         raise _too_many_pixels(path, f"{width}x{height} ({height * width / 1e6:.0f} Mpx)")
     if min(height, width) < MIN_SIDE:
@@ -84,7 +86,7 @@ def _decoding(path, expected):
     """Checks the size in the header of `path`, then turns any exception of the decoder
     run inside into a DatasetError naming the file and `expected`: broken files
     break decoders in more ways than a list of exception types foresees."""
-    image_size(path)
+    image_size(path, expected=expected)
     try:
         yield
     except DatasetError:
@@ -98,7 +100,7 @@ def _decode_with_opencv(path, flags):
     with _decoding(path, "a readable PNG or JPEG"):
         array = cv2.imread(os.fspath(path), flags)
     if array is None:
-        raise _undecodable(path)
+        raise _undecodable(path, "a readable PNG or JPEG")
     return array
 
 
@@ -116,6 +118,20 @@ def read_rgb_image(path):
                            f"range), got {_describe_array(bgr)}: 8-bit values saved in a "
                            "16-bit file would read as black; save it as 8-bit")
     return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def read_photo(path):
+    """A JPEG or PNG photo -> uint8 [H, W, 3] RGB, upright as viewers show it.
+
+    A JPEG is decoded by PIL, which refuses a truncated file: OpenCV decodes
+    its missing rows as grey and only warns on stderr, a silent wrong
+    picture. Its EXIF orientation is applied, as OpenCV does for a PNG.
+    """
+    if os.path.splitext(path)[1].lower() not in (".jpg", ".jpeg"):
+        return read_rgb_image(path)
+    with _decoding(path, "a readable JPEG"), Image.open(path) as image:
+        image.load()
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def read_palette_indices(path):

@@ -15,6 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {
     "train.py": [sys.executable, os.path.join(REPO, "train.py")],
     "evaluate.py": [sys.executable, os.path.join(REPO, "evaluate.py")],
+    "udamobile-predict": [sys.executable, os.path.join(REPO, "predict.py")],
     "python -m export": [sys.executable, "-m", "export"],
     "python -m data_pipelines.check": [sys.executable, "-m", "data_pipelines.check"],
     "python -m udamobile.experiments": [sys.executable, "-m", "udamobile.experiments"],
@@ -51,6 +52,10 @@ CASES = [
     ("evaluate.py", ["--model={file}", "--dataset=demo_target"], 1, "{file}"),
     ("evaluate.py", ["--model={tmp}", "--dataset=demo_target", "--max_images=-1"], 2,
      "--max_images"),
+    ("udamobile-predict", ["--model={tmp}", "--input={missing}", "--output_dir={tmp}/out"], 1,
+     "{missing}"),
+    ("udamobile-predict", ["--model={tmp}", "--input={tmp}", "--output_dir={tmp}/out",
+                           "--batch_size=0"], 2, "--batch_size"),
     ("python -m export", ["--workdir={missing}", "--output_dir={tmp}/out"], 1, "{missing}"),
     ("python -m export", ["--workdir={tmp}", "--output_dir={tmp}/out", "--formats=onnx"], 2,
      "--formats"),

@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {
     "train.py": [os.path.join(REPO, "train.py")],
     "evaluate.py": [os.path.join(REPO, "evaluate.py")],
+    "python -m udamobile.predict": ["-m", "udamobile.predict"],
     "python -m export": ["-m", "export"],
     "python -m data_pipelines.check": ["-m", "data_pipelines.check"],
     "python -m udamobile.experiments": ["-m", "udamobile.experiments"],

@@ -324,5 +324,5 @@ def test_evaluate_refuses_a_tflite_of_another_aspect_naming_both_sizes(tmp_path)
     assert result.returncode == 1
     assert _error_line(result, "evaluate.py") == (
         f"evaluate.py: {path} takes a fixed 64x32 (HxW) input, but the images are 128x256: "
-        "scoring them would stretch their aspect 4.0x; export a .tflite of the images' aspect "
-        "(python -m export --height=16 --width=32) or score the SavedModel")
+        "segmenting them would stretch their aspect 4.0x; export a .tflite of the images' aspect "
+        "(python -m export --height=16 --width=32) or use the SavedModel")

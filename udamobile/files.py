@@ -110,6 +110,16 @@ def atomic_output(path):
         remove(staging)
 
 
+def _remove_matching(folder, is_leftover):
+    """Removes the entries of `folder` whose name `is_leftover`; returns their paths."""
+    leftovers = sorted(os.path.join(folder, entry) for entry in
+                       (os.listdir(folder) if os.path.isdir(folder) else ())
+                       if is_leftover(entry))
+    for leftover in leftovers:
+        remove(leftover)
+    return leftovers
+
+
 def remove_leftovers(path):
     """Removes what a killed `atomic_output(path)` left beside `path`; returns what it removed.
 
@@ -118,12 +128,16 @@ def remove_leftovers(path):
     """
     folder, name = os.path.split(os.path.abspath(path))
     prefixes = tuple(_staging_prefix(name, kind) for kind in ("partial", "retired"))
-    leftovers = sorted(os.path.join(folder, entry) for entry in
-                       (os.listdir(folder) if os.path.isdir(folder) else ())
-                       if entry.startswith(prefixes))
-    for leftover in leftovers:
-        remove(leftover)
-    return leftovers
+    return _remove_matching(folder, lambda entry: entry.startswith(prefixes))
+
+
+_ANY_STAGING = re.compile(r"\..+\.(partial|retired)-")
+
+
+def remove_leftovers_in(folder):
+    """Removes what killed `atomic_output` calls left in `folder`, whatever they wrote;
+    returns what it removed. Only while nothing writes into `folder`."""
+    return _remove_matching(folder, _ANY_STAGING.match)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ script or module a checkout runs:
 
     udamobile-train        python train.py                    commands/train.py
     udamobile-evaluate     python evaluate.py                 commands/evaluate.py
+    udamobile-predict      python predict.py                  commands/predict.py
+                           (or python -m udamobile.predict)
     udamobile-table        python -m udamobile.experiments    commands/table.py
     udamobile-export       python -m export                   export/__main__.py
     udamobile-check-data   python -m data_pipelines.check     data_pipelines/check.py

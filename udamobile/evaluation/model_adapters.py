@@ -7,6 +7,8 @@
     model.predict(image, label_size) -> int32 [H, W] train ids
         image: [1, h, w, 3], float32 in [-1, 1] or uint8 RGB
         label_size: (H, W), the label resolution predictions are scored at
+    model.predict_batch(images, label_size) -> int32 [B, H, W] train ids
+        images: [B, h, w, 3]; B is at most model.max_batch (None: any)
     model.run(pixels)   one bare forward pass of uint8 [1, h, w, 3] pixels, its
                         outputs as the form gives them: what latency is timed on
     model.num_classes   channels it predicts (None for a labels-only .tflite)
@@ -36,18 +38,18 @@ from udamobile.training import checkpointing, workdirs
 # --- images in, labels out ------------------------------------------------------
 
 def labels_from_scores(scores, size):
-    """[1, h, w, C] logits or probabilities -> int32 [H, W] argmax at size (H, W).
+    """[B, h, w, C] logits or probabilities -> int32 [B, H, W] argmax at size (H, W).
 
     The scores are resized bilinearly first (an identity when h, w = H, W).
     """
     scores = tf.image.resize(tf.cast(scores, tf.float32), size)
-    return tf.argmax(scores[0], axis=-1, output_type=tf.int32)
+    return tf.argmax(scores, axis=-1, output_type=tf.int32)
 
 
 def resize_labels(labels, size):
-    """[1, h, w] integer labels -> int32 [H, W], nearest neighbour."""
+    """[B, h, w] integer labels -> int32 [B, H, W], nearest neighbour."""
     labels = tf.cast(labels, tf.int32)[..., tf.newaxis]
-    return tf.image.resize(labels, size, method="nearest")[0, ..., 0]
+    return tf.image.resize(labels, size, method="nearest")[..., 0]
 
 
 # --- where a model came from ----------------------------------------------------
@@ -77,8 +79,18 @@ class ModelIdentity:
 
 # --- the three forms of a model -------------------------------------------------
 
-class KerasSegmenter:
+class _Segmenter:
+    """What the three forms share: one image is a batch of one."""
+
+    def predict(self, image, label_size):
+        """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
+        return self.predict_batch(image, label_size)[0]
+
+
+class KerasSegmenter(_Segmenter):
     """A Keras segmenter (image in [-1, 1] -> {"logits": [B, H, W, C], ...})."""
+
+    max_batch = None
 
     def __init__(self, model, identity):
         self.model = model
@@ -90,9 +102,9 @@ class KerasSegmenter:
         logits = self.model(image, training=False)["logits"]
         return labels_from_scores(logits, size)
 
-    def predict(self, image, label_size):
-        """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
-        return self._labels(to_unit_range(image), tf.constant(label_size, tf.int32)).numpy()
+    def predict_batch(self, images, label_size):
+        """images [B, h, w, 3] -> int32 [B, H, W] train ids at label_size (H, W)."""
+        return self._labels(to_unit_range(images), tf.constant(label_size, tf.int32)).numpy()
 
     def run(self, pixels):
         return self._labels(to_unit_range(pixels), tf.constant(pixels.shape[1:3], tf.int32))
@@ -107,8 +119,10 @@ def keras_from_workdir(workdir, checkpoint=None):
         preset=cfg.preset, stage=cfg.stage))
 
 
-class SavedModelSegmenter:
+class SavedModelSegmenter(_Segmenter):
     """A SavedModel exported by `python -m export` (signature serving_default)."""
+
+    max_batch = None  # but at most the pixels its export allows a call (`run`)
 
     def __init__(self, path):
         try:
@@ -133,9 +147,9 @@ class SavedModelSegmenter:
         self.num_classes = int(outputs["probabilities"].shape[-1])
         self.identity = ModelIdentity("saved_model", os.path.abspath(path))
 
-    def predict(self, image, label_size):
-        """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
-        probabilities = self.run(to_pixels(image))["probabilities"]
+    def predict_batch(self, images, label_size):
+        """images [B, h, w, 3] -> int32 [B, H, W] train ids at label_size (H, W)."""
+        probabilities = self.run(to_pixels(images))["probabilities"]
         return labels_from_scores(probabilities, label_size).numpy()
 
     def run(self, pixels):
@@ -166,13 +180,15 @@ def _reexport_command(saved_model):
             "exported with)")
 
 
-class TFLiteSegmenter:
+class TFLiteSegmenter(_Segmenter):
     """A `.tflite` file exported by `python -m export`, run by ai-edge-litert.
 
     Its input size is fixed: images are resized to it (bilinear), its
     probabilities upsampled to the labels (bilinear), or its labels, when the
     file ends with the argmax, by nearest neighbour.
     """
+
+    max_batch = 1  # the file's input is [1, H, W, 3]
 
     def __init__(self, path, *, num_threads=2):
         # ai-edge-litert is an optional dependency, needed for .tflite files only.
@@ -213,19 +229,19 @@ class TFLiteSegmenter:
 
     def _check_aspect(self, size):
         """Raises errors.ModelError unless images of `size` (h, w) keep their aspect, to a pixel,
-        when resized to the file's input: scoring stretched images would say nothing."""
+        when resized to the file's input: the labels of stretched images would mislead."""
         (height, width), (h, w) = self.input_size, size
         if abs(width * h / w - height) > 1:
             kept = round(width * h / w)  # the height of the images' aspect at the file's width
             stretch = max(width / height, w / h) / min(width / height, w / h)
             raise errors.ModelError(
                 f"{self.identity.path} takes a fixed {height}x{width} (HxW) input, but the "
-                f"images are {h}x{w}: scoring them would stretch their aspect {stretch:.1f}x; "
+                f"images are {h}x{w}: segmenting them would stretch their aspect {stretch:.1f}x; "
                 f"export a .tflite of the images' aspect (python -m export --height={kept} "
-                f"--width={width}) or score the SavedModel")
+                f"--width={width}) or use the SavedModel")
 
-    def predict(self, image, label_size):
-        """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
+    def predict_batch(self, image, label_size):
+        """image [1, h, w, 3] -> int32 [1, H, W] train ids at label_size (H, W)."""
         image = tf.convert_to_tensor(image)
         if tuple(image.shape[1:3]) != self.input_size:
             self._check_aspect(tuple(image.shape[1:3]))

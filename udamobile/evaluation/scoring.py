@@ -36,7 +36,9 @@ def check_model_classes(model, protocol):
             f"classes; expected a {NUM_CLASSES}-class model")
 
 
-def _check_predictions(prediction, model):
+def check_predictions(prediction, model):
+    """Raises errors.EvaluationError if `prediction` (of `model`) holds an id that is no
+    train id: a model of another label space."""
     if prediction.size and not 0 <= prediction.min() <= prediction.max() < NUM_CLASSES:
         raise errors.EvaluationError(
             f"{model.identity.describe()} predicted train id {prediction.max()} "
@@ -82,7 +84,7 @@ def evaluate(model, dataset, *, protocol=19, input_width=None, max_images=0,
         for example in examples:
             label = example["label"][0].numpy()
             prediction = model.predict(example["image"], label.shape)
-            _check_predictions(prediction, model)
+            check_predictions(prediction, model)
             matrix.update(label, prediction)
             label_sizes.add(label.shape)
             if panels:
