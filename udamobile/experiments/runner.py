@@ -250,7 +250,7 @@ def _score_export_draw(workdir, dirs, cfg, *, exported_stage):
     scores = {stage: scoring.evaluate(model, test_set, protocol=config_lib.protocol(cfg),
                                       bad_files=bad_files)
               for stage, model in models.items()}
-    files.write_json(os.path.join(workdir, "results.json"), scores)
+    files.write_json(os.path.join(workdir, methods.RESULTS_FILE), scores)
     height, width = export_size(test_set)
     exported = export_workdir(dirs[exported_stage], os.path.join(workdir, "export"),
                               formats=EXPORT_FORMATS, height=height, width=width,
@@ -259,7 +259,7 @@ def _score_export_draw(workdir, dirs, cfg, *, exported_stage):
     print(f"\nScores on {test_set.name}/{test_set.split} ({len(test_set)} images), IoU %:\n"
           f"{results_table(scores)}\n\nWritten to {workdir}:\n"
           + "".join(f"  {d}  (work directory)\n" for d in dirs.values())
-          + f"  {os.path.join(workdir, 'results.json')}\n"
+          + f"  {os.path.join(workdir, methods.RESULTS_FILE)}\n"
           + "".join(f"  {path}\n" for path in (*exported.values(), *pictures.values())))
     return scores
 
