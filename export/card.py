@@ -68,13 +68,27 @@ def iou_table(results_by_title):
     return _code(text_table(rows, columns))
 
 
-def scores_section(results=None, report_rows=None, report_scope=None):
-    """The IoU tables the export has: the method's stages (results.json) and the files
-    exported (the report's rows); without either, a sentence saying there are none."""
+def stale_scores(results, stage, step):
+    """A warning when results.json scored another step of the exported `stage` than
+    `step`, the one exported (a --checkpoint export, or a stage trained on since); else None."""
+    scored = results.get(stage, {}).get("model", {}).get("step")
+    if scored is None or scored == step:
+        return None
+    return (f"These scores are of `{stage}` at step {scored}, not of the step exported "
+            f"({step}): score the exported files for theirs.")
+
+
+def scores_section(results=None, report_rows=None, report_scope=None, *, stage, step):
+    """The IoU tables the export has: the method's stages (results.json; exported:
+    `stage` at `step`) and the files exported (the report's rows); without either, a
+    sentence saying there are none."""
     parts = ["## Scores"]
     if results:
         parts += ["Each stage of the method on the target's labelled val split, IoU % "
                   "(the method folder's `results.json`):", iou_table(results)]
+        warning = stale_scores(results, stage, step)
+        if warning:
+            parts.append(warning)
     if report_rows:
         parts += [f"Each file exported on {report_scope}, IoU % (the export report):",
                   iou_table({row["artifact"]: row for row in report_rows})]
@@ -155,7 +169,8 @@ def model_card(cfg, manifest, *, machine, method=None, results=None, report=None
     """
     report = report or {}
     sections = [summary(cfg), training_section(cfg, manifest, method),
-                scores_section(results, report.get("rows"), report.get("scope"))]
+                scores_section(results, report.get("rows"), report.get("scope"),
+                               stage=cfg.stage, step=manifest["step"])]
     if report:
         sections.append(report_section(report["text"]))
     sections += [interface_section(manifest), use_and_limits_section(cfg),

@@ -419,7 +419,7 @@ def test_export_json_and_model_card_record_provenance_and_scores(export_run, exp
     output_dir, _ = export_run
     written_by = json.load(open(os.path.join(output_dir, "export.json")))["provenance"]
     assert written_by["udamobile_version"] == provenance.version()
-    assert written_by["commit"] == provenance.commit().sha  # the tests run in a checkout
+    assert written_by["commit"] == getattr(provenance.commit(), "sha", None)
     text = open(os.path.join(output_dir, card.CARD_FILE), encoding="utf-8").read()
     for section in ("## Training", "## Scores", "## Export report", "## Inputs and outputs",
                     "## Intended use", "## Known limits", "## Provenance"):
