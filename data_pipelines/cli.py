@@ -9,7 +9,9 @@
   `main`, or where `main` calls `start_tensorflow`. A program that does not
   (the dataset check, the table runner) does not pay for the import.
 - `--help` (`-h`, `--helpshort`) prints the program's docstring and the
-  flags a user sets most, `--helpfull` every flag; both exit with status 0.
+  flags a user sets most, `--helpfull` every flag; `--version` prints the
+  package's version and commit (`udamobile.provenance`); all exit with
+  status 0, before anything else is imported.
 - Every error a user can cause is one line, `<program>: <message>`, on
   stderr. A flag the program cannot take (absl's flag errors,
   `app.UsageError`, `UsageError`) exits with status 2, any other `UserError`
@@ -27,6 +29,7 @@ import textwrap
 
 from absl import app, flags
 
+from udamobile import provenance
 from udamobile.errors import UsageError, UserError
 
 USAGE_STATUS = 2
@@ -106,6 +109,7 @@ def fail(program, message, status=ERROR_STATUS):
 
 SHORT_HELP = ("--help", "-h", "-?", "--helpshort")
 FULL_HELP = "--helpfull"
+VERSION = "--version"
 
 
 def _flag_help(flag):
@@ -134,6 +138,9 @@ def run(program, main, *, uses_tensorflow=True, common_flags=()):
     """
     program = program_name(program)
     asked = set(sys.argv[1:])
+    if VERSION in asked:
+        print(provenance.describe())
+        sys.exit(0)
     if asked & {*SHORT_HELP, FULL_HELP}:
         print(help_text(program, main, common_flags, full=FULL_HELP in asked))
         sys.exit(0)

@@ -4,7 +4,10 @@
     <output_dir>/segmenter_<H>x<W>_float32.tflite      format tflite_float32
     <output_dir>/segmenter_<H>x<W>_float16.tflite      format tflite_float16
     <output_dir>/segmenter_<H>x<W>_int8.tflite         format tflite_int8
-    <output_dir>/export.json                           what was exported from where
+    <output_dir>/labels.txt, palette.txt               the classes (export/class_files.py)
+    <output_dir>/model_card.md                         what the files are for (export/card.py)
+    <output_dir>/export.json                           what was exported from where, by
+                                                       which code (udamobile.provenance)
     <output_dir>/export_report.{txt,json}              with a report split (export/report.py)
 
 The TFLite files return uint8 labels; with tflite_output="probabilities"
@@ -23,11 +26,12 @@ from absl import logging
 
 import data_pipelines
 from data_pipelines.classes import CLASS_NAMES
-from export import MANIFEST, MAX_BATCH_PIXELS, report
+from export import MANIFEST, MAX_BATCH_PIXELS, card, class_files, report
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
-from udamobile import checks, errors, files
+from udamobile import checks, errors, files, provenance
 from udamobile.evaluation import model_adapters
+from udamobile.experiments import methods
 from udamobile.machine import describe as describe_machine
 from udamobile.training import checkpointing, workdirs
 
@@ -115,39 +119,39 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         must be new, empty or a previous export.
       formats: a subset of FORMATS.
       checkpoint: a checkpoint name of the work directory (default: latest).
-      height, width: the fixed input size of the TFLite files (the SavedModel
-        takes any size).
-      tflite_output: "labels" (uint8 train ids) or "probabilities", what the
-        TFLite files return.
+      height, width: the TFLite files' fixed input size (the SavedModel takes any).
+      tflite_output: what the TFLite files return, "labels" or "probabilities".
       representative_dataset, representative_root: the dataset whose train
         split (unlabelled target-domain images) calibrates int8; default the
         run's target dataset and root.
       num_calibration_images: images of it used for calibration.
-      report_set: a labelled data_pipelines Dataset of the target; if set,
-        every artifact is scored on it and the report written and printed
-        (export/report.py).
+      report_set: a labelled data_pipelines Dataset of the target: every artifact
+        is scored on it, in a report written, printed (export/report.py) and carded.
       report_images: score the first `report_images` images only (0: all).
-      max_batch_pixels: the most pixels (batch x height x width) one call of
-        the SavedModel takes (export/saved_model.py).
+      max_batch_pixels: the most pixels a call of the SavedModel takes.
 
     Returns:
-      {format: path} of the artifacts written, and "report": the report's
-      text file if there is one.
+      {format: path} of the artifacts written, "report": the report's text if any.
     """
     formats = tuple(formats)
     _check_options(formats, height, width, num_calibration_images, tflite_output, report_images,
                    max_batch_pixels)
     _check_output_dir(output_dir)
     _check_report_dataset(report_set)
+    cfg = workdirs.read_config(workdir)
     # The calibration folder is checked before the checkpoint is read.
-    dataset = (_representative_dataset(workdirs.read_config(workdir), representative_dataset,
-                                       representative_root) if "tflite_int8" in formats else None)
+    dataset = (_representative_dataset(cfg, representative_dataset, representative_root)
+               if "tflite_int8" in formats else None)
     segmenter, info = checkpointing.restore_segmenter(workdir, checkpoint)
     calibration = (None if dataset is None else calibration_images(
         dataset, count=num_calibration_images, height=height, width=width))
     names = {fmt: artifact_name(fmt, height=height, width=width, tflite_output=tflite_output)
              for fmt in formats}
     paths = {fmt: os.path.join(output_dir, name) for fmt, name in names.items()}
+    manifest = _manifest(names, workdir, info, height=height, width=width,
+                         tflite_output=tflite_output, max_batch_pixels=max_batch_pixels,
+                         calibration=dataset and f"{len(calibration)} images of "
+                         f"{dataset.name}/{dataset.split}")
     for leftover in files.remove_leftovers(output_dir):
         logging.warning("Removed %s, left by an export that did not finish", leftover)
     with files.atomic_output(output_dir) as staging:
@@ -155,11 +159,10 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         staged = {fmt: os.path.join(staging, name) for fmt, name in names.items()}
         _write_artifacts(staged, segmenter, height=height, width=width, calibration=calibration,
                          tflite_output=tflite_output, max_batch_pixels=max_batch_pixels)
-        if report_set is not None:
-            _report(staging, staged, paths, segmenter, workdir, info, report_set,
-                    report_images=report_images, height=height, width=width)
-        _write_manifest(staging, names, workdir, info, height=height, width=width,
-                        tflite_output=tflite_output, max_batch_pixels=max_batch_pixels)
+        scored = None if report_set is None else _report(
+            staging, staged, paths, segmenter, workdir, info, report_set,
+            report_images=report_images, height=height, width=width)
+        _write_descriptions(staging, cfg, manifest, workdir, scored)
     if report_set is not None:
         paths["report"] = os.path.join(output_dir, report.REPORT_TEXT)
     return paths
@@ -181,7 +184,8 @@ def _write_artifacts(staged, segmenter, *, height, width, calibration, tflite_ou
 def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_images,
             height, width):
     """Scores the `staged` artifacts against `segmenter`, prints the report and writes
-    it in `folder`, naming each artifact by where it goes (`paths`)."""
+    it in `folder`, naming each artifact by where it goes (`paths`); returns the
+    report's {"rows", "scope", "text"}."""
     reference = model_adapters.KerasSegmenter(segmenter, model_adapters.ModelIdentity(
         "keras", os.path.abspath(workdir), checkpoint=info["checkpoint"], step=info["step"]))
     rows = [{**row, "path": paths.get(row["artifact"])} for row in report.score_artifacts(
@@ -191,12 +195,38 @@ def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_
     text = report.report_text(rows, scope, describe_machine())
     print(text, end="")
     report.write_report(folder, rows, text)
+    return {"rows": rows, "scope": scope, "text": text}
 
 
-def _write_manifest(folder, names, workdir, info, *, height, width, tflite_output,
-                    max_batch_pixels):
-    """Writes export.json in `folder`: where the `names` ({format: file name}) come from
-    and what their inputs and outputs are."""
+def _method_records(workdir):
+    """(method.json's record, results.json's scores) of the method folder holding the
+    stage's `workdir`, each None where there is none (a stage trained alone)."""
+    folder = os.path.dirname(os.path.abspath(workdir))
+    method_file, results_file = (os.path.join(folder, name)
+                                 for name in (methods.METHOD_FILE, methods.RESULTS_FILE))
+    method = methods.read_method_file(method_file) if os.path.isfile(method_file) else None
+    if method is None or os.path.abspath(workdir) not in method["stages"].values():
+        return None, None
+    results = (methods.read_results_file(results_file) if os.path.isfile(results_file)
+               else None)
+    return method, results
+
+
+def _write_descriptions(folder, cfg, manifest, workdir, scored):
+    """Writes labels.txt, palette.txt, model_card.md (export/card.py; `scored`: the
+    report, if any) and, last, export.json (`manifest`) in `folder`."""
+    class_files.write_class_files(folder)
+    method, results = _method_records(workdir)
+    files.write_text(os.path.join(folder, card.CARD_FILE), card.model_card(
+        cfg, manifest, machine=describe_machine(), method=method, results=results,
+        report=scored))
+    files.write_json(os.path.join(folder, MANIFEST), manifest)
+
+
+def _manifest(names, workdir, info, *, height, width, tflite_output, max_batch_pixels,
+              calibration):
+    """export.json's record: where the `names` ({format: file name}) come from, what
+    their inputs and outputs are, and which code wrote them."""
     manifest = {
         "workdir": os.path.abspath(workdir),
         "checkpoint": info["checkpoint"],
@@ -206,7 +236,10 @@ def _write_manifest(folder, names, workdir, info, *, height, width, tflite_outpu
         "tflite_output": (f"uint8 labels [1, {height}, {width}]" if tflite_output == "labels"
                           else f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
         "artifacts": names,
+        "provenance": provenance.record(),
     }
     if "saved_model" in names:
         manifest["saved_model_max_batch_pixels"] = max_batch_pixels
-    files.write_json(os.path.join(folder, MANIFEST), manifest)
+    if calibration:
+        manifest["int8_calibration"] = calibration
+    return manifest

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from data_pipelines.classes import NUM_CLASSES, PROTOCOL_CLASSES
+from data_pipelines.classes import NUM_CLASSES
 from export.tflite import resize_pixels
 from udamobile import files
 from udamobile.evaluation import metrics, model_adapters, report as tables
@@ -72,8 +72,9 @@ def score_artifacts(reference, artifacts, dataset, *, height, width, max_images=
       latency_runs: timed forward passes per model.
 
     Returns:
-      [{"artifact", "path", "miou", "agreement", "megabytes", "median_ms"}]:
-      mIoU and agreement (the fraction of pixels whose label equals Keras')
+      [{"artifact", "path", "miou", "iou", "agreement", "megabytes", "median_ms"}]:
+      mIoU, IoU ({class name: IoU, None if undefined}, as scoring.evaluate
+      gives) and agreement (the fraction of pixels whose label equals Keras')
       are fractions in [0, 1]; the Keras row has no path, agreement or size.
     """
     models = {"keras": reference}
@@ -94,11 +95,13 @@ def score_artifacts(reference, artifacts, dataset, *, height, width, max_images=
             pixels_seen += label.size
             progress.update()
     probe = resize_pixels(dataset.read_image(0), height, width)[np.newaxis]
-    classes = PROTOCOL_CLASSES[protocol]
+    scores = {name: metrics.protocol_scores(matrix.result().numpy(), protocol)
+              for name, matrix in matrices.items()}
     return [{
         "artifact": name,
         "path": None if name == "keras" else artifacts[name],
-        "miou": float(metrics.mean_iou(matrices[name].result(), classes)),
+        "miou": scores[name]["miou"],
+        "iou": scores[name]["iou"],
         "agreement": None if name == "keras" else agreeing[name] / pixels_seen,
         "megabytes": None if name == "keras" else disk_megabytes(artifacts[name]),
         "median_ms": median_ms(lambda m=model: m.run(probe), latency_runs),

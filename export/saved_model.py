@@ -6,6 +6,16 @@ Signature `serving_default`:
     -> labels         int32 [batch, height, width] train ids (data_pipelines.classes)
        probabilities  float32 [batch, height, width, num_classes] (softmax)
 
+Signature `classes`, no inputs, what the assets hold (export/class_files.py):
+
+    -> names    string [num_classes], names[i] the class of train id i
+       palette  uint8 [num_classes, 3], the RGB colour of each train id
+
+    classes = tf.saved_model.load(DIR).signatures["classes"]()
+
+read from `assets/labels.txt` and `assets/palette.txt`, which a reader without
+TensorFlow opens as files.
+
 Inspect and run it without Python code:
 
     saved_model_cli show --dir DIR --tag_set serve --signature_def serving_default
@@ -26,15 +36,17 @@ It is refused rather than split into chunks: the outputs alone take 80 bytes
 a pixel (probabilities and labels), 10.7 GB for the 64 images of 1024x2048
 that killed a server under an 8 GB cap, which splitting would not have saved.
 """
+import tempfile
+
 import keras
 import tensorflow as tf
 
 from data_pipelines.images import normalize_image
-from export import MAX_BATCH_PIXELS
+from export import MAX_BATCH_PIXELS, class_files
 from export.graph import ArgmaxLabels, probabilities
 from udamobile import files
 
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY, CLASSES_KEY = "serving_default", "classes"
 IMAGES_SPEC = tf.TensorSpec(shape=None, dtype=tf.uint8, name="images")
 EXPECTED_IMAGES = "uint8 RGB images [batch, height, width, 3]"
 
@@ -76,6 +88,32 @@ def serving_function(segmenter, max_batch_pixels=MAX_BATCH_PIXELS):
     return serve
 
 
+def line_table(path):
+    """A lookup table: line number (int64, from 0) -> that line of the text file `path`.
+
+    A lookup table rather than a bare tf.saved_model.Asset: the SavedModel
+    copies a table's file into assets/ and reads it from there once loaded,
+    while ExportArchive saves no bare Asset and the loaded function would
+    read the file where it was at export time.
+    """
+    return tf.lookup.StaticHashTable(tf.lookup.TextFileInitializer(
+        path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+        tf.string, tf.lookup.TextFileIndex.WHOLE_LINE), default_value="")
+
+
+def classes_function(labels, palette):
+    """The `classes` function: () -> {"names", "palette"} of two `line_table`s."""
+
+    @tf.function(input_signature=[])
+    def classes():
+        ids = tf.range(labels.size())
+        rows = tf.strings.split(palette.lookup(ids), " ").to_tensor()
+        colours = tf.cast(tf.strings.to_number(rows, tf.int32), tf.uint8)
+        return {"names": labels.lookup(ids), "palette": tf.ensure_shape(colours, [None, 3])}
+
+    return classes
+
+
 def export_saved_model(segmenter, path, *, max_batch_pixels=MAX_BATCH_PIXELS):
     """Writes `segmenter` (image in [-1, 1] -> {"logits", ...}) as a SavedModel at `path`.
 
@@ -93,7 +131,16 @@ def export_saved_model(segmenter, path, *, max_batch_pixels=MAX_BATCH_PIXELS):
     archive = keras.export.ExportArchive()
     archive.track(segmenter)
     archive.add_endpoint(SIGNATURE_KEY, serve)
-    with files.atomic_output(path) as staging, \
+    # The saver copies the tables' files into assets/: they need to exist until then.
+    with tempfile.TemporaryDirectory() as sources, files.atomic_output(path) as staging, \
             files.tensorflow_writes(path, "writing the SavedModel"):
+        written = class_files.write_class_files(sources)
+        tables = [line_table(written[name])
+                  for name in (class_files.LABELS_FILE, class_files.PALETTE_FILE)]
+        for table in tables:
+            archive.track(table)
+        classes = classes_function(*tables)
+        classes.get_concrete_function()
+        archive.add_endpoint(CLASSES_KEY, classes)
         archive.write_out(staging, verbose=False)
     return path

@@ -1,6 +1,7 @@
 """TFLite for boards: a fixed input size, uint8 RGB in, labels (or probabilities) out.
 
-Every file has one signature, `serving_default`:
+Every file has one signature, `serving_default` (and carries labels.txt and
+palette.txt as metadata, export/class_files.py):
 
     images         uint8 [1, height, width, 3] RGB pixels (normalized inside)
     -> labels         uint8 [1, height, width] train ids (data_pipelines.classes),
@@ -41,6 +42,7 @@ import tensorflow as tf
 
 from data_pipelines import validation
 from data_pipelines.images import normalize_image
+from export import class_files, tflite_metadata
 from export.graph import ArgmaxLabels, probabilities
 from udamobile import files
 
@@ -152,5 +154,8 @@ def convert(segmenter, *, height, width, quantization="float32", output="labels"
 
 
 def export_tflite(segmenter, path, **conversion):
-    """Writes `convert(segmenter, **conversion)` to `path`, atomically; returns `path`."""
-    return files.write_bytes(path, convert(segmenter, **conversion))
+    """Writes `convert(segmenter, **conversion)` to `path`, atomically, with labels.txt
+    and palette.txt inside (export/class_files.py, export/tflite_metadata.py); returns
+    `path`."""
+    return files.write_bytes(path, tflite_metadata.embed(convert(segmenter, **conversion),
+                                                         class_files.class_files()))

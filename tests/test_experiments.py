@@ -76,7 +76,7 @@ def test_a_finished_row_trained_with_settings_the_command_no_longer_gives_is_ref
     (stage / workdirs.CONFIG_FILE).write_text(workdirs.to_json(configs["source_only"]))
     (folder / methods.METHOD_FILE).write_text(json.dumps(
         {"method": "source_only", "stages": {"source_only": str(stage)}}))
-    (folder / table_rows.RESULTS_FILE).write_text("{}")
+    (folder / methods.RESULTS_FILE).write_text("{}")
     (folder / table_rows.ROW_FILE).write_text(json.dumps({"command": command}))
     assert table_rows.finished_row(str(tmp_path), "source_only", command, configs)
     # The same command after the preset moved the stage to 128x128 patches.
@@ -100,7 +100,7 @@ def test_a_copied_table_folder_runs_on_from_its_own_finished_rows(tmp_path, writ
     record = (methods.method_record("full", row, dirs) if not written_before else
               {"method": "full", "stages": {s: str(d) for s, d in dirs.items()}})
     (row / methods.METHOD_FILE).write_text(json.dumps(record))
-    (row / table_rows.RESULTS_FILE).write_text("{}")
+    (row / methods.RESULTS_FILE).write_text("{}")
     (row / table_rows.ROW_FILE).write_text(json.dumps({"command": table_rows.row_command(
         "full", preset="demo", workdir=str(original), flags=[], reuse="source_only")}))
     shutil.copytree(original, copy)

@@ -18,10 +18,10 @@ from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 import data_pipelines
-from data_pipelines.classes import IGNORE_LABEL, PALETTE
-from export import report, saved_model, tflite
+from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL, PALETTE
+from export import card, class_files, report, saved_model, tflite, tflite_metadata
 from export.artifacts import export_workdir
-from udamobile import config as config_lib, errors
+from udamobile import config as config_lib, errors, provenance
 from udamobile.errors import ExportError
 from udamobile.evaluation import model_adapters, scoring
 from udamobile.nets import networks
@@ -120,6 +120,21 @@ def test_export_of_a_workdir_without_checkpoint_names_it(tmp_path):
 def test_int8_needs_calibration_images():
     with pytest.raises(ValueError, match="representative_images"):
         tflite.convert(keras.Sequential(), height=8, width=8, quantization="int8")
+
+
+def test_tflite_metadata_leaves_the_model_and_its_outputs_as_they_were():
+    converted = tflite.convert(_one_conv_segmenter(), height=16, width=24)
+    carried = {"labels.txt": b"road\nsidewalk\n", "palette.txt": b"1 2 3\n4 5 6\n"}
+    embedded = tflite_metadata.embed(converted, carried)
+    entries = tflite_metadata.read(embedded)
+    assert {name: entries[name] for name in carried} == carried
+    assert "min_runtime_version" in entries  # the converter's own entries are kept
+    image = np.random.default_rng(0).integers(0, 256, (1, 16, 24, 3), dtype=np.uint8)
+    before, after = (Interpreter(model_content=content).get_signature_runner()(images=image)
+                     for content in (converted, embedded))
+    np.testing.assert_array_equal(before["labels"], after["labels"])
+    with pytest.raises(ValueError, match="already has metadata named labels.txt"):
+        tflite_metadata.embed(embedded, {"labels.txt": b""})
 
 
 # --- one trained model in every form (slow) ------------------------------------------
@@ -378,3 +393,87 @@ def test_readme_deployment_example(exports, tmp_path):
     saved = np.asarray(Image.open(labels_path))
     assert saved.shape == (2 * HEIGHT, 2 * WIDTH, 3)
     assert {tuple(c) for c in saved.reshape(-1, 3)} <= {tuple(c) for c in PALETTE}
+
+
+@pytest.mark.slow
+def test_export_folder_carries_the_classes_everywhere(export_run, exports):
+    output_dir, _ = export_run
+    labels = open(os.path.join(output_dir, "labels.txt"), encoding="utf-8").read()
+    assert labels.splitlines() == list(CLASS_NAMES)
+    np.testing.assert_array_equal(np.loadtxt(os.path.join(output_dir, "palette.txt"),
+                                             dtype=np.uint8), PALETTE)
+    expected = class_files.class_files()
+    for fmt in ("tflite_float32", "tflite_float16", "tflite_int8"):
+        entries = tflite_metadata.read_file(exports[fmt])
+        assert {name: entries[name] for name in expected} == expected, fmt
+    for name, data in expected.items():
+        assert open(os.path.join(exports["saved_model"], "assets", name), "rb").read() == data
+    classes = tf.saved_model.load(exports["saved_model"]).signatures["classes"]()
+    assert [name.decode() for name in classes["names"].numpy()] == list(CLASS_NAMES)
+    assert classes["palette"].dtype == tf.uint8
+    np.testing.assert_array_equal(classes["palette"], PALETTE)
+
+
+@pytest.mark.slow
+def test_export_json_and_model_card_record_provenance_and_scores(export_run, exports):
+    output_dir, _ = export_run
+    written_by = json.load(open(os.path.join(output_dir, "export.json")))["provenance"]
+    assert written_by["udamobile_version"] == provenance.version()
+    assert written_by["commit"] == getattr(provenance.commit(), "sha", None)
+    text = open(os.path.join(output_dir, card.CARD_FILE), encoding="utf-8").read()
+    for section in ("## Training", "## Scores", "## Export report", "## Inputs and outputs",
+                    "## Intended use", "## Known limits", "## Provenance"):
+        assert section in text
+    assert "demo_source" in text and "demo_target" in text and "`source_only`" in text
+    assert f"uint8 RGB [1, {HEIGHT}, {WIDTH}, 3] -> uint8 labels [1, {HEIGHT}, {WIDTH}]" in text
+    assert provenance.describe(written_by) in text and written_by["commit"] in text
+    # The report's per-class IoU, one column per file, and its int8 cost.
+    rows = json.load(open(os.path.join(output_dir, report.REPORT_JSON)))["rows"]
+    road = next(line for line in text.splitlines() if line.startswith("road "))
+    assert road.split()[1:] == [f"{100 * row['iou']['road']:.1f}" for row in rows]
+    assert open(os.path.join(output_dir, report.REPORT_TEXT)).read().strip() in text
+
+
+def docs_python_block(document, heading):
+    """The first ```python block under `heading` in docs/`document`."""
+    text = open(os.path.join(REPO, "docs", document), encoding="utf-8").read()
+    return text.split(f"\n{heading}\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+# Runs a program with every import refused but the standard library's and ALLOWED's.
+ONLY_ALLOWED = """
+import sys
+ALLOWED = {"numpy", "PIL", "ai_edge_litert"}
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in ALLOWED or top in sys.stdlib_module_names:
+            return None
+        raise ModuleNotFoundError(f"{name} is not allowed on the board", name=name)
+sys.meta_path.insert(0, Refuse())
+try:
+    import data_pipelines
+    sys.exit("the import of data_pipelines was not refused")
+except ImportError:
+    pass
+exec(compile(sys.argv[1], "docs/deployment.md", "exec"), {"__name__": "__main__"})
+"""
+
+
+@pytest.mark.slow
+def test_board_snippet_needs_only_numpy_pillow_and_litert(exports, tmp_path):
+    image_path, overlay_path = tmp_path / "street.png", tmp_path / "overlay.png"
+    demo = data_pipelines.open_dataset("demo_target", split="val").read_image(0)
+    Image.fromarray(demo).resize((2 * WIDTH, 2 * HEIGHT)).save(image_path)
+    folder, name = os.path.split(exports["tflite_int8"])
+    snippet = (docs_python_block("deployment.md",
+                                 "## On a board: ai-edge-litert, numpy and Pillow only")
+               .replace('"runs/gta5/export"', repr(folder))
+               .replace("segmenter_512x1024_int8.tflite", name)
+               .replace('"street.png"', repr(str(image_path)))
+               .replace('"overlay.png"', repr(str(overlay_path))))
+    result = subprocess.run([sys.executable, "-c", ONLY_ALLOWED, snippet], cwd=tmp_path,
+                            capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert Image.open(overlay_path).size == (2 * WIDTH, 2 * HEIGHT)
+    assert "%" in result.stdout  # the share of each class seen, by name

@@ -43,7 +43,7 @@ UsageError for a flag value that does not fit.
 import dataclasses
 import os
 
-from udamobile import config as config_lib
+from udamobile import config as config_lib, errors
 from udamobile.errors import UsageError
 from udamobile.experiments.presets import IMAGE_DISCRIMINATOR_STRIDES
 
@@ -112,6 +112,7 @@ METHODS.update({stage: Method(f"The {stage} stage alone (udamobile/training/stag
 # method, and the stage, of its name), and the paper's method, train.py's default.
 SOURCE_ONLY_ROW, ORACLE_ROW, PAPER_ROW = "source_only", "oracle", "full"
 METHOD_FILE = "method.json"
+RESULTS_FILE = "results.json"  # a whole run's scores of its stages, beside method.json
 
 
 def get_method(name):
@@ -237,6 +238,18 @@ def read_method_file(path):
                         os.path.isabs(held) else _moved(held, moved_from, folder)
                         for stage, held in stages.items()}
     return record
+
+
+def read_results_file(path):
+    """{stage: scores (scoring.evaluate's)} of a method folder's results.json (runner.py)."""
+    from udamobile import files
+
+    results = files.read_json(path, remedy=(
+        "remove it: the same train.py command scores the finished stages again"))
+    if not results:
+        raise errors.StateFileError(f"{path} holds no scores; remove it: the same train.py "
+                                    "command scores the finished stages again")
+    return results
 
 
 def _written_in(folder, stages):

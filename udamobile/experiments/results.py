@@ -106,7 +106,7 @@ def score_export_draw(workdir, dirs, cfg, *, exported_stage):
     shown = inputs.open_split(cfg, inputs.test_split(cfg) if labelled else inputs.target_train(cfg))
     found, table = (_scores(cfg, models, shown, bad_files) if labelled
                     else _signals(cfg, models, bad_files))
-    results_path = os.path.join(workdir, "results.json")
+    results_path = os.path.join(workdir, methods.RESULTS_FILE)
     files.write_json(results_path, found)
     height, width = export_size(shown)
     exported = export_workdir(dirs[exported_stage], os.path.join(workdir, "export"),

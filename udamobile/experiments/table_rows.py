@@ -25,7 +25,6 @@ from udamobile.training import workdirs
 # Each row runs the training program with this interpreter, in a checkout or an install.
 TRAIN = ("-m", "udamobile.commands.train")
 ROW_FILE = "row.json"  # the command that produced a finished row
-RESULTS_FILE = "results.json"  # written by train.py at the end of a whole run
 
 SHARED_ROW = methods.SOURCE_ONLY_ROW  # its stage starts every other row but the oracle
 EXTENDS = {"full_self_training": "full"}  # row: the row whose stages it begins with
@@ -91,8 +90,8 @@ def finished_row(workdir, row, command, configs):
     settings it gives now (`configs`, {stage: Config}); raises for another command,
     or for stages trained with other settings (a preset changed since, say)."""
     folder = row_dir(workdir, row)
-    record = os.path.join(folder, ROW_FILE)
-    if not (os.path.isfile(record) and os.path.isfile(os.path.join(folder, RESULTS_FILE))):
+    record, results = os.path.join(folder, ROW_FILE), os.path.join(folder, methods.RESULTS_FILE)
+    if not (os.path.isfile(record) and os.path.isfile(results)):
         return False
     previous = files.read_json(record, keys=("command",), remedy=(
         "remove it: the runner then runs the row's command again, which finds its finished "
@@ -116,12 +115,8 @@ def finished_row(workdir, row, command, configs):
 
 def row_scores(workdir, row):
     """The scores of the row's last stage (its segmenter) on the target's val split."""
-    results = files.read_json(os.path.join(row_dir(workdir, row), RESULTS_FILE), remedy=(
-        "remove it: the row's command scores its finished stages again"))
-    if not results:
-        raise errors.StateFileError(f"{os.path.join(row_dir(workdir, row), RESULTS_FILE)} holds "
-                                    "no scores; remove it: the row's command scores its "
-                                    "finished stages again")
+    results = methods.read_results_file(os.path.join(row_dir(workdir, row),
+                                                     methods.RESULTS_FILE))
     return list(results.values())[-1]
 
 

@@ -1,6 +1,7 @@
 """A stage's work directory: where things are, who trains in it, and its config.json.
 
-    <workdir>/config.json         the resolved Config of the stage (`to_json`)
+    <workdir>/config.json         the resolved Config of the stage (`to_json`), and
+                                  the provenance of the run that wrote it
     <workdir>/sources.json        where its networks started from (first start)
     <workdir>/checkpoints/        tf.train.CheckpointManager files: the latest few
     <workdir>/checkpoints/best/   the segmenter of the best periodic evaluation
@@ -19,13 +20,18 @@ import socket
 
 from absl import logging
 
-from udamobile import config as config_lib, config_flags, errors, files
+from udamobile import config as config_lib, config_flags, errors, files, provenance
 from udamobile.training import stages
 
 BEST, LATEST = "best", "latest"  # the checkpoints a stage is named by, beside ckpt-N
 
 
 CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directory
+# config.json's record of the code that wrote it (udamobile.provenance): what a
+# reader of the folder wants to know, but never a setting. `from_record` reads
+# the config's sections alone, so a new version or commit is no config change
+# (resume, `differences`, --config) and a file written without it still reads.
+PROVENANCE_KEY = "provenance"
 
 
 def changed_fields(trained, asked):
@@ -42,9 +48,13 @@ def differences(trained, asked):
     return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in changed_fields(trained, asked)]
 
 
-def to_json(cfg):
+def to_json(cfg, written_by=None):
+    """config.json's text of `cfg`, with `written_by` (a provenance.record()) if given."""
+    record = dataclasses.asdict(cfg)
+    if written_by is not None:
+        record[PROVENANCE_KEY] = written_by
     # allow_nan=False: validation rejects non-finite values, so none can be written.
-    return json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True, allow_nan=False)
+    return json.dumps(record, indent=2, sort_keys=True, allow_nan=False)
 
 
 # Fields added since a config.json could be written: {field: the value a run that
@@ -141,7 +151,9 @@ def workdir_lock(workdir):
 
 
 def write_config(workdir, cfg):
-    files.write_text(config_path(workdir), to_json(cfg) + "\n")
+    """Writes config.json: `cfg` and the provenance of this run (a resumed run's, since
+    the file is written at every start)."""
+    files.write_text(config_path(workdir), to_json(cfg, provenance.record()) + "\n")
 
 
 def read_config(workdir):
