@@ -5,11 +5,18 @@ in a checkout, `python train.py`, `python evaluate.py`, `python predict.py`,
 `python -m export`, `python -m data_pipelines.check` and `python -m
 udamobile.experiments` run the same programs.
 """
+import re
+
 from setuptools import find_packages, setup
+
+# The one place the version is written; udamobile/provenance.py imports only the standard
+# library, but reading it as text needs nothing installed.
+with open("udamobile/provenance.py", encoding="utf-8") as provenance:
+    VERSION = re.search(r'^VERSION = "([^"]+)"', provenance.read(), re.M).group(1)
 
 setup(
     name="udamobile",
-    version="0.1.0",
+    version=VERSION,
     description=(
         "Unsupervised domain adaptation for mobile semantic segmentation "
         "(Toldo et al., IVC 2020) in TensorFlow 2 / Keras 3"),

@@ -28,8 +28,13 @@ def library_modules(repo=REPO):
     return modules
 
 
-def _imported_names(tree, module, is_package):
-    """Dotted names `tree` imports, relative ones resolved; `deferred("a.b")` too."""
+def _imported_names(tree, module, is_package, modules):
+    """Dotted names `tree` imports, relative ones resolved; `deferred("a.b")` too.
+
+    `from package import submodule` imports the submodule: its package's
+    `__init__` runs first whatever imports it, so counting that as an arrow to
+    the package would make a package that re-exports its submodules a circle.
+    """
     package = module if is_package else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -39,8 +44,9 @@ def _imported_names(tree, module, is_package):
             if node.level:
                 parts = package.split(".")[:len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([node.module] if node.module else []))
-            yield base
-            yield from (f"{base}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                yield submodule if submodule in modules else base
         elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "deferred"):
             yield from (arg.value for arg in node.args if isinstance(arg, ast.Constant))
 
@@ -52,7 +58,7 @@ def import_graph(repo=REPO):
     for module, path in modules.items():
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
-        names = _imported_names(tree, module, path.endswith("__init__.py"))
+        names = _imported_names(tree, module, path.endswith("__init__.py"), modules)
         graph[module] = {name for name in names if name in modules and name != module}
     return graph
 

@@ -1,6 +1,6 @@
 """Which code made an artifact: the package's version and, in a git checkout, its commit.
 
-    version()     "0.1.0" (udamobile.__version__)
+    VERSION       "0.1.0": the package's version (udamobile.__version__, setup.py)
     commit()      Commit("1234abcd...", modified=True), or None outside a checkout
     record()      {"udamobile_version", "commit", "modified", "date"}: what config.json,
                   export.json and the model card record
@@ -19,9 +19,9 @@ import functools
 import os
 import subprocess
 
-import udamobile
-
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(udamobile.__file__)))
+VERSION = "0.1.0"
+# udamobile/provenance.py -> the folder holding the package
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Commit:
 
 
 def version():
-    return udamobile.__version__
+    return VERSION
 
 
 def _git(*arguments):

@@ -4,9 +4,10 @@
     SavedModelSegmenter an exported SavedModel directory (serving_default)
     TFLiteSegmenter     an exported `.tflite` file, run by ai-edge-litert
 
-    model.predict(image, label_size) -> int32 [H, W] train ids
-        image: [1, h, w, 3], float32 in [-1, 1] or uint8 RGB
+    model.predict(image, label_size=None) -> int32 [H, W] train ids
+        image: [1, h, w, 3] or [h, w, 3], float32 in [-1, 1] or uint8 RGB
         label_size: (H, W), the label resolution predictions are scored at
+                    (by default the image's size)
     model.predict_batch(images, label_size) -> int32 [B, H, W] train ids
         images: [B, h, w, 3]; B is at most model.max_batch (None: any)
     model.run(pixels)   one bare forward pass of uint8 [1, h, w, 3] pixels, its
@@ -82,9 +83,11 @@ class ModelIdentity:
 class _Segmenter:
     """What the three forms share: one image is a batch of one."""
 
-    def predict(self, image, label_size):
-        """image [1, h, w, 3] -> int32 [H, W] train ids at label_size (H, W)."""
-        return self.predict_batch(image, label_size)[0]
+    def predict(self, image, label_size=None):
+        """image [1, h, w, 3] or [h, w, 3] -> int32 [H, W] train ids at label_size (H, W),
+        by default the image's own size."""
+        image = image if image.ndim == 4 else image[np.newaxis]
+        return self.predict_batch(image, label_size or tuple(image.shape[1:3]))[0]
 
 
 class KerasSegmenter(_Segmenter):
