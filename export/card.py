@@ -68,6 +68,16 @@ def iou_table(results_by_title):
     return _code(text_table(rows, columns))
 
 
+def signals_table(signals_by_stage):
+    """Mean entropy, confident pixels and class-mix distance of each stage
+    ({stage: udamobile.evaluation.signals' signals})."""
+    lines = ["| stage | mean entropy (nats) | confident pixels | class mix vs source |",
+             "|---|---|---|---|"]
+    lines += [f"| {name} | {s['mean_entropy']:.3f} | {100 * s['confident_pixels']:.1f}% | "
+              f"{s['distribution_distance']:.3f} |" for name, s in signals_by_stage.items()]
+    return "\n".join(lines)
+
+
 def stale_scores(results, stage, step):
     """A warning when results.json scored another step of the exported `stage` than
     `step`, the one exported (a --checkpoint export, or a stage trained on since); else None."""
@@ -83,12 +93,20 @@ def scores_section(results=None, report_rows=None, report_scope=None, *, stage, 
     `stage` at `step`) and the files exported (the report's rows); without either, a
     sentence saying there are none."""
     parts = ["## Scores"]
-    if results:
+    # A whole run without target labels leaves label-free signals in results.json.
+    scored = {name: r for name, r in (results or {}).items() if "iou" in r}
+    signals = {name: r for name, r in (results or {}).items() if "mean_entropy" in r}
+    if scored:
         parts += ["Each stage of the method on the target's labelled val split, IoU % "
-                  "(the method folder's `results.json`):", iou_table(results)]
-        warning = stale_scores(results, stage, step)
+                  "(the method folder's `results.json`):", iou_table(scored)]
+        warning = stale_scores(scored, stage, step)
         if warning:
             parts.append(warning)
+    if signals:
+        parts += ["No target labels were given to the run, so there is no IoU. The "
+                  "label-free signals of each stage on the target's unlabelled images "
+                  "(the method folder's `results.json`; indications, not scores):",
+                  signals_table(signals)]
     if report_rows:
         parts += [f"Each file exported on {report_scope}, IoU % (the export report):",
                   iou_table({row["artifact"]: row for row in report_rows})]

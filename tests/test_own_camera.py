@@ -109,3 +109,46 @@ def test_with_a_labelled_val_folder_the_run_scores_as_evaluate_py_does(own_data,
     expected = json.loads((tmp_path / "evaluate.json").read_text())
     assert (scored["iou"], scored["miou"]) == (expected["iou"], expected["miou"])
     assert scored["confusion_matrix"] == expected["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_the_run_writes_a_card_saying_it_had_no_target_labels(unlabelled_run):
+    result, workdir = unlabelled_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (workdir / "export" / "model_card.md").read_text()
+    assert "folder" in card and str(workdir / "source_only") in card
+    assert "no target labels" in card.lower()
+    names = (workdir / "export" / "labels.txt").read_text().splitlines()
+    assert names[:2] == ["road", "sidewalk"] and len(names) == 19
+
+
+@pytest.mark.slow
+def test_predict_segments_the_camera_folder_and_a_video_with_the_export(
+        unlabelled_run, own_data, tmp_path):
+    result, workdir = unlabelled_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    tflite = workdir / "export" / f"segmenter_{SIZE[0]}x{SIZE[1]}_int8.tflite"
+    folder = _program("predict.py", f"--model={tflite}", f"--input={own_data['target']}",
+                      f"--output_dir={tmp_path / 'frames'}")
+    assert folder.returncode == 0, folder.stderr[-3000:]
+    for name in _names(12):
+        stem = os.path.splitext(name)[0]
+        labels = cv2.imread(str(tmp_path / "frames" / "labels" / f"{stem}.png"),
+                            cv2.IMREAD_UNCHANGED)
+        assert labels.shape == SIZE and labels.max() < 19
+        assert (tmp_path / "frames" / "overlays" / f"{stem}.jpg").is_file()
+
+    # A 2-second video at 10 frames/s, of the camera's images.
+    video = tmp_path / "drive.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, SIZE[::-1])
+    for image, _ in _demo("demo_target", "train", 20):
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    clip = _program("predict.py", f"--model={tflite}", f"--input={video}",
+                    f"--output_dir={tmp_path / 'clip'}")
+    assert clip.returncode == 0, clip.stderr[-3000:]
+    overlay = cv2.VideoCapture(str(tmp_path / "clip" / "drive_overlay.mp4"))
+    frames = 0
+    while overlay.read()[0]:
+        frames += 1
+    assert frames == 20
