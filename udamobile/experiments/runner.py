@@ -181,7 +181,7 @@ def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
     for warning in plan_warnings(method, configs, dirs):
         print(f"warning: {warning}", flush=True)
     announce_full_check(configs, whole)
-    last = configs[stages[-1]]
+    last = configs[stages[-1]] if whole else None
     if whole and inputs.has_test_split(last):  # scored at the end: a bad file should not wait
         inputs.check_data(last, [inputs.test_split(last)])
     os.makedirs(workdir, exist_ok=True)
