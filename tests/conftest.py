@@ -22,7 +22,7 @@ TINY = dict(
 LONG_MODULES = ("test_trainer.py", "test_resume.py", "test_export.py", "test_faults.py",
                 "test_faults_second.py", "test_faults_export.py", "test_own_camera.py",
                 "test_faults_data.py",
-                "test_distribute.py", "test_experiments.py",
+                "test_distribute.py", "test_experiments.py", "test_api.py", "test_predict.py",
                 "test_commands.py", "test_stages.py", "test_cli.py")
 
 

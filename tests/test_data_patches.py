@@ -319,7 +319,7 @@ def test_a_bad_file_is_skipped_recorded_once_and_the_others_keep_their_patches(
     for (image, _), (other, _) in zip(kept, expected):
         np.testing.assert_array_equal(image, other)
     assert bad_files.messages() == [f"{bad_path}: cannot decode the file (expected a readable "
-                                    "PNG; is it truncated or corrupt?)"]
+                                    "PNG or JPEG; is it truncated or corrupt?)"]
     bad_files.check()  # one bad file is within the limit
 
 

@@ -6,7 +6,7 @@ Each case of issue 15's "Why" list, and the test that pins it (here unless named
 
 | "Why" case                                     | test                                             |
 |------------------------------------------------|--------------------------------------------------|
-| 1. a truncated file mid-run (trace/abort/hang) | test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times |
+| 1. a truncated file mid-run (trace/abort/hang) | test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_five_times |
 | 1. the held-out split never checked            | test_a_bad_held_out_file_stops_the_start_up_check_before_any_write |
 | 1. evaluate.py on a bad val file               | test_evaluate_skips_a_bad_file_and_counts_it, test_evaluate_stops_at_a_bad_file_past_the_limit |
 | 2. train ids stored as label ids               | test_the_check_names_train_ids_saved_as_label_ids; test_data_check.py::test_train_ids_* |
@@ -105,10 +105,11 @@ def trained_stage(skipping_run):
 
 
 @pytest.mark.slow
-def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times(
+def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_five_times(
         broken_gta5, skipping_run, tmp_path):
     # The first run skips the file and finishes (the evaluation tests below
-    # score its segmenter); the other nine stop at it. Those read the whole
+    # score its segmenter); the other four stop at it (nine did, until the suite
+    # neared its 15-minute budget). Those read the whole
     # split in their first batch, so they stop before tracing a step
     # (seconds, not a minute, each): the stop with the readers' threads busy
     # is where runs aborted or hung.
@@ -119,7 +120,7 @@ def test_a_truncated_file_mid_run_is_skipped_or_stops_cleanly_ten_times(
     assert "Traceback" not in result.stderr
     assert (result.stdout + result.stderr).count(cause) == 1  # reported once
     assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(stage_dir)) == 4
-    for run in range(1, 10):
+    for run in range(1, 5):
         workdir = tmp_path / f"run{run}"
         stage_dir = str(workdir / "source_only")
         result = _train(f"--workdir={workdir}", f"--source_root={root}", "--max_bad_files=0",

@@ -183,7 +183,8 @@ def full_disk_export(workdir, previous_export, killed_export):
 def _assert_whole_export_of_step_2(output_dir):
     manifest = _manifest(output_dir)
     assert manifest["checkpoint"].endswith("ckpt-2") and manifest["step"] == 2
-    assert sorted(os.listdir(output_dir)) == ["export.json", "saved_model"]
+    assert sorted(os.listdir(output_dir)) == ["export.json", "labels.txt", "model_card.md",
+                                              "palette.txt", "saved_model"]
     assert _exported_step(os.path.join(output_dir, "saved_model")) == 2
 
 
@@ -263,6 +264,7 @@ def test_a_full_disk_during_a_tflite_write_names_the_file_not_its_staging(
         workdir, tmp_path, monkeypatch):
     output_dir = tmp_path / "export"
     monkeypatch.setattr(tflite, "convert", lambda *args, **kwargs: b"a flatbuffer")
+    monkeypatch.setattr(tflite.tflite_metadata, "embed", lambda model, entries: model)
     # Every write lands on /dev/full, which fails like a full disk: ENOSPC, no file name.
     monkeypatch.setattr(files, "open", lambda path, mode="r", **kwargs: open(
         "/dev/full", mode) if "w" in mode else open(path, mode, **kwargs), raising=False)

@@ -8,6 +8,7 @@ the unlabelled whole run (`unlabelled_run`) is shared too.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -96,10 +97,17 @@ def test_a_whole_run_to_an_unlabelled_folder_exports_and_reports_label_free_sign
 
 
 @pytest.mark.slow
-def test_with_a_labelled_val_folder_the_run_scores_as_evaluate_py_does(own_data, tmp_path):
+def test_labels_added_after_the_run_score_it_as_evaluate_py_does(
+        unlabelled_run, own_data, tmp_path):
+    # The user labels a few of the camera's images after the run: the same command with
+    # --target_val_root scores the finished stages (no step is trained again).
+    finished, trained = unlabelled_run
+    assert finished.returncode == 0, finished.stderr[-3000:]
     workdir = tmp_path / "run"
+    shutil.copytree(trained, workdir)
     result = _train(workdir, own_data, f"--target_val_root={own_data['target_val']}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage source_only resumes from" in result.stdout
     assert "Scores on folder/val (3 images), IoU %" in result.stdout
     scored = json.loads((workdir / "results.json").read_text())["source_only"]
     evaluated = _program("evaluate.py", f"--model={workdir / 'source_only'}", "--dataset=folder",

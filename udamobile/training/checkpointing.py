@@ -27,11 +27,12 @@ from udamobile.training import workdirs
 BEST, LATEST = workdirs.BEST, workdirs.LATEST
 
 
-# Fields a resumed run may change: they decide what is logged and kept, not
-# what is trained. Any other difference would train the rest of the run with
-# settings its checkpoint was not trained with.
+# Fields a resumed run may change: they decide what is logged, kept or scored at
+# the end (target_val_root: labels of one's own camera, added after a run without
+# them, score its finished stages), not what is trained. Any other difference
+# would train the rest of the run with settings its checkpoint was not trained with.
 RESUMABLE_CHANGES = ("checkpoint_every", "keep_checkpoints", "log_every", "image_every",
-                     "on_nonfinite", "max_bad_files")
+                     "on_nonfinite", "max_bad_files", "target_val_root")
 
 
 def _config_changes(previous, cfg):
