@@ -17,7 +17,7 @@ def write_full_size_gta5(root, count):
     """GTA5-format pairs whose content compresses like a street scene, not a flat grey."""
     import cv2
     import dataset_files
-    from data_pipelines import demo
+    from data_pipelines import demo_domains
     from data_pipelines.classes import CITYSCAPES_LABEL_ID_TO_TRAIN_ID
 
     height, width = GTA5_SIZE
@@ -26,7 +26,7 @@ def write_full_size_gta5(root, count):
     for label_id, train_id in CITYSCAPES_LABEL_ID_TO_TRAIN_ID.items():
         label_id_of[train_id] = label_id
     for i in range(count):
-        image, train_ids = demo.generate_scene("demo_target", "train", i)
+        image, train_ids = demo_domains.generate_scene("demo_target", "train", i)
         image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
         image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
         train_ids = cv2.resize(train_ids, (width, height), interpolation=cv2.INTER_NEAREST)

@@ -42,7 +42,7 @@ def patches_per_second(dataset, *, resize_width, patches):
 
 def demo_generation_ms(domains, count, rounds):
     """{domain: [ms per scene of each round]}, the domains taking turns each round."""
-    from data_pipelines import demo
+    from data_pipelines import demo_domains
 
     times = {domain: [] for domain in domains}
     for round_index in range(rounds):
@@ -50,7 +50,7 @@ def demo_generation_ms(domains, count, rounds):
             first = round_index * count
             start = time.perf_counter()
             for index in range(first, first + count):
-                demo.generate_scene(domain, "train", index)
+                demo_domains.generate_scene(domain, "train", index)
             times[domain].append(1000 * (time.perf_counter() - start) / count)
     return times
 

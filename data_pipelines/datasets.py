@@ -1,15 +1,15 @@
 """`open_dataset`: one entry point for every dataset and split."""
-from data_pipelines import demo, file_datasets, folder_dataset
+from data_pipelines import demo_domains, file_datasets, folder_dataset
 from udamobile.errors import DatasetError
 
-DATASET_NAMES = ("gta5", "synthia", "cityscapes", folder_dataset.NAME, *demo.SPLIT_SIZES)
+DATASET_NAMES = ("gta5", "synthia", "cityscapes", folder_dataset.NAME, *demo_domains.SPLIT_SIZES)
 
 SPLITS = {
     "gta5": ("train", "heldout"),
     "synthia": ("train", "heldout"),
     "cityscapes": ("train", "val"),
     folder_dataset.NAME: folder_dataset.SPLITS,
-    **{domain: tuple(sizes) for domain, sizes in demo.SPLIT_SIZES.items()},
+    **{domain: tuple(sizes) for domain, sizes in demo_domains.SPLIT_SIZES.items()},
 }
 SYNTHIA_PROTOCOLS = (16, 13)
 
@@ -29,9 +29,10 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16, label_ma
       split: one of SPLITS[name]. gta5 / synthia: "train" or "heldout" (see
         file_datasets for the held-out rule); cityscapes: "train" (labels
         readable for the oracle, unused by adaptation) or "val" (the test
-        set); demo_source: "train" or "heldout"; demo_target and demo_city:
-        "train" (used unlabelled) or "val" (the demo's test set); folder: your
-        own images, "train", "heldout" or "val" (data_pipelines/folder_dataset.py).
+        set); demo_source: "train" or "heldout"; demo_target, demo_city
+        and the shift suite (demo_shifts.SHIFTS): "train" (used unlabelled)
+        or "val" (the test set); folder: your own images, "train",
+        "heldout" or "val" (data_pipelines/folder_dataset.py).
       synthia_classes: 16 or 13, the SYNTHIA protocol: with 13, SYNTHIA's
         wall, fence and pole read as 255 too. Other datasets keep their
         labels (an evaluation restricts them with PROTOCOL_CLASSES).
@@ -58,7 +59,7 @@ def open_dataset(name, root=None, split="train", *, synthia_classes=16, label_ma
     if is_built_in(name):
         if root is not None:
             raise DatasetError(f"{name} is generated in memory and takes no root, got {root!r}")
-        return demo.DemoDataset(name, split)
+        return demo_domains.DemoDataset(name, split)
     if not root:
         raise DatasetError(f"{name} needs root, the folder of the dataset (got {root!r})")
     if name == folder_dataset.NAME:

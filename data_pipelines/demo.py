@@ -28,31 +28,23 @@ differ in appearance only; `demo_city` differs in layout and texture too:
   and the bonnet of the ego car across the bottom of every image, labelled
   255 (ignore) as Cityscapes labels its ego vehicle.
 
-Every (domain, split, index) is its own deterministic scene: the random
-generator is seeded with (CRC-32 of "domain/split", index). Nothing is stored;
-generating a 128 x 256 image and its label took 3.4 ms (source), 6.9 ms
-(demo_target) and 12.9 ms (demo_city) on one core of the 2-core Xeon
-(medians of 7 interleaved rounds of benchmarks/data_pipeline.py, minimums
-3.3, 6.5 and 12.4 ms, nothing else running): 1.5 to 5.7 times the rate the
+data_pipelines/demo_domains.py names every demo domain (these and the shift
+suite of data_pipelines/demo_shifts.py) and seeds each scene. Generating a
+128 x 256 image and its label took 3.4 ms (source), 6.9 ms (demo_target) and
+12.9 ms (demo_city) on one core of the 2-core Xeon (medians of 7 interleaved
+rounds of benchmarks/data_pipeline.py, minimums 3.3, 6.5 and 12.4 ms, nothing
+else running): 1.5 to 5.7 times the rate the
 demo's source-only step consumes images.
 """
 import dataclasses
 import functools
-import zlib
 
 import cv2
 import numpy as np
 
 from data_pipelines import classes
-from data_pipelines.base import Dataset
-from udamobile.errors import DatasetError
 
 DEMO_SIZE = (128, 256)  # (height, width)
-SPLIT_SIZES = {
-    "demo_source": {"train": 2000, "heldout": 200},
-    "demo_target": {"train": 2000, "val": 200},
-    "demo_city": {"train": 2000, "val": 200},
-}
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = (
     classes.CLASS_NAMES.index(name) for name in (
@@ -110,6 +102,7 @@ class StreetLayout:
     trees: tuple
     details: bool = False    # windows, lane markings and cars' rear windows
     bonnet: float = 0.0      # image height the ego car's bonnet covers at the centre
+    camera_height: float = CAMERA_HEIGHT  # metres above the road
 
 
 # demo_source and demo_target: a ~58 degree field of view, wide streets.
@@ -145,30 +138,31 @@ _GRAIN_TABLE = _table(TARGET_GRAIN, 0.0)
 class _Camera:
     """Projection of road coordinates (lateral X, distance D, height Z; metres)."""
 
-    def __init__(self, height, width, horizon, vanishing_x, focal_per_width):
+    def __init__(self, height, width, horizon, vanishing_x, focal_per_width, camera_height):
         self.height, self.width = height, width
         self.horizon, self.vanishing_x = horizon, vanishing_x
         self.focal = focal_per_width * width
+        self.camera_height = camera_height
 
     def pixels_per_metre(self, distance):
         return self.focal / distance
 
     def row(self, distance, z=0.0):
-        return self.horizon + (CAMERA_HEIGHT - z) * self.focal / distance
+        return self.horizon + (self.camera_height - z) * self.focal / distance
 
     def column(self, distance, lateral):
         return self.vanishing_x + lateral * self.focal / distance
 
     def ground_distance(self, row):
         """Distance (metres) of the road seen at image `row` (below the horizon)."""
-        return CAMERA_HEIGHT * self.focal / (row - self.horizon)
+        return self.camera_height * self.focal / (row - self.horizon)
 
     def height_seen(self, row, distance):
         """Height (metres) of the point at image `row` on a surface `distance` away."""
-        return CAMERA_HEIGHT - (row - self.horizon) * distance / self.focal
+        return self.camera_height - (row - self.horizon) * distance / self.focal
 
 
-class _Canvas:
+class Canvas:
     """An object-id map painted back to front, the class of each object, and a
     detail map (NO_DETAIL, GLASS, PAINT) of the texture drawn on the objects.
 
@@ -179,9 +173,11 @@ class _Canvas:
         self.objects = np.zeros((height, width), dtype=np.int32)
         self.details = np.zeros((height, width), dtype=np.uint8)
         self.object_classes = [SKY]
+        self.object_distances = [np.inf]  # metres to where a thing stands; inf: not a thing
 
-    def new_object(self, class_id):
+    def new_object(self, class_id, distance=np.inf):
         self.object_classes.append(class_id)
+        self.object_distances.append(distance)
         return len(self.object_classes) - 1
 
     def fill(self, obj, mask, rows=slice(None), cols=slice(None), details=None):
@@ -247,7 +243,7 @@ def _paint_ground(canvas, camera, street):
     y = np.arange(first_row, camera.height)[:, None] + 0.5
     x = np.arange(camera.width)[None, :] + 0.5
     # A ground pixel's lateral position: its column offset over pixels per metre.
-    lateral = (x - camera.vanishing_x) * CAMERA_HEIGHT / (y - camera.horizon)
+    lateral = (x - camera.vanishing_x) * camera.camera_height / (y - camera.horizon)
     road_half, outer = street["road_half"], street["road_half"] + street["sidewalk"]
     for side in (-1, 1):
         on_side = side * lateral > 0
@@ -299,7 +295,7 @@ def _paint_side_wall(canvas, camera, rng, *, side, lateral, class_id, heights, l
 
 def _paint_car(canvas, camera, rng, distance, lateral, rear_window=False):
     """Seen from behind: a body and a narrower cabin, with a `rear_window` or none."""
-    obj = canvas.new_object(CAR)
+    obj = canvas.new_object(CAR, distance)
     centre = camera.column(distance, lateral)
     metre = camera.pixels_per_metre(distance)
     half_width, roof = rng.uniform(0.8, 1.0), rng.uniform(1.4, 1.9)
@@ -313,7 +309,7 @@ def _paint_car(canvas, camera, rng, distance, lateral, rear_window=False):
 
 
 def _paint_person(canvas, camera, rng, distance, lateral):
-    obj = canvas.new_object(PERSON)
+    obj = canvas.new_object(PERSON, distance)
     centre = camera.column(distance, lateral)
     metre = camera.pixels_per_metre(distance)
     tall = rng.uniform(1.55, 1.9)
@@ -323,14 +319,14 @@ def _paint_person(canvas, camera, rng, distance, lateral):
 
 
 def _paint_pole(canvas, camera, rng, distance, lateral):
-    obj = canvas.new_object(POLE)
+    obj = canvas.new_object(POLE, distance)
     centre = camera.column(distance, lateral)
     metre = camera.pixels_per_metre(distance)
     tall = rng.uniform(3.0, 6.0)
     canvas.box(obj, camera.row(distance, tall), camera.row(distance, 0.0),
                centre - 0.07 * metre, centre + 0.07 * metre)
     if rng.random() < 0.7:
-        sign = canvas.new_object(SIGN)
+        sign = canvas.new_object(SIGN, distance)
         sign_row = camera.row(distance, tall - 0.4)
         if rng.random() < 0.5:
             canvas.box(sign, sign_row - 0.35 * metre, sign_row + 0.35 * metre,
@@ -340,7 +336,7 @@ def _paint_pole(canvas, camera, rng, distance, lateral):
 
 
 def _paint_tree(canvas, camera, rng, distance, lateral):
-    obj = canvas.new_object(VEGETATION)
+    obj = canvas.new_object(VEGETATION, distance)
     centre = camera.column(distance, lateral)
     metre = camera.pixels_per_metre(distance)
     trunk = rng.uniform(2.0, 3.5)
@@ -385,6 +381,13 @@ def _place_objects(rng, street):
     return placed
 
 
+def scene_camera(rng, height, width, layout=STREET_LAYOUT):
+    """The camera of a random scene of `layout`: its horizon and vanishing point."""
+    return _Camera(height, width, horizon=height * rng.uniform(*layout.horizon),
+                   vanishing_x=width * rng.uniform(0.40, 0.60),
+                   focal_per_width=layout.focal_per_width, camera_height=layout.camera_height)
+
+
 def scene_layout(rng, height, width, layout=STREET_LAYOUT):
     """A random street scene drawn from `layout`.
 
@@ -394,14 +397,18 @@ def scene_layout(rng, height, width, layout=STREET_LAYOUT):
       uint8 [height, width] NO_DETAIL, GLASS or PAINT); the label is
       object_classes[objects].
     """
-    camera = _Camera(height, width, horizon=height * rng.uniform(*layout.horizon),
-                     vanishing_x=width * rng.uniform(0.40, 0.60),
-                     focal_per_width=layout.focal_per_width)
+    canvas = paint_scene(rng, scene_camera(rng, height, width, layout), layout)
+    return canvas.objects, np.asarray(canvas.object_classes, dtype=np.uint8), canvas.details
+
+
+def paint_scene(rng, camera, layout):
+    """The Canvas of a random street scene drawn from `layout`, seen by `camera`."""
+    height, width = camera.height, camera.width
     street = {"road_half": rng.uniform(*layout.road_half),
               "sidewalk": rng.uniform(*layout.sidewalk),
               "park": {side: rng.random() < layout.park_probability for side in (-1, 1)},
               "layout": layout}
-    canvas = _Canvas(height, width)
+    canvas = Canvas(height, width)
     _paint_skyline(canvas, camera, rng)
     _paint_ground(canvas, camera, street)
     outer = street["road_half"] + street["sidewalk"]
@@ -417,7 +424,7 @@ def scene_layout(rng, height, width, layout=STREET_LAYOUT):
         paint(canvas, camera, rng, distance, lateral)
     if layout.bonnet:
         _paint_bonnet(canvas, camera, layout.bonnet)
-    return canvas.objects, np.asarray(canvas.object_classes, dtype=np.uint8), canvas.details
+    return canvas
 
 
 # Appearance ---------------------------------------------------------------
@@ -445,22 +452,28 @@ def target_colour_transform(image):
     return 255.0 * (0.5 + TARGET_CONTRAST * (cv2.pow(mixed, TARGET_GAMMA) - 0.5) + TARGET_TINT)
 
 
-def _smooth_field(rng, height, width, cell=16):
+def smooth_field(rng, height, width, cell=16):
     """float32 [height, width], unit scale, varying over about `cell` pixels."""
     coarse = rng.standard_normal((height // cell + 2, width // cell + 2), dtype=np.float32)
     return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-def _vignette(height, width):
+def vignette(height, width, strength=TARGET_VIGNETTING):
+    """float32 [height, width]: 1 at the centre, 1 - `strength` at the corners."""
     y = (np.arange(height, dtype=np.float32)[:, None] + 0.5) / height - 0.5
     x = (np.arange(width, dtype=np.float32)[None, :] + 0.5) / width - 0.5
-    return 1.0 - TARGET_VIGNETTING * 2.0 * (x ** 2 + y ** 2)
+    return 1.0 - strength * 2.0 * (x ** 2 + y ** 2)
+
+
+def to_uint8(image):
+    """float [H, W, 3] in 0..255 -> uint8, rounded."""
+    return np.clip(image, 0, 255).round().astype(np.uint8)
 
 
 def render_source(objects, object_classes, details, rng):
     """The synthetic look: uint8 [H, W, 3] flat colours with per-object jitter."""
     image = flat_colours(objects, object_classes, details, rng)
-    return np.clip(image, 0, 255).round().astype(np.uint8)
+    return to_uint8(image)
 
 
 def render_target(objects, object_classes, details, rng):
@@ -469,67 +482,17 @@ def render_target(objects, object_classes, details, rng):
     image = flat_colours(objects, object_classes, details, rng)
     grain = _GRAIN_TABLE[object_classes][objects] * rng.standard_normal((height, width),
                                                                         dtype=np.float32)
-    shading = 1.0 + grain + TARGET_SHADING * _smooth_field(rng, height, width)
+    shading = 1.0 + grain + TARGET_SHADING * smooth_field(rng, height, width)
     image = target_colour_transform(image * shading[..., None])
-    image *= (rng.uniform(*TARGET_EXPOSURE) * _vignette(height, width))[..., None]
+    image *= (rng.uniform(*TARGET_EXPOSURE) * vignette(height, width))[..., None]
     image = cv2.GaussianBlur(image, (0, 0), TARGET_BLUR_SIGMA)
     # Luminance noise (one draw per pixel, shared by the channels) is cheaper
     # than colour noise and looks the same at this amplitude.
     image += TARGET_NOISE * rng.standard_normal((height, width, 1), dtype=np.float32)
-    return np.clip(image, 0, 255).round().astype(np.uint8)
+    return to_uint8(image)
 
 
 # Each domain's (layout, renderer).
 DOMAINS = {"demo_source": (STREET_LAYOUT, render_source),
            "demo_target": (STREET_LAYOUT, render_target),
            "demo_city": (CITY_LAYOUT, render_target)}
-
-
-def generate_scene(domain, split, index, size=DEMO_SIZE):
-    """Scene `index` of `domain`/`split`: (uint8 [h, w, 3] RGB image, uint8 [h, w] train ids)."""
-    seed = zlib.crc32(f"{domain}/{split}".encode("utf-8"))
-    rng = np.random.default_rng([seed, index])
-    layout, render = DOMAINS[domain]
-    objects, object_classes, details = scene_layout(rng, *size, layout)
-    return render(objects, object_classes, details, rng), object_classes[objects]
-
-
-def _checked_size(size):
-    if size is None:
-        return DEMO_SIZE
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(s, (int, np.integer)) and s >= 16 for s in size)):
-        raise DatasetError(f"demo_size must be (height, width) with both >= 16, got {size!r}")
-    return int(size[0]), int(size[1])
-
-
-class DemoDataset(Dataset):
-    """A split of `demo_source`, `demo_target` or `demo_city`, generated on demand.
-
-    Args:
-      domain: a key of DOMAINS.
-      split: a key of SPLIT_SIZES[domain].
-      size: (height, width) of the images, default DEMO_SIZE.
-    """
-
-    def __init__(self, domain, split, size=None):
-        super().__init__(domain, split, has_labels=True)
-        self.size = _checked_size(size)
-        self._length = SPLIT_SIZES[domain][split]
-
-    def __len__(self):
-        return self._length
-
-    def read_pair(self, index):
-        self.check_index(index)
-        return generate_scene(self.name, self.split, index, self.size)
-
-    def read_image(self, index):
-        return self.read_pair(index)[0]
-
-    def read_label(self, index):
-        return self.read_pair(index)[1]
-
-    def describe(self, index):
-        self.check_index(index)
-        return f"{self.name}/{self.split}/{index}"

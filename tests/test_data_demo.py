@@ -4,12 +4,13 @@ import hashlib
 import numpy as np
 
 import data_pipelines
-from data_pipelines import demo
+from data_pipelines import demo, demo_domains
 
 
 def _pixels(domain, split, count, size=demo.DEMO_SIZE):
     """(float [N, 3] RGB pixels, int [N] train ids) of the first `count` scenes."""
-    images, labels = zip(*(demo.generate_scene(domain, split, i, size) for i in range(count)))
+    images, labels = zip(*(demo_domains.generate_scene(domain, split, i, size)
+                           for i in range(count)))
     return np.stack(images).reshape(-1, 3).astype(np.float32), np.stack(labels).reshape(-1)
 
 
@@ -26,19 +27,19 @@ def _nearest_class_mean(train_pixels, train_labels):
 
 def test_scenes_are_deterministic_per_domain_split_and_index():
     for domain, split in (("demo_source", "train"), ("demo_target", "val")):
-        image, label = demo.generate_scene(domain, split, 5)
-        again_image, again_label = demo.generate_scene(domain, split, 5)
+        image, label = demo_domains.generate_scene(domain, split, 5)
+        again_image, again_label = demo_domains.generate_scene(domain, split, 5)
         np.testing.assert_array_equal(image, again_image)
         np.testing.assert_array_equal(label, again_label)
         assert image.shape == (128, 256, 3) and image.dtype == np.uint8
         assert label.shape == (128, 256) and label.dtype == np.uint8
-        assert not np.array_equal(label, demo.generate_scene(domain, split, 6)[1])
+        assert not np.array_equal(label, demo_domains.generate_scene(domain, split, 6)[1])
     # Unpaired domains: scene 5 of the target is another street than scene 5 of the source.
-    assert not np.array_equal(demo.generate_scene("demo_source", "train", 5)[1],
-                              demo.generate_scene("demo_target", "train", 5)[1])
+    assert not np.array_equal(demo_domains.generate_scene("demo_source", "train", 5)[1],
+                              demo_domains.generate_scene("demo_target", "train", 5)[1])
     dataset = data_pipelines.open_dataset("demo_source", split="heldout")
     np.testing.assert_array_equal(dataset.read_image(3),
-                                  demo.generate_scene("demo_source", "heldout", 3)[0])
+                                  demo_domains.generate_scene("demo_source", "heldout", 3)[0])
 
 
 def test_scenes_use_the_street_classes_as_train_ids():
@@ -85,19 +86,27 @@ def test_the_target_colour_change_keeps_greys_and_moves_colours():
     assert demo.target_colour_transform(sky)[0].argmax() == 0  # blue sky turns reddish
 
 
+def _label_digest_and_image_means(splits, count):
+    """(sha256 of the labels, [mean RGB of each image]) of the first `count` scenes of
+    each (domain, split). Image means, not bytes: OpenCV's float rounding may differ
+    between CPUs."""
+    labels = hashlib.sha256()
+    means = []
+    for domain, split in splits:
+        for index in range(count):
+            image, label = demo_domains.generate_scene(domain, split, index)
+            labels.update(label.tobytes())
+            means.append(image.reshape(-1, 3).mean(axis=0))
+    return labels.hexdigest(), means
+
+
 def test_the_source_and_target_stay_the_scenes_every_result_was_measured_on():
     # demo_source and demo_target are the yardstick of the README's tables: a change
     # of the generator (demo_city's layouts and details) must leave them as they were.
-    labels = hashlib.sha256()
-    means = []
-    for domain, split in (("demo_source", "train"), ("demo_target", "val")):
-        for index in range(3):
-            image, label = demo.generate_scene(domain, split, index)
-            labels.update(label.tobytes())
-            means.append(image.reshape(-1, 3).mean(axis=0))
-    assert labels.hexdigest() == (
+    labels, means = _label_digest_and_image_means(
+        (("demo_source", "train"), ("demo_target", "val")), 3)
+    assert labels == (
         "c43a0e576085afcbe443a257546cf3d4b4efd413858b13e3399acd847afe1d06")
-    # Image means, not bytes: float rounding in OpenCV may differ between CPUs.
     np.testing.assert_allclose(means, [
         [125.207, 117.275, 122.507], [132.287, 101.343, 101.417], [127.49, 121.129, 122.894],
         [129.249, 131.014, 112.531], [123.04, 123.709, 111.834], [133.471, 124.715, 118.236]],
@@ -116,7 +125,7 @@ def test_demo_city_changes_layout_and_texture_besides_the_targets_colours():
     # The ego car's bonnet is ignored, as Cityscapes ignores its ego vehicle.
     assert 0.05 < share["city"][255] < 0.15 and share["target"][255] == 0
     for index in range(5):
-        _, label = demo.generate_scene("demo_city", "val", index)
+        _, label = demo_domains.generate_scene("demo_city", "val", index)
         assert (label[-3:, 100:156] == 255).all() and (label[:-20] != 255).all()
     assert data_pipelines.open_dataset("demo_city", split="val").read_label(0).max() == 255
 
@@ -137,3 +146,17 @@ def test_demo_city_details_are_labelled_as_the_surface_they_are_on():
     # The source's and demo_target's streets have no details.
     _, _, details = demo.scene_layout(rng, 128, 256)
     assert not details.any()
+
+
+def test_every_split_of_the_first_three_domains_keeps_its_pixels():
+    # The other splits and demo_city too: the shift suite (demo_shifts.py) reuses
+    # the generator, and the tables measured on these domains must stay valid.
+    labels, means = _label_digest_and_image_means(
+        (("demo_source", "heldout"), ("demo_target", "train"), ("demo_city", "train"),
+         ("demo_city", "val")), 2)
+    assert labels == (
+        "bf84ed0796cc278d0e86854c2f673bec1efb785cd5b687c879eaab0c25b369e7")
+    np.testing.assert_allclose(means, [
+        [128.336, 108.146, 107.826], [119.383, 110.672, 103.791], [122.708, 115.281, 107.5],
+        [136.447, 117.391, 116.92], [117.727, 109.124, 96.457], [130.514, 129.947, 118.355],
+        [122.352, 109.175, 101.98], [131.371, 111.734, 100.837]], atol=0.01)

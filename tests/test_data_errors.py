@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import data_pipelines
-from data_pipelines import demo
+from data_pipelines import demo_domains
 import dataset_files
 from udamobile.errors import DatasetError
 
@@ -196,7 +196,7 @@ def test_bad_arguments_of_open_dataset(kwargs, message):
 @pytest.mark.parametrize("size", [(8, 64), 64])
 def test_bad_demo_size(size):
     with pytest.raises(DatasetError, match="demo_size must be"):
-        demo.DemoDataset("demo_target", "train", size)
+        demo_domains.DemoDataset("demo_target", "train", size)
 
 
 def test_index_out_of_range():
@@ -212,7 +212,7 @@ def test_index_out_of_range():
     (dict(patch_size=4, resize_width=-1), "resize_width must be"),
 ])
 def test_bad_arguments_of_the_pipelines(kwargs, message):
-    dataset = demo.DemoDataset("demo_source", "train", (16, 16))
+    dataset = demo_domains.DemoDataset("demo_source", "train", (16, 16))
     with pytest.raises(DatasetError, match=message):
         data_pipelines.supervised_patches(dataset, **kwargs)
 

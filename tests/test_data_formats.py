@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import demo, file_datasets
+from data_pipelines import demo_domains, file_datasets
 import dataset_files
 from udamobile import errors
 
@@ -210,7 +210,7 @@ def test_demo_domains_have_the_documented_splits():
              for split in data_pipelines.SPLITS[name]}
     assert sizes == {("demo_source", "train"): 2000, ("demo_source", "heldout"): 200,
                      ("demo_target", "train"): 2000, ("demo_target", "val"): 200}
-    dataset = demo.DemoDataset("demo_target", "val", (32, 48))
+    dataset = demo_domains.DemoDataset("demo_target", "val", (32, 48))
     image, label = dataset.read_pair(17)
     assert image.shape == (32, 48, 3) and label.shape == (32, 48)
     assert dataset.describe(17) == "demo_target/val/17"

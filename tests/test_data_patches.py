@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import data_pipelines
-from data_pipelines import classes, demo, transforms
+from data_pipelines import classes, demo, demo_domains, transforms
 import dataset_files
 from udamobile import config as config_lib, errors
 from udamobile.training.inputs import patch_shape
@@ -276,8 +276,8 @@ def test_evaluation_images_in_order_at_full_label_resolution(gta5):
 
 
 def test_demo_domains_feed_the_pipelines():
-    source = demo.DemoDataset("demo_source", "train", (32, 48))
-    target = demo.DemoDataset("demo_target", "train", (32, 48))
+    source = demo_domains.DemoDataset("demo_source", "train", (32, 48))
+    target = demo_domains.DemoDataset("demo_target", "train", (32, 48))
     batch, = _batches(data_pipelines.unpaired_patches(source, target, patch_size=16,
                                                       batch_size=2), 1)
     assert batch["source_image"].shape == (2, 16, 16, 3)

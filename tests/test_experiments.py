@@ -141,8 +141,8 @@ def test_a_table_to_a_target_without_labels_is_refused_before_the_first_row(tmp_
 
 
 def test_an_unknown_table_or_row_is_a_usage_error_naming_the_flag(tmp_path):
-    result = _runner("--table=5", f"--workdir={tmp_path}")
-    assert result.returncode != 0 and "--table=5" in result.stderr
+    result = _runner("--table=6", f"--workdir={tmp_path}")
+    assert result.returncode != 0 and "--table=6" in result.stderr
     result = _runner("--table=3", "--rows=full,oracle", f"--workdir={tmp_path}", "--dry_run")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--rows=oracle: not a row of table 3" in result.stderr

@@ -68,3 +68,16 @@ def check_flags(checked, error=UsageError):
         problem = check(value)
         if problem:
             raise error(f"--{name}={value!r} {problem}")
+
+
+def picked(flag, names, choices, what):
+    """The `names` a list flag picked among `choices`, in the choices' order; all of
+    them when it picked none. Raises UsageError naming the flag and `what` it takes
+    ("a row of table 3") for a name that is not one of them."""
+    if not names:
+        return tuple(choices)
+    unknown = [name for name in names if name not in choices]
+    if unknown:
+        raise UsageError(f"--{flag}={','.join(unknown)}: not {what}; its choices are "
+                         f"{', '.join(choices)}")
+    return tuple(choice for choice in choices if choice in names)

@@ -85,9 +85,9 @@ class DataConfig:
     label_map: typing.Optional[str] = _field(
         None, "--source=folder: JSON file mapping its label files' ids to train ids, "
         '{"<your id>": <train id 0-18 or 255>} (others read as 255); none: train ids.', path=True)
-    target: str = _field("cityscapes", "Target dataset (its train images are used unlabelled, "
-                         "except by the oracle): cityscapes, folder (a folder of your camera's "
-                         "images), demo_target, demo_city.", checks.one_of(*DATASET_NAMES))
+    target: str = _field("cityscapes", "Target dataset (train images unlabelled but for the "
+                         "oracle): cityscapes, folder (your camera's images), demo_target, "
+                         "demo_fog, ... (docs/datasets.md).", checks.one_of(*DATASET_NAMES))
     target_root: typing.Optional[str] = _field(None, "Folder of the target dataset.", path=True)
     target_val_root: typing.Optional[str] = _field(
         None, "--target=folder: folder of its labelled val split a whole run is scored on; "

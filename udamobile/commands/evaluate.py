@@ -23,7 +23,8 @@ flags.DEFINE_string("model", None, "Work directory, SavedModel directory or .tfl
 flags.DEFINE_string("checkpoint", None, "Checkpoint of the work directory: latest (default), "
                     "best (of its periodic evaluation) or a name such as ckpt-12.")
 flags.DEFINE_string("dataset", "cityscapes", "gta5, synthia, cityscapes, folder (your own "
-                    "labelled images, docs/datasets.md), demo_source, demo_target or demo_city.")
+                    "labelled images, docs/datasets.md), demo_source, demo_target, demo_city or "
+                    "a demo shift (demo_tone, demo_fog, ...).")
 flags.DEFINE_string("root", None, "Folder of the dataset (none for the demo domains).")
 flags.DEFINE_string("split", "val", "Split to evaluate (a labelled one).")
 flags.DEFINE_string("label_map", None, "--dataset=folder: JSON file mapping the ids of its "

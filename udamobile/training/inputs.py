@@ -17,13 +17,14 @@ sees exactly the batches an uninterrupted one would have.
 from absl import logging
 
 import data_pipelines
-from data_pipelines import validation
+from data_pipelines import demo_shifts, validation
 from data_pipelines.datasets import is_built_in
 from data_pipelines.folder_dataset import NAME as FOLDER
 from udamobile import errors
 
 # The labelled split each target dataset is scored on: the test set, never for choosing.
-TEST_SPLITS = {"cityscapes": "val", "demo_target": "val", "demo_city": "val"}
+TEST_SPLITS = {"cityscapes": "val", "demo_target": "val", "demo_city": "val",
+               **{shift: "val" for shift in demo_shifts.SHIFTS}}
 
 
 def source_train(cfg):

@@ -1,0 +1,108 @@
+r"""Table 5: the rows of table 4 on every shift of the demo suite, and how they hold up.
+
+    python -m udamobile.experiments --table=5 --workdir=runs/table5 [--shifts=demo_fog,demo_tone]
+
+Each shift of the suite (`demo_shifts.SUITE`: demo_target, demo_city and the
+shift domains, development shifts first) is a table of its own in
+<workdir>/<shift>/, its rows run as table 4's are (`tables.run_table`) with
+`--target=<shift>`: they resume, refuse mixed tables and print the same way,
+and share their shift's source-only stage. The source-only segmenter does not
+depend on the target, but its stage's config names the target it is scored
+on, and a finished stage is only reused with the config it was trained with:
+each shift trains its own (one of six rows' cost).
+
+At the end one line per shift gives each row's mIoU and the share of the
+source-only -> oracle gap it closes, held-out shifts marked, then the median
+gap closed per row over the held-out shifts (the figure a preset is judged
+by; docs/results.md, "The shift suite and its held-out split"); all of it is
+written to <workdir>/table5.json.
+"""
+import os
+import statistics
+
+from data_pipelines import demo_shifts
+from udamobile import checks, files
+from udamobile.errors import UsageError
+from udamobile.evaluation import report
+from udamobile.experiments import methods, tables
+
+NUMBER = 5
+HELDOUT_MARK = " (held out)"
+MEDIAN_ROW = "median, held out"
+
+
+def select_shifts(names=None):
+    """The shifts to run, in the suite's order: all, or `names` (the --shifts value)."""
+    return checks.picked("shifts", names, demo_shifts.SUITE, "a shift of the suite")
+
+
+def median_gaps(gaps_by_shift, heldout):
+    """{row: median gap closed over the `heldout` shifts that measured it, or None}."""
+    rows = {row for gaps in gaps_by_shift.values() for row in gaps}
+    medians = {}
+    for row in rows:
+        measured = [gaps_by_shift[shift][row] for shift in heldout
+                    if gaps_by_shift.get(shift, {}).get(row) is not None]
+        medians[row] = statistics.median(measured) if measured else None
+    return medians
+
+
+def summary(scores_by_shift, heldout=demo_shifts.HELDOUT_SHIFTS):
+    """(text, JSON-ready dict) of the suite: per shift, each row's mIoU and the gap it
+    closes; then each row's median gap closed over the held-out shifts.
+
+    Args:
+      scores_by_shift: {shift: {row: scores}}, each scores a dict with "miou".
+      heldout: the shifts the median is taken over.
+    """
+    rows = [row for row in tables.TABLES[NUMBER].rows
+            if any(row in scores for scores in scores_by_shift.values())]
+    gaps = {shift: report.gap_fractions(scores, methods.SOURCE_ONLY_ROW, methods.ORACLE_ROW)
+            for shift, scores in scores_by_shift.items()}
+    medians = median_gaps(gaps, heldout)
+    names = [shift + (HELDOUT_MARK if shift in heldout else "") for shift in scores_by_shift]
+    columns = {}
+    for row in rows:
+        cells = []
+        for shift, scores in scores_by_shift.items():
+            if row not in scores:
+                cells.append("")
+                continue
+            gap = gaps[shift].get(row)
+            cells.append(report.percent(scores[row]["miou"])
+                         + ("" if gap is None else f" ({report.gap_percent(gap)})"))
+        columns[tables.TITLES[row]] = cells + [report.gap_percent(medians[row])]
+    text = report.text_table(names + [MEDIAN_ROW], columns, corner="mIoU % (gap closed)",
+                             rule_before=(MEDIAN_ROW,))
+    record = {"shifts": {shift: {"held_out": shift in heldout,
+                                 "rows": {row: {"miou": scores[row]["miou"],
+                                                "gap_closed": gaps[shift].get(row)}
+                                          for row in scores}}
+                         for shift, scores in scores_by_shift.items()},
+              "held_out": list(heldout),
+              "median_gap_closed_held_out": {row: medians[row] for row in rows}}
+    return text, record
+
+
+def run_suite(*, preset, workdir, overrides, rows=None, shifts=None, dry_run=False):
+    """Runs (or resumes) table 5's rows on every shift; returns {shift: {row: scores}}
+    (None if dry)."""
+    if "target" in overrides:
+        raise UsageError(f"--target={overrides['target']}: table 5 sets the target to each "
+                         "shift of the suite in turn; pick shifts with --shifts")
+    selected = select_shifts(shifts)
+    scores = {}
+    for shift in selected:
+        print(f"\n== shift {shift}{HELDOUT_MARK if shift in demo_shifts.HELDOUT_SHIFTS else ''}"
+              f": {os.path.join(workdir, shift)}", flush=True)
+        scores[shift] = tables.run_table(
+            NUMBER, preset=preset, workdir=os.path.join(workdir, shift),
+            overrides={**overrides, "target": shift}, rows=rows, dry_run=dry_run)
+    if dry_run:
+        return None
+    text, record = summary(scores)
+    path = os.path.join(workdir, f"table{NUMBER}.json")
+    files.write_json(path, {"table": NUMBER, "caption": tables.TABLES[NUMBER].caption,
+                            "preset": preset or tables.TABLES[NUMBER].preset, **record})
+    print(f"\n{tables.TABLES[NUMBER].caption}\n{text}\nwritten to {path}")
+    return scores
