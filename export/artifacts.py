@@ -26,7 +26,7 @@ from absl import logging
 
 import data_pipelines
 from data_pipelines.classes import CLASS_NAMES
-from export import MANIFEST, MAX_BATCH_PIXELS, card, class_files, report
+from export import MANIFEST, MAX_BATCH_PIXELS, card, class_files, report, tflite_metadata
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
 from udamobile import checks, errors, files, provenance
@@ -162,7 +162,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
         scored = None if report_set is None else _report(
             staging, staged, paths, segmenter, workdir, info, report_set,
             report_images=report_images, height=height, width=width)
-        _write_descriptions(staging, cfg, manifest, workdir, scored)
+        _write_descriptions(staging, staged, cfg, manifest, workdir, scored)
     if report_set is not None:
         paths["report"] = os.path.join(output_dir, report.REPORT_TEXT)
     return paths
@@ -212,14 +212,21 @@ def _method_records(workdir):
     return method, results
 
 
-def _write_descriptions(folder, cfg, manifest, workdir, scored):
+def _write_descriptions(folder, staged, cfg, manifest, workdir, scored):
     """Writes labels.txt, palette.txt, model_card.md (export/card.py; `scored`: the
-    report, if any) and, last, export.json (`manifest`) in `folder`."""
+    report, if any) and, last, export.json (`manifest`) in `folder`. The card goes
+    into each .tflite of `staged` ({format: path}) too, beside the class files that
+    went in when it was written: the card reports the files' sizes and scores, so it
+    goes in after them, and the sizes reported are those before it (a few kilobytes
+    less, below the 0.1 MB the card shows them to)."""
     class_files.write_class_files(folder)
     method, results = _method_records(workdir)
-    files.write_text(os.path.join(folder, card.CARD_FILE), card.model_card(
-        cfg, manifest, machine=describe_machine(), method=method, results=results,
-        report=scored))
+    model_card = card.model_card(cfg, manifest, machine=describe_machine(), method=method,
+                                 results=results, report=scored)
+    files.write_text(os.path.join(folder, card.CARD_FILE), model_card)
+    for fmt, path in staged.items():
+        if fmt != "saved_model":
+            tflite_metadata.embed_in_file(path, {card.CARD_FILE: model_card.encode("utf-8")})
     files.write_json(os.path.join(folder, MANIFEST), manifest)
 
 

@@ -9,6 +9,8 @@ with the runtime), the way TensorFlow's converter adds its own; `read` reads
 them back with the same module, which a board that has ai-edge-litert has too:
 
     from ai_edge_litert import schema_py_generated as schema
+
+from udamobile import files
     model = schema.Model.GetRootAs(open(path, "rb").read(), 0)
     {model.Metadata(i).Name().decode(): model.Buffers(model.Metadata(i).Buffer())
      .DataAsNumpy().tobytes() for i in range(model.MetadataLength())}
@@ -20,6 +22,8 @@ of its own, are archived and were not used (docs/deployment.md).
 import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
+
+from udamobile import files
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -61,6 +65,13 @@ def read(model_bytes):
         entries[entry.Name().decode("utf-8")] = (buffer.DataAsNumpy().tobytes()
                                                  if buffer.DataLength() else b"")
     return entries
+
+
+def embed_in_file(path, entries):
+    """Rewrites the .tflite file at `path` (atomically) with `entries` embedded."""
+    with open(path, "rb") as f:
+        model_bytes = f.read()
+    files.write_bytes(path, embed(model_bytes, entries))
 
 
 def read_file(path):

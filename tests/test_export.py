@@ -388,9 +388,12 @@ def test_export_folder_carries_the_classes_everywhere(export_run, exports):
     np.testing.assert_array_equal(np.loadtxt(os.path.join(output_dir, "palette.txt"),
                                              dtype=np.uint8), PALETTE)
     expected = class_files.class_files()
+    with open(os.path.join(output_dir, "model_card.md"), "rb") as f:
+        model_card = f.read()
     for fmt in ("tflite_float32", "tflite_float16", "tflite_int8"):
         entries = tflite_metadata.read_file(exports[fmt])
         assert {name: entries[name] for name in expected} == expected, fmt
+        assert entries["model_card.md"] == model_card, fmt
     for name, data in expected.items():
         assert open(os.path.join(exports["saved_model"], "assets", name), "rb").read() == data
     classes = tf.saved_model.load(exports["saved_model"]).signatures["classes"]()
