@@ -14,7 +14,7 @@ method.json and results.json, the export report) and writes the file:
     ## Provenance           udamobile version, commit, date, machine
 """
 from udamobile import provenance
-from udamobile.evaluation.report import iou_columns, text_table
+from udamobile.evaluation.report import iou_columns, signals_table, text_table
 
 CARD_FILE = "model_card.md"
 
@@ -68,16 +68,6 @@ def iou_table(results_by_title):
     return _code(text_table(rows, columns))
 
 
-def signals_table(signals_by_stage):
-    """Mean entropy, confident pixels and class-mix distance of each stage
-    ({stage: udamobile.evaluation.signals' signals})."""
-    lines = ["| stage | mean entropy (nats) | confident pixels | class mix vs source |",
-             "|---|---|---|---|"]
-    lines += [f"| {name} | {s['mean_entropy']:.3f} | {100 * s['confident_pixels']:.1f}% | "
-              f"{s['distribution_distance']:.3f} |" for name, s in signals_by_stage.items()]
-    return "\n".join(lines)
-
-
 def stale_scores(results, stage, step):
     """A warning when results.json scored another step of the exported `stage` than
     `step`, the one exported (a --checkpoint export, or a stage trained on since); else None."""
@@ -106,7 +96,7 @@ def scores_section(results=None, report_rows=None, report_scope=None, *, stage, 
         parts += ["No target labels were given to the run, so there is no IoU. The "
                   "label-free signals of each stage on the target's unlabelled images "
                   "(the method folder's `results.json`; indications, not scores):",
-                  signals_table(signals)]
+                  _code(signals_table(signals))]
     if report_rows:
         parts += [f"Each file exported on {report_scope}, IoU % (the export report):",
                   iou_table({row["artifact"]: row for row in report_rows})]

@@ -22,10 +22,10 @@ import os
 
 import cv2
 
+from data_pipelines.folder_dataset import IMAGE_EXTENSIONS, files_below
 from data_pipelines.listing import Listing, is_within
 from udamobile import checks, config as config_lib, errors
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
@@ -77,8 +77,7 @@ def _images(input, kind, root, paths, listing_skipped=()):
 
 def _folder_images(folder):
     listing = Listing()
-    paths = [path for _, name, path in listing.files(folder, recursive=True)
-             if _extension(name) in IMAGE_EXTENSIONS]
+    paths = [path for _, path in files_below(listing, folder, IMAGE_EXTENSIONS)]
     if not paths:
         raise errors.DatasetError(f"--input {folder}: no .jpg, .jpeg or .png file in the "
                                   "folder or below it")

@@ -147,3 +147,16 @@ class PredictionPanels:
         except OSError as error:
             self.failure = (f"writing prediction panels stopped after {self.written}: {error}; "
                             "the scores above are complete")
+
+
+def signals_table(by_stage):
+    """The label-free signals of each stage ({stage: signals}), one row each."""
+    stages = list(by_stage)
+    columns = {
+        "mean entropy (nats)": [f"{by_stage[s]['mean_entropy']:.3f}" for s in stages],
+        "confident pixels %": [percent(by_stage[s]["confident_pixels"]) for s in stages],
+        "class mix distance to source %": [percent(by_stage[s]["distribution_distance"])
+                                           for s in stages],
+    }
+    return text_table([s.replace("_", " ") for s in stages], columns, corner="stage",
+                      rule_before=())

@@ -56,18 +56,6 @@ def results_table(scores):
     return text
 
 
-def signals_table(by_stage):
-    """The label-free signals of each stage ({stage: signals}), one row each."""
-    stages = list(by_stage)
-    columns = {
-        "mean entropy (nats)": [f"{by_stage[s]['mean_entropy']:.3f}" for s in stages],
-        "confident pixels %": [report.percent(by_stage[s]["confident_pixels"]) for s in stages],
-        "class mix distance to source %": [report.percent(by_stage[s]["distribution_distance"])
-                                           for s in stages]}
-    return report.text_table([s.replace("_", " ") for s in stages], columns, corner="stage",
-                             rule_before=())
-
-
 def _scores(cfg, models, test_set, bad_files):
     """({stage: scores on `test_set`}, the heading of their table)."""
     scores = {stage: scoring.evaluate(model, test_set, protocol=config_lib.protocol(cfg),
@@ -91,7 +79,7 @@ def _signals(cfg, models, bad_files):
                f"{target.name}/{target.split} at {cfg.data.target_root} "
                f"({list(by_stage.values())[0]['images']} images; indications, not scores: "
                "udamobile/evaluation/signals.py):")
-    return by_stage, f"{heading}\n{signals_table(by_stage)}"
+    return by_stage, f"{heading}\n{report.signals_table(by_stage)}"
 
 
 def score_export_draw(workdir, dirs, cfg, *, exported_stage):
