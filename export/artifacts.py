@@ -33,14 +33,11 @@ from udamobile import checks, errors, files, provenance
 from udamobile.evaluation import model_adapters
 from udamobile.experiments import methods
 from udamobile.machine import describe as describe_machine
+from udamobile.nets import networks
 from udamobile.training import checkpointing, workdirs
+from udamobile.training.stages import distill
 
 FORMATS = ("saved_model", "tflite_float32", "tflite_float16", "tflite_int8")
-
-
-# The smallest TFLite input: the encoder's output stride, below which its
-# features are a single pixel and the atrous rates look at padding only.
-MIN_INPUT_SIZE = 16
 
 
 def artifact_name(fmt, *, height, width, tflite_output="labels"):
@@ -65,13 +62,21 @@ def _check_options(formats, height, width, num_calibration_images, tflite_output
                         "tflite_output": (tflite_output, checks.one_of(*OUTPUTS)),
                         "report_images": (report_images, checks.non_negative_int)},  # 0: all
                        error=errors.ExportError)
-    for name, value in (("height", height), ("width", width)):
-        if value < MIN_INPUT_SIZE:
-            raise errors.ExportError(f"--{name}={value} is below {MIN_INPUT_SIZE}, the segmenter's "
-                                     "output stride: its features would be a single pixel")
     if max_batch_pixels < height * width:
         raise errors.ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
                                  f"--width image ({height * width} pixels), which the report sends")
+
+
+def _check_input_size(cfg, workdir, height, width):
+    """The TFLite input must be at least the segmenter's output stride (32 for some
+    students): below it its features are a single pixel and the atrous rates look at
+    padding only."""
+    stride = cfg.model.output_stride
+    for name, value in (("height", height), ("width", width)):
+        if value < stride:
+            raise errors.ExportError(
+                f"--{name}={value} is below {stride}, the output stride of the segmenter in "
+                f"{workdir}: its features would be a single pixel; export at {stride} or more")
 
 
 def _representative_dataset(cfg, name, root):
@@ -139,6 +144,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
     _check_output_dir(output_dir)
     _check_report_dataset(report_set)
     cfg = workdirs.read_config(workdir)
+    _check_input_size(cfg, workdir, height, width)
     # The calibration folder is checked before the checkpoint is read.
     dataset = (_representative_dataset(cfg, representative_dataset, representative_root)
                if "tflite_int8" in formats else None)
@@ -188,14 +194,29 @@ def _report(folder, staged, paths, segmenter, workdir, info, dataset, *, report_
     report's {"rows", "scope", "text"}."""
     reference = model_adapters.KerasSegmenter(segmenter, model_adapters.ModelIdentity(
         "keras", os.path.abspath(workdir), checkpoint=info["checkpoint"], step=info["step"]))
-    rows = [{**row, "path": paths.get(row["artifact"])} for row in report.score_artifacts(
-        reference, staged, dataset, height=height, width=width, max_images=report_images)]
+    teacher = _teacher(workdir, info["checkpoint"])
+    rows = [{**row, "path": paths.get(row["artifact"], row["path"])}
+            for row in report.score_artifacts(reference, staged, dataset, height=height,
+                                              width=width, max_images=report_images,
+                                              teacher=teacher)]
     scope = (f"{dataset.name}/{dataset.split} ({report.scored_count(dataset, report_images)} "
              f"images, resized to {height}x{width})")
     text = report.report_text(rows, scope, describe_machine())
     print(text, end="")
     report.write_report(folder, rows, text)
     return {"rows": rows, "scope": scope, "text": text}
+
+
+def _teacher(workdir, checkpoint):
+    """The teacher of a distill stage's student, as a Keras model adapter, read from the
+    student's own checkpoint (which holds it); None for any other stage."""
+    record = distill.teacher_record(workdir)
+    if record is None:
+        return None
+    model = networks.build_segmenter_from_config(record["config"].model, name=distill.TEACHER)
+    checkpointing.restore_into(checkpoint, **{distill.TEACHER: model})
+    return model_adapters.KerasSegmenter(model, model_adapters.ModelIdentity(
+        "keras", record["workdir"], checkpoint=record["checkpoint"]))
 
 
 def _method_records(workdir):

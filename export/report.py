@@ -17,6 +17,10 @@ forward pass (`model.run`) on this machine, after one untimed pass.
 An int8 file that loses more than INT8_LOSS_LIMIT mIoU points against the
 float32 file (or, without one, against Keras) is flagged, with the remedies
 this package supports.
+
+A student of the distill stage is also compared with its teacher: a first
+row `teacher` (the frozen teacher it learned from, as Keras, on the same
+inputs; its agreement is with the student) and a column `vs teacher`.
 """
 import os
 import statistics
@@ -31,6 +35,7 @@ from udamobile.evaluation import metrics, model_adapters, report as tables
 from udamobile.progress import Progress
 
 INT8_LOSS_LIMIT = 1.0  # mIoU points
+TEACHER_ROW = "teacher"
 REPORT_TEXT, REPORT_JSON = "export_report.txt", "export_report.json"
 
 
@@ -59,8 +64,9 @@ def scored_count(dataset, max_images):
 
 
 def score_artifacts(reference, artifacts, dataset, *, height, width, max_images=0,
-                    protocol=19, latency_runs=10):
-    """Rows of the report: one for `reference` (Keras) and one per artifact.
+                    protocol=19, latency_runs=10, teacher=None):
+    """Rows of the report: one for `reference` (Keras) and one per artifact, after
+    one for `teacher` (a model_adapters.KerasSegmenter) if given.
 
     Args:
       reference: a model_adapters.KerasSegmenter, the model exported.
@@ -77,7 +83,8 @@ def score_artifacts(reference, artifacts, dataset, *, height, width, max_images=
       gives) and agreement (the fraction of pixels whose label equals Keras')
       are fractions in [0, 1]; the Keras row has no path, agreement or size.
     """
-    models = {"keras": reference}
+    models = {TEACHER_ROW: teacher} if teacher is not None else {}
+    models["keras"] = reference
     models.update({fmt: model_adapters.open_model(path) for fmt, path in artifacts.items()})
     matrices = {name: metrics.ConfusionMatrix(NUM_CLASSES) for name in models}
     agreeing = dict.fromkeys(models, 0)
@@ -99,11 +106,11 @@ def score_artifacts(reference, artifacts, dataset, *, height, width, max_images=
               for name, matrix in matrices.items()}
     return [{
         "artifact": name,
-        "path": None if name == "keras" else artifacts[name],
+        "path": model.identity.path if name == TEACHER_ROW else artifacts.get(name),
         "miou": scores[name]["miou"],
         "iou": scores[name]["iou"],
         "agreement": None if name == "keras" else agreeing[name] / pixels_seen,
-        "megabytes": None if name == "keras" else disk_megabytes(artifacts[name]),
+        "megabytes": disk_megabytes(artifacts[name]) if name in artifacts else None,
         "median_ms": median_ms(lambda m=model: m.run(probe), latency_runs),
     } for name, model in models.items()]
 
@@ -128,21 +135,27 @@ def int8_warning(rows):
 def report_text(rows, dataset_description, machine):
     """The report's table, its scope and, if due, the int8 warning, as text."""
     names = [row["artifact"] for row in rows]
-    keras_miou = rows[0]["miou"]
+    by_name = {row["artifact"]: row for row in rows}
 
     def column(key, fmt):
         return [("-" if row[key] is None else fmt(row[key])) for row in rows]
 
-    table = tables.text_table(names, {
-        "mIoU %": column("miou", lambda v: f"{100 * v:.1f}"),
+    def versus(reference, excluded):
         # round() first, so that a loss too small to show reads +0.0, not -0.0
-        "vs Keras": [("-" if row["artifact"] == "keras" else
-                      f"{round(100 * (row['miou'] - keras_miou), 1) + 0.0:+.1f}")
-                     for row in rows],
+        return [("-" if row["artifact"] in excluded else
+                 f"{round(100 * (row['miou'] - by_name[reference]['miou']), 1) + 0.0:+.1f}")
+                for row in rows]
+
+    columns = {
+        "mIoU %": column("miou", lambda v: f"{100 * v:.1f}"),
+        "vs Keras": versus("keras", ("keras", TEACHER_ROW)),
         "agrees with Keras": column("agreement", lambda v: f"{100 * v:.2f}%"),
         "size MB": column("megabytes", lambda v: f"{v:.1f}"),
         "median ms": column("median_ms", lambda v: f"{v:.1f}"),
-    }, corner="artifact", rule_before=())
+    }
+    if TEACHER_ROW in by_name:
+        columns["vs teacher"] = versus(TEACHER_ROW, (TEACHER_ROW,))
+    table = tables.text_table(names, columns, corner="artifact", rule_before=())
     lines = [f"Export report on {dataset_description}; latency on {machine}:", table]
     warning = int8_warning(rows)
     if warning:

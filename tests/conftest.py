@@ -13,6 +13,12 @@ TINY = dict(
     segmenter_frozen_steps=2, feature_adaptation_start=0, lambda_feat=1.0)
 
 
+def as_flags(values):
+    """{field: value} as the command-line flags that set them."""
+    return [f"--{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}"
+            for name, value in values.items()]
+
+
 # The modules that take a minute or more, longest first (measured on the 2-core
 # machine). pytest-xdist hands whole modules (--dist loadscope) to the workers
 # in collection order (--no-loadscope-reorder: by default it orders them by

@@ -106,7 +106,7 @@ def test_every_preset_is_valid_and_survives_json(preset, stage):
     # The network builders trust these: the config is their one check.
     ("width_multiplier", -1.0, "width_multiplier"), ("num_classes", 0, "num_classes"),
     ("num_classes", 5, "num_classes"),
-    ("aspp_rates", (), "aspp_rates"), ("aspp_rates", (-6, 12), "aspp_rates"),
+    ("aspp_rates", (-6, 12), "aspp_rates"),
     ("dropout_rate", 1.5, "dropout_rate"), ("batch_norm_momentum", 1.0, "batch_norm_momentum"),
     ("discriminator_strides", (2,), "discriminator_strides"),
     ("generator_output", "relu", "generator_output")])

@@ -25,6 +25,7 @@ from udamobile import config as config_lib, errors, provenance
 from udamobile.errors import ExportError
 from udamobile.evaluation import model_adapters, scoring
 from udamobile.nets import networks
+from udamobile.nets.students import STUDENTS
 from udamobile.training import checkpointing, workdirs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +62,6 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export_workdir(str(tmp_path), str(tmp_path / "out"), formats=["onnx"])
     with pytest.raises(ExportError, match="--height"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), height=0)
-    with pytest.raises(ExportError, match=r"--width=8 is below 16, the segmenter's output stride"):
-        export_workdir(str(tmp_path), str(tmp_path / "out"), width=8)
     with pytest.raises(ExportError, match=r"--tflite_output='logits' must be one of \('labels'"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), tflite_output="logits")
     with pytest.raises(ExportError, match="--report_images"):
@@ -72,6 +71,18 @@ def test_export_options_are_checked_before_any_work(tmp_path):
     with pytest.raises(ExportError, match=r"--max_batch_pixels=100 is below one --height x "
                        r"--width image \(524288 pixels\)"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), max_batch_pixels=100)
+
+
+def test_an_input_below_the_segmenters_output_stride_is_refused_before_any_work(tmp_path):
+    # A student at output stride 32 (udamobile/nets/students.py) cannot take 16 pixels.
+    cfg = config_lib.override(config_lib.get_config("demo", "distill"),
+                              **STUDENTS["mnv2_035_os32_pool128"])
+    workdirs.write_config(str(tmp_path), cfg)
+    with pytest.raises(ExportError, match=(
+            rf"^--height=16 is below 32, the output stride of the segmenter in {tmp_path}: its "
+            r"features would be a single pixel; export at 32 or more$")):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), height=16, width=64)
+    assert sorted(os.listdir(tmp_path)) == ["config.json"]
 
 
 def test_export_cli_names_a_calibration_folder_without_images(tmp_path):

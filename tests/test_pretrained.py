@@ -13,12 +13,15 @@ import pytest
 import tensorflow as tf
 from keras.src.legacy.saving import legacy_h5_format
 
-from udamobile.nets import networks
-
+from udamobile import config as config_lib
 from udamobile.errors import PretrainedError
+from udamobile.nets import networks
 from udamobile.nets.pretrained import initialize_segmenter
 from udamobile.nets.segmenter import build_segmenter
-from udamobile.training import workdirs
+from udamobile.nets.students import DEFAULT_STUDENT, STUDENTS
+from udamobile.training import restore, workdirs
+from udamobile.training.stages import get_stage
+from udamobile.training.state import TrainingState
 
 WIDTH = 0.35
 TINY = {"width_multiplier": WIDTH, "aspp_filters": 16, "low_level_filters": 8,
@@ -148,6 +151,25 @@ def test_h5_of_another_architecture_is_rejected(untouched_segmenter, tmp_path):
     path = _save_legacy_h5(other, tmp_path / "other.h5")
     with pytest.raises(PretrainedError, match="no layer of the MobileNetV2 backbone.*fc"):
         initialize_segmenter(untouched_segmenter, path)
+
+
+def test_the_distill_stages_student_starts_from_an_imagenet_file_of_its_width(
+        tiny_config, keras_reference, legacy_h5, tmp_path):
+    # keras_reference is at width 0.35, the default student's.
+
+    teacher_cfg = tiny_config("adaptation")
+    teacher = networks.build_segmenter_from_config(teacher_cfg.model)
+    checkpoint = tf.train.Checkpoint(segmenter=teacher, step=tf.Variable(6, dtype=tf.int64)).write(
+        str(tmp_path / "teacher" / "ckpt-6"))
+    cfg = config_lib.override(tiny_config("distill"), student_init_checkpoint=str(legacy_h5),
+                              **STUDENTS[DEFAULT_STUDENT])
+    state = TrainingState(cfg, get_stage("distill"), models={"teacher": teacher_cfg.model})
+    origins = restore.start(state, cfg, str(tmp_path / "distill"), {"teacher": checkpoint},
+                            chief=False)
+    assert str(legacy_h5) in origins["segmenter"] and checkpoint in origins["teacher"]
+    _assert_encoder_has(state.networks["segmenter"], keras_reference)
+    for mine, theirs in zip(state.networks["teacher"].weights, teacher.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
 
 
 # --- TF1 TF-slim / TF-DeepLab checkpoints --------------------------------------

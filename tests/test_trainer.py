@@ -5,6 +5,7 @@ CLI's refusals (resuming: test_resume.py).
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY
+from conftest import TINY, as_flags
+from program_runs import error_line
 from udamobile.errors import UsageError
 from test_pretrained import slim_checkpoint_values, write_tf1_checkpoint
 from udamobile import errors
@@ -31,49 +33,82 @@ TINY_FLAGS = [
 
 
 @pytest.mark.slow
-def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_draws(
-        tmp_path, capsys):
-    # The paper's job: stage 1 from a Pascal VOC model-zoo checkpoint (21
-    # classes, 2 ASPP branches: a partial load), stage 2 from stage 1's result.
+def test_the_whole_job_starts_each_stage_from_the_one_before_scores_exports_and_draws(tmp_path):
+    # The paper's job and a student distilled from it, through train.py: stage 1 from
+    # a Pascal VOC model-zoo checkpoint (21 classes, 2 ASPP branches: a partial load),
+    # each later stage from the ones before.
     pascal = write_tf1_checkpoint(tmp_path / "model.ckpt-30000", slim_checkpoint_values(
         classes=21, aspp=8, low_level=4, decoder=8))
-    configs = methods.stage_configs("demo", "full", {
-        **TINY, "init_checkpoint": pascal, "init_allow_partial": True})
+    run = tmp_path / "full"
     # --oracle: the oracle is trained beside the method, scored and drawn with it.
-    oracle = methods.stage_configs("demo", "oracle", TINY)["oracle"]
-    scores = runner.run("full", configs, str(tmp_path / "full"), oracle=oracle)
-    source_only, adaptation = (tmp_path / "full" / stage for stage in ("source_only", "adaptation"))
+    result = subprocess.run(
+        [sys.executable, "train.py", "--preset=demo", "--method=full_distilled", "--oracle",
+         f"--workdir={run}", f"--init_checkpoint={pascal}", "--init_allow_partial",
+         *as_flags(TINY)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    source_only, adaptation, distill = (run / stage for stage in
+                                        ("source_only", "adaptation", "distill"))
     assert pascal in json.loads((source_only / "sources.json").read_text())["segmenter"]
     assert workdirs.read_config(str(adaptation)).run.init_checkpoint is None
     origin = json.loads((adaptation / "sources.json").read_text())["segmenter"]
     assert origin == (f"stage source_only: {checkpointing.resolve_checkpoint(str(source_only))} "
                       "(step 6)")
-    for workdir in (source_only, adaptation):
+    # The student starts at random; its teacher is the adapted segmenter, named relative
+    # to the method folder.
+    assert json.loads((distill / "sources.json").read_text()) == {
+        "teacher": f"stage adaptation: {checkpointing.resolve_checkpoint(str(adaptation))} "
+                   "(step 6)", "segmenter": "random initialization"}
+    assert json.loads((distill / "teacher.json").read_text())["workdir"] == "../adaptation"
+    for workdir in (source_only, adaptation, distill):
         assert checkpointing.checkpoint_step(checkpointing.resolve_checkpoint(str(workdir))) == 6
         assert any(name.startswith("events") for name in os.listdir(workdir / "logs"))
         final = json.loads((workdir / "eval" / "final.json").read_text())
         assert final["dataset"]["name"] == "demo_source" and final["dataset"]["split"] == "heldout"
-    for stage in ("source_only", "adaptation", "oracle"):
-        assert scores[stage]["dataset"] == {"name": "demo_target", "split": "val", "num_images": 200}
-    assert methods.read_method_file(str(tmp_path / "full" / "method.json"))["stages"][
-        "oracle"] == str(tmp_path / "full" / "oracle")
-    results = json.loads((tmp_path / "full" / "results.json").read_text())
-    assert results["adaptation"]["miou"] == pytest.approx(scores["adaptation"]["miou"])
-    assert results["oracle"]["miou"] == pytest.approx(scores["oracle"]["miou"])
-    out = capsys.readouterr().out
-    assert "gain of adaptation over source_only" in out and "demo_target/val" in out
+    results = json.loads((run / "results.json").read_text())
+    for stage in ("source_only", "adaptation", "distill", "oracle"):
+        assert results[stage]["dataset"] == {"name": "demo_target", "split": "val",
+                                             "num_images": 200}
+    assert methods.read_method_file(str(run / "method.json"))["stages"]["oracle"] == str(
+        run / "oracle")
+    out = result.stdout
+    assert "gain of distill over source_only" in out and "demo_target/val" in out
     # (n/a at these sizes when the 6-step oracle scores no better than source-only)
     assert "share of the source-only -> oracle gap closed: source_only" in out
-    export = tmp_path / "full" / "export"
+    # The student is exported; the report scores it on the test split beside its teacher.
+    export = run / "export"
     assert (export / "saved_model" / "saved_model.pb").exists()
     assert (export / "segmenter_128x256_int8.tflite").exists()
-    # The export report scores what was exported on the test split, and says so.
     rows = json.loads((export / "export_report.json").read_text())["rows"]
-    assert [row["artifact"] for row in rows] == ["keras", "saved_model", "tflite_int8"]
-    assert rows[0]["miou"] == pytest.approx(scores["adaptation"]["miou"], abs=1e-4)
+    assert [row["artifact"] for row in rows] == ["teacher", "keras", "saved_model",
+                                                 "tflite_int8"]
+    assert rows[0]["path"] == str(adaptation)
+    assert rows[0]["miou"] == pytest.approx(results["adaptation"]["miou"], abs=1e-4)
+    assert rows[1]["miou"] == pytest.approx(results["distill"]["miou"], abs=1e-4)
+    header = (export / "export_report.txt").read_text().splitlines()[1]
+    assert header.split()[-2:] == ["vs", "teacher"]
     assert "Export report on demo_target/val (200 images" in out
     for figure in ("translations.png", "segmentations.png"):
-        assert (tmp_path / "full" / "figures" / figure).stat().st_size > 10_000
+        assert (run / "figures" / figure).stat().st_size > 10_000
+    # --teacher_dir=<a method folder> takes its last stage that trained a segmenter, not
+    # the oracle beside it.
+    assert runner.trained_segmenter_dir("teacher_dir", str(run)) == str(distill)
+    # A teacher of other classes is refused before any student trains.
+    other = tmp_path / "other_classes"
+    shutil.copytree(adaptation, other)
+    config = json.loads((other / "config.json").read_text())
+    config["model"]["num_classes"] = 16
+    (other / "config.json").write_text(json.dumps(config))
+    # So is a teacher adapted to another target than the student's images.
+    for teacher, target, message in (
+            (other, "demo_target", "predicts 16 classes, the student 19: distil a teacher of "
+             "the same classes"),
+            (adaptation, "demo_city", "was adapted to --target=demo_target, this stage reads "
+             "--target=demo_city: give the teacher's target, or another teacher")):
+        refused = subprocess.run(
+            [sys.executable, "train.py", "--preset=demo", "--method=distill",
+             f"--teacher_dir={teacher}", f"--target={target}", f"--workdir={tmp_path}/{target}",
+             "--steps=6"], cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert error_line(refused, "train.py") == f"train.py: the teacher in {teacher} {message}"
 
 
 def test_the_oracle_goes_beside_a_whole_run_of_another_method_only(tmp_path):

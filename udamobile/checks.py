@@ -44,10 +44,10 @@ def optional(check):
     return lambda value: None if value is None else check(value)
 
 
-def positive_ints(value):
-    if value and all(isinstance(v, int) and v > 0 for v in value):
+def each_positive(value):
+    if all(isinstance(v, int) and v > 0 for v in value):
         return None
-    return "must be one or more positive integers"
+    return "must be positive integers (or none)"
 
 
 def strides(value):

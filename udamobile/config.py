@@ -27,6 +27,7 @@ from data_pipelines.datasets import DATASET_NAMES, SYNTHIA_PROTOCOLS
 from udamobile import checks
 from udamobile.errors import UsageError
 from udamobile.experiments.presets import IMAGE_DISCRIMINATOR_STRIDES, PRESETS
+from udamobile.nets.students import DEFAULT_STUDENT, STUDENTS
 from udamobile.training import inputs
 from udamobile.training.stages import STAGES, get_stage
 from udamobile.training.stages.adaptation import ADAPTATION
@@ -51,7 +52,9 @@ class ModelConfig:
     width_multiplier: float = _field(1.0, "MobileNetV2 width multiplier (alpha).", checks.positive)
     output_stride: int = _field(16, "Segmenter output stride: 8, 16 or 32.",
                                 checks.one_of(8, 16, 32))
-    aspp_rates: tuple[int, ...] = _field((6, 12, 18), "ASPP atrous rates.", checks.positive_ints)
+    aspp_rates: tuple[int, ...] = _field(
+        (6, 12, 18), "ASPP atrous rates; none: ASPP of image pooling and a 1x1 conv only.",
+        checks.each_positive)
     aspp_filters: int = _field(256, "Filters of each ASPP branch.", checks.positive)
     low_level_filters: int = _field(48, "Decoder projection of the stride-4 features.",
                                     checks.positive)
@@ -63,6 +66,10 @@ class ModelConfig:
         None, "Segmenter batch-norm moving-average momentum; none: TF-slim/TF-DeepLab's "
         "0.999/0.9997, which need tens of thousands of steps to settle.",
         checks.optional(checks.within(0, 1, high_open=True)))
+    student: str = _field(
+        DEFAULT_STUDENT, "Distill stage: the student's architecture, a row of "
+        "udamobile/nets/students.py, which sets that stage's segmenter fields after the flags "
+        "(docs/deployment.md compares the rows).", checks.one_of(*STUDENTS))
     generator_filters: int = _field(64, "ngf of the ResNet generators G_ST, G_TS.", checks.positive)
     generator_blocks: int = _field(9, "Residual blocks of each generator.", checks.non_negative)
     generator_output: str = _field(
@@ -178,6 +185,14 @@ class LossConfig:
         "median share (the pseudo-labelled target's stays unweighted); 0: all pixels alike "
         "(CBST). Beyond CBST: it lets the thin classes (poles, signs, persons) count.",
         checks.non_negative)
+    distill_targets: str = _field(
+        "soft", "Distill stage: what the student learns from the teacher on target images. "
+        "soft: the KL divergence to the teacher's class probabilities at "
+        "--distill_temperature (Hinton et al. 2015); hard: the cross-entropy to its top class.",
+        checks.one_of("soft", "hard"))
+    distill_temperature: float = _field(
+        1.0, "Distill stage, soft targets: the softmax temperature T of teacher and student "
+        "(the loss is scaled by T^2).", checks.positive)
     real_label: float = _field(1.0, "LSGAN target for real samples (authors' code: 0.9).",
                                checks.within(0, 1, low_open=True))
     pool_size: int = _field(50, "Past fakes kept per image discriminator (CycleGAN image pool).",
@@ -195,6 +210,15 @@ class RunConfig:
         "(folder, prefix or .tar.gz), or a stage work directory of ours. Later stages start "
         "from the stages before; on a later stage run by name it is refused when an earlier "
         "stage of the method is in the work directory. Ignored when resuming.", path=True)
+    teacher_dir: typing.Optional[str] = _field(
+        None, "Distill stage run alone (--method=distill): the teacher, a stage work directory "
+        "or method folder of train.py holding a trained segmenter (of a method folder: its "
+        "last stage that trained one). A method with a distill stage takes its own.",
+        path=True)
+    student_init_checkpoint: typing.Optional[str] = _field(
+        None, "Distill stage: start the student's backbone from this local MobileNetV2 "
+        "ImageNet file of the student's width (as --init_checkpoint reads); none: random.",
+        path=True)
     init_allow_partial: bool = _field(
         False, "Let --init_checkpoint skip variables whose shapes differ (listed at start-up).")
     restore_checkpoint: str = _field(

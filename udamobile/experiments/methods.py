@@ -17,6 +17,9 @@
     full_self_training
                  source_only, adaptation, self_training (CBST's class-balanced
                  pseudo-labels on the adapted segmenter; beyond the paper)
+    full_distilled, full_self_training_distilled
+                 the same, then distill: a smaller student learns the adapted
+                 segmenter's predictions on the target (beyond the paper)
     any other stage's name
                  that stage alone (`translation`: a CycleGAN translator); a stage
                  that adapts a segmenter starts it from --init_checkpoint
@@ -103,6 +106,14 @@ METHODS = {
         "Beyond the paper: the paper's framework, then rounds of self-training on the "
         "adapted segmenter's class-balanced pseudo-labels of the target (CBST, Zou et al. "
         "2018) beside the translated source.", ("source_only", "adaptation", "self_training")),
+    "full_distilled": Method(
+        "Beyond the paper: the paper's framework, then a smaller student (--student) "
+        "distilled from the adapted segmenter on target images, with the source's labels "
+        "beside them (docs/distillation.md).", ("source_only", "adaptation", "distill")),
+    "full_self_training_distilled": Method(
+        "Beyond the paper: full_self_training, then a smaller student (--student) distilled "
+        "from the self-trained segmenter (docs/distillation.md).",
+        ("source_only", "adaptation", "self_training", "distill")),
 }
 # Every other stage is a method of its own, which runs it alone.
 METHODS.update({stage: Method(f"The {stage} stage alone (udamobile/training/stages/); a stage that "
@@ -150,8 +161,20 @@ def stage_layers(preset, method, stage, overrides, *, keep_method_settings=False
     edits = get_method(method).defining_settings.get(stage, {})
     if keep_method_settings:
         overrides = {k: v for k, v in overrides.items() if k not in edits}
-    return [*config_lib.config_layers(preset, stage), (f"method {method}", edits),
-            ("flag", overrides)]
+    layers = [*config_lib.config_layers(preset, stage), (f"method {method}", edits),
+              ("flag", overrides)]
+    fixed = config_lib.get_stage(stage).fixed_edits(
+        config_lib.apply_layers(config_lib.Config(preset=preset, stage=stage), layers)[0])
+    return layers + [fixed] if fixed else layers
+
+
+def cancelled_flags(run, configs, overrides):
+    """'--flag=value (why)' of each flag in `overrides` that every stage of `run` sets
+    after the flags (`Stage.fixed_edits`): a flag that would change nothing."""
+    fixed = {stage: config_lib.get_stage(stage).fixed_edits(configs[stage]) for stage in run}
+    return [f"--{name}={value} ({fixed[run[0]][0]} sets {name} on stage {run[0]} after the "
+            "flags)" for name, value in overrides.items()
+            if all(fixed[stage] and name in fixed[stage][1] for stage in run)]
 
 
 def stage_config(preset, method, stage, overrides, *, keep_method_settings=False):
@@ -203,6 +226,10 @@ def stage_configs(preset, method, overrides, *, only=None, keep_method_settings=
             values.pop("init_allow_partial", None)
         configs[stage] = stage_config(preset, method, stage, values,
                                       keep_method_settings=keep_method_settings)
+    cancelled = cancelled_flags(run, configs, overrides)
+    if cancelled:
+        raise UsageError("; ".join(cancelled) + ": the flag would change nothing; leave it "
+                         "out, or choose another row there")
     return configs
 
 

@@ -14,7 +14,11 @@ that would run but leave part of itself idle:
   frozen copy has no best checkpoint), or is refused;
 - `--init_checkpoint` on a later stage run by name is refused when an
   earlier stage of the method is in the work directory: that stage is
-  what the later one starts from (`start_weights`).
+  what the later one starts from (`start_weights`);
+- a flag naming the folder a network comes from (`--teacher_dir`) is
+  refused where an earlier stage of the method provides that network, and
+  a field only some stage reads (`Stage.own_fields`) where no stage of the
+  run reads it.
 
 `describe(...)` renders the resolved config of each stage, every field, with
 where each non-default value came from, and where each network's weights
@@ -34,16 +38,31 @@ SEGMENTER = "segmenter"
 def source_stage(method, stage_name, network, cfg):
     """The earlier stage of `method` that `network` of `stage_name` starts from, or None.
 
-    The nearest earlier stage that builds it; for the segmenter under
-    `--restore_checkpoint=best`, the nearest that trains it, since only those
-    keep a best checkpoint.
+    The nearest earlier stage that builds it (or the network it is a copy of,
+    `Stage.restored_from`); for the segmenter under `--restore_checkpoint=best`,
+    the nearest that trains it, since only those keep a best checkpoint.
     """
+    network = get_stage(stage_name).restored_from.get(network, network)
     best = network == SEGMENTER and cfg.run.restore_checkpoint == workdirs.BEST
     for earlier in methods.earlier_stages(method, stage_name):
         stage = get_stage(earlier)
         if network in stage.networks and (not best or stage.evaluates):
             return earlier
     return None
+
+
+def checkpoint_taken(stage_name, network, cfg):
+    """Which checkpoint `network` of `stage_name` is read from: `--restore_checkpoint`'s
+    for a segmenter (or a copy of one, the distill stage's teacher), else the latest."""
+    copied = get_stage(stage_name).restored_from.get(network, network)
+    return cfg.run.restore_checkpoint if copied == SEGMENTER else workdirs.LATEST
+
+
+def flag_source(stage_name, network, cfg):
+    """(flag, folder) naming where `network` of `stage_name` comes from, or None."""
+    flag = get_stage(stage_name).restore_flags.get(network)
+    folder = flag and getattr(cfg.run, flag)
+    return (flag, folder) if folder else None
 
 
 def _stage_exists(folder):
@@ -53,6 +72,14 @@ def _stage_exists(folder):
 def _check_restores(method, stage_name, cfg, dirs):
     stage = get_stage(stage_name)
     earlier = methods.earlier_stages(method, stage_name)
+    for network in stage.restores:
+        named, provider = (flag_source(stage_name, network, cfg),
+                           source_stage(method, stage_name, network, cfg))
+        if named and provider:
+            raise UsageError(
+                f"--{named[0]}={named[1]}: stage {stage_name} of --method={method} takes its "
+                f"{network} from stage {provider}; leave the flag out, or run "
+                f"--method={stage_name} to take it from that folder")
     if cfg.run.init_checkpoint and SEGMENTER in stage.restores:
         present = [s for s in earlier if s in dirs and _stage_exists(dirs[s])]
         if present:
@@ -89,9 +116,23 @@ def idle_parts(stage_name, cfg):
     return refusal, warnings
 
 
+def _check_own_fields(method, configs):
+    """Refuses a field only some stage reads, set away from its default on a run where
+    none does."""
+    read = {name for stage in configs for name in get_stage(stage).own_fields}
+    defaults = config_lib.flat_values(config_lib.Config())
+    for stage_name in config_lib.STAGES:
+        for name in get_stage(stage_name).own_fields:
+            value = config_lib.flat_values(next(iter(configs.values())))[name]
+            if value != defaults[name] and name not in read:
+                raise UsageError(f"--{name}={value} is read by stage {stage_name} only, which "
+                                 f"--method={method} does not run; leave it out")
+
+
 def check(method, configs, dirs):
     """Raises for a command that cannot run as it says (module docstring); returns
     the warnings of one that can."""
+    _check_own_fields(method, configs)
     warnings = []
     for stage_name, cfg in configs.items():
         refusal, idle = idle_parts(stage_name, cfg)
@@ -128,10 +169,14 @@ def start_weights(method, stage_name, cfg, dirs):
     for network in stage.networks:
         earlier = (source_stage(method, stage_name, network, cfg)
                    if network in stage.restores else None)
-        if network == SEGMENTER and cfg.run.init_checkpoint:
-            origins[network] = f"file {cfg.run.init_checkpoint} (--init_checkpoint)"
+        init_file = getattr(cfg.run, stage.segmenter_init_flag)
+        named = flag_source(stage_name, network, cfg)
+        if network == SEGMENTER and init_file:
+            origins[network] = f"file {init_file} (--{stage.segmenter_init_flag})"
+        elif named:
+            origins[network] = f"{named[1]} (--{named[0]})"
         elif earlier:
-            which = cfg.run.restore_checkpoint if network == SEGMENTER else workdirs.LATEST
+            which = checkpoint_taken(stage_name, network, cfg)
             origins[network] = (f"stage {earlier}, {which} checkpoint of {dirs[earlier]} "
                                 f"({_checkpoint_state(dirs[earlier])})")
         elif network in stage.restores and not (

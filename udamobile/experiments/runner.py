@@ -115,6 +115,11 @@ def stage_sources(method, stage_name, dirs, cfg):
     """
     sources = {}
     for name in get_stage(stage_name).restores:
+        which = plan.checkpoint_taken(stage_name, name, cfg)
+        named = plan.flag_source(stage_name, name, cfg)
+        if named:
+            sources[name] = checkpointing.resolve_checkpoint(trained_segmenter_dir(*named), which)
+            continue
         if name == "segmenter" and cfg.run.init_checkpoint:
             continue  # plan.check refused it if an earlier stage is there
         earlier = plan.source_stage(method, stage_name, name, cfg)
@@ -131,9 +136,33 @@ def stage_sources(method, stage_name, dirs, cfg):
                 f"stage {stage_name} of --method={method} starts its {name} from stage "
                 f"{earlier} ({folder}), which {state}: run --stage={earlier} (or "
                 "--stage=all) to the end first")
-        which = cfg.run.restore_checkpoint if name == "segmenter" else checkpointing.LATEST
         sources[name] = checkpointing.resolve_checkpoint(folder, which)
     return sources
+
+
+def trained_segmenter_dir(flag, folder):
+    """The stage work directory of a finished, trained segmenter that --`flag`=`folder`
+    names: that folder, or of a method folder the last of its method's stages that
+    trained one (never the oracle beside them)."""
+    if os.path.isfile(os.path.join(folder, methods.METHOD_FILE)) and not os.path.isfile(
+            workdirs.config_path(folder)):
+        record = methods.read_method_file(os.path.join(folder, methods.METHOD_FILE))
+        trained = [stage for stage in methods.get_method(record["method"]).stages
+                   if stage in record["stages"] and get_stage(stage).evaluates]
+        folder = record["stages"][trained[-1]] if trained else folder
+    if not os.path.isfile(workdirs.config_path(folder)) or not get_stage(
+            workdirs.read_config(folder).stage).evaluates:
+        raise errors.WorkdirError(
+            f"--{flag}={folder} holds no trained segmenter: expected the work directory of a "
+            "stage that trained one (it holds config.json) or a method folder of train.py "
+            "(method.json)")
+    done, step = checkpointing.finished(folder)
+    if not done:
+        raise errors.WorkdirError(
+            f"--{flag}={folder}: its stage has not finished ("
+            + ("no checkpoint yet" if step is None else f"stopped at step {step}")
+            + "); run it to the end first")
+    return folder
 
 
 def stage_dirs(workdir, method, configs):

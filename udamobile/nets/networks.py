@@ -7,6 +7,7 @@ Names used throughout the code, and the paper's names for them:
     g_ts       G_TS: target -> source  ResNet generator
     d_s, d_t   D_S, D_T                PatchGAN image discriminators
     fd_s, fd_t D'_S, D'_T              feature discriminators on Me(x)
+    teacher    a frozen segmenter       (the distill stage's, beyond the paper)
 """
 from udamobile.experiments.presets import FEATURE_DISCRIMINATOR_STRIDES
 from udamobile.nets.discriminators import build_patch_discriminator
@@ -15,7 +16,7 @@ from udamobile.nets.translator import build_generator
 
 
 def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False,
-                                synchronized_batch_norm=False):
+                                synchronized_batch_norm=False, name="segmenter"):
     return build_segmenter(
         model_cfg.num_classes,
         width_multiplier=model_cfg.width_multiplier,
@@ -28,7 +29,7 @@ def build_segmenter_from_config(model_cfg, *, freeze_batch_norm=False,
         dropout_rate=model_cfg.dropout_rate,
         batch_norm_momentum=model_cfg.batch_norm_momentum,
         freeze_batch_norm=freeze_batch_norm,
-        synchronized_batch_norm=synchronized_batch_norm)
+        synchronized_batch_norm=synchronized_batch_norm, name=name)
 
 
 def _generator(model_cfg, name):
@@ -53,12 +54,14 @@ def _feature_discriminator(model_cfg, name):
 _TRANSLATION_BUILDERS = {"g_st": _generator, "g_ts": _generator,
                          "d_s": _image_discriminator, "d_t": _image_discriminator,
                          "fd_s": _feature_discriminator, "fd_t": _feature_discriminator}
-NAMES = ("segmenter",) + tuple(_TRANSLATION_BUILDERS)
+SEGMENTERS = ("segmenter", "teacher")
+NAMES = SEGMENTERS + tuple(_TRANSLATION_BUILDERS)
 
 
 def build_network(name, model_cfg, *, freeze_batch_norm=False, synchronized_batch_norm=False):
-    """The network `name` (one of NAMES); the batch-norm options apply to the segmenter."""
-    if name == "segmenter":
+    """The network `name` (one of NAMES); the batch-norm options apply to the segmenters."""
+    if name in SEGMENTERS:
         return build_segmenter_from_config(model_cfg, freeze_batch_norm=freeze_batch_norm,
-                                           synchronized_batch_norm=synchronized_batch_norm)
+                                           synchronized_batch_norm=synchronized_batch_norm,
+                                           name=name)
     return _TRANSLATION_BUILDERS[name](model_cfg, name)

@@ -177,11 +177,8 @@ def checkpoint_step(path):
 def describe_checkpoint(path):
     """'stage <name>: <path> (step N)', the stage read from the config.json of the work
     directory holding checkpoint `path` (its checkpoints/ or checkpoints/best/)."""
-    folder = os.path.dirname(path)
-    while folder != os.path.dirname(folder) and not os.path.isfile(workdirs.config_path(folder)):
-        folder = os.path.dirname(folder)
-    stage = (f"stage {workdirs.read_config(folder).stage}: "
-             if os.path.isfile(workdirs.config_path(folder)) else "")
+    folder = workdirs.workdir_of_checkpoint(path)
+    stage = f"stage {workdirs.read_config(folder).stage}: " if folder else ""
     return f"{stage}{path} (step {checkpoint_step(path)})"
 
 

@@ -101,8 +101,28 @@ def semantic_consistency_loss(translated_logits, original_logits):
     The target is the argmax of the segmenter on the untranslated image, so
     no gradient flows through it: the term asks G to keep what M sees.
     """
-    pseudo_labels = tf.argmax(tf.stop_gradient(original_logits), axis=-1, output_type=tf.int32)
-    return cross_entropy(pseudo_labels, translated_logits)
+    return top_class_cross_entropy(original_logits, translated_logits)
+
+
+def top_class_cross_entropy(reference_logits, logits):
+    """Cross-entropy of `logits` to the top class of `reference_logits`, through which
+    no gradient flows (Eq. 4's form; the distill stage's hard targets)."""
+    labels = tf.argmax(tf.stop_gradient(reference_logits), axis=-1, output_type=tf.int32)
+    return cross_entropy(labels, logits)
+
+
+def distillation_loss(teacher_logits, student_logits, temperature=1.0):
+    """Knowledge distillation (Hinton et al. 2015; docs/distillation.md): per pixel
+    T^2 KL(softmax(z_t / T) || softmax(z_s / T)), averaged over the pixels.
+
+    Zero where the two predict the same probabilities, positive elsewhere; the
+    T^2 keeps its gradients' scale as T changes. No gradient reaches the teacher.
+    """
+    teacher = tf.nn.softmax(tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature)
+    student_log = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature)
+    per_pixel = tf.reduce_sum(
+        teacher * (tf.math.log(tf.maximum(teacher, 1e-12)) - student_log), axis=-1)
+    return temperature ** 2 * global_mean(per_pixel)
 
 
 def l2_regularization(kernels, weight_decay):

@@ -2,11 +2,14 @@
 method's earlier stages and `--init_checkpoint`.
 
 A new stage starts its networks from `sources` ({network: checkpoint}, the
-method's earlier stages) and its segmenter, if no source gives it, from
-`--init_checkpoint`. Every network the stage declares in `restores` must get
-its weights from one of them; only the segmenter may start at random, and
-only with `--allow_random_start`. Where each network came from is printed
-and written to the stage's sources.json.
+method's earlier stages, or the folder a flag names: `Stage.restore_flags`; a
+network is read from the checkpoint's object of the name `Stage.restored_from`
+gives, by default its own) and its segmenter, if no source gives it, from
+`--init_checkpoint` (the stage's `segmenter_init_flag`). Every network the
+stage declares in `restores` must get its weights from one of them; only the
+segmenter may start at random, and only with `--allow_random_start`.
+Where each network came from is printed and written to the stage's
+sources.json.
 """
 import os
 
@@ -25,15 +28,16 @@ def start(state, cfg, workdir, sources, chief):
     origins = {}
     for path in sorted(set(sources.values())):
         names = sorted(n for n, p in sources.items() if p == path)
-        checkpointing.restore_into(path, **{n: state.networks[n] for n in names})
+        checkpointing.restore_into(
+            path, **{stage.restored_from.get(n, n): state.networks[n] for n in names})
         origins.update(dict.fromkeys(names, checkpointing.describe_checkpoint(path)))
-    if cfg.run.init_checkpoint:
+    init_file = getattr(cfg.run, stage.segmenter_init_flag)
+    if init_file:
         if "segmenter" not in state.networks:
             raise errors.StartError(
-                f"--init_checkpoint initializes a segmenter; stage {stage.name} "
+                f"--{stage.segmenter_init_flag} initializes a segmenter; stage {stage.name} "
                 "has none")
-        report = pretrained.initialize_segmenter(state.networks["segmenter"],
-                                                 cfg.run.init_checkpoint,
+        report = pretrained.initialize_segmenter(state.networks["segmenter"], init_file,
                                                  allow_partial=cfg.run.init_allow_partial)
         origins["segmenter"] = report.source
     for name in stage.restores:

@@ -34,8 +34,9 @@ def regularized_kernels(model):
 class TrainingState(tf.Module):
     """Networks, optimizers, image pools and the global step of one stage."""
 
-    def __init__(self, cfg, stage, strategy=None):
-        """Builds every network and optimizer of `stage` under `strategy` (default: current).
+    def __init__(self, cfg, stage, strategy=None, models=None):
+        """Builds every network and optimizer of `stage` under `strategy` (default: current),
+        each from `cfg.model` or, for those `models` names, from its ModelConfig there.
 
         The step and the image pools stay outside it: they are updated once
         per step, in the cross-replica context (the pools with the whole
@@ -46,7 +47,7 @@ class TrainingState(tf.Module):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope(), distribute.dtype_policy(cfg.run.mixed_precision):
-            self._build(cfg)
+            self._build(cfg, models or {})
         self.pools = {}
         if stage.uses_pools:
             image_shape = list(patch_shape(cfg)) + [3]
@@ -54,12 +55,13 @@ class TrainingState(tf.Module):
                           "pool_t": ImagePool(cfg.loss.pool_size, image_shape,
                                               seed=cfg.run.seed + 1)}
 
-    def _build(self, cfg):
+    def _build(self, cfg, models):
         # Batch norm trains only where the stage says so; synchronized, it
         # normalizes with the global batch as one device would.
         self.networks = {
             name: networks.build_network(
-                name, cfg.model, freeze_batch_norm=not self.stage.segmenter_batch_norm_trains,
+                name, models.get(name, cfg.model),
+                freeze_batch_norm=not self.stage.segmenter_batch_norm_trains,
                 synchronized_batch_norm=self.strategy.num_replicas_in_sync > 1)
             for name in self.stage.networks}
         for name in self.stage.frozen:

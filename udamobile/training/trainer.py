@@ -143,7 +143,8 @@ class StageRun:
     def __init__(self, cfg, stage, strategy, chief, workdir, sources):
         self.cfg, self.stage, self.strategy, self.chief, self.workdir = (
             cfg, stage, strategy, chief, workdir)
-        self.state = TrainingState(cfg, stage, strategy)
+        self.state = TrainingState(cfg, stage, strategy,
+                                   stage.network_models(cfg, workdir, sources, chief))
         resumed = restore.resume_or_start(self.state, cfg, workdir, sources, chief)
         # Every worker takes part in saving; only the chief's checkpoints are
         # kept, the others go to a local folder removed when the process ends.

@@ -48,13 +48,18 @@ def differences(trained, asked):
     return [f"{k}={a[k]!r} there, {b[k]!r} here" for k in changed_fields(trained, asked)]
 
 
+def record(cfg):
+    """config.json's object of `cfg` (without provenance)."""
+    return dataclasses.asdict(cfg)
+
+
 def to_json(cfg, written_by=None):
     """config.json's text of `cfg`, with `written_by` (a provenance.record()) if given."""
-    record = dataclasses.asdict(cfg)
+    raw = record(cfg)
     if written_by is not None:
-        record[PROVENANCE_KEY] = written_by
+        raw[PROVENANCE_KEY] = written_by
     # allow_nan=False: validation rejects non-finite values, so none can be written.
-    return json.dumps(record, indent=2, sort_keys=True, allow_nan=False)
+    return json.dumps(raw, indent=2, sort_keys=True, allow_nan=False)
 
 
 # Fields added since a config.json could be written: {field: the value a run that
@@ -86,6 +91,17 @@ def from_record(raw):
 
 def config_path(workdir):
     return os.path.join(workdir, CONFIG_FILE)
+
+
+def workdir_of_checkpoint(path):
+    """The work directory holding checkpoint `path` (in its checkpoints/ or
+    checkpoints/best/): the nearest folder above it with a config.json; None if none."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.isfile(config_path(folder)):
+        if folder == os.path.dirname(folder):
+            return None
+        folder = os.path.dirname(folder)
+    return folder
 
 
 def checkpoint_dir(workdir):

@@ -10,8 +10,14 @@ a stage, it reads from that object:
   field's own; `written_before_fields`, the values a config.json written
   before a field existed was trained with;
 - the networks: those it builds (`networks`, names of `udamobile.nets.networks`),
-  takes from earlier stages of its method (`restores`) and never updates
-  (`frozen`);
+  takes from earlier stages of its method (`restores`; `restored_from` names
+  the earlier stage's network a copy is taken from, `restore_flags` the flag
+  naming a folder to take it from instead) and never updates (`frozen`);
+  `network_models(cfg, workdir, sources, chief)`, the ModelConfig of a network
+  built from another stage's config (the distill stage's teacher);
+  `segmenter_init_flag`, the flag naming a file its segmenter starts from;
+  `fixed_edits(cfg)`, edits that follow the flags (the distill stage's student);
+  `own_fields`, the fields only it reads, refused on a run without it;
 - its players: `updates`, each an optimizer with its own schedule
   (`udamobile.training.stages.updates`), and `update_starts(cfg)`, the step each
   starts at and the flag that sets it;
@@ -52,7 +58,11 @@ class Stage(abc.ABC):
     written_before_fields = {}
     networks = ()
     restores = ()
+    restored_from = {}
+    restore_flags = {}
     frozen = ()
+    segmenter_init_flag = "init_checkpoint"
+    own_fields = ()
     updates = ()
     uses_pools = False
     segmenter_batch_norm_trains = False
@@ -62,6 +72,14 @@ class Stage(abc.ABC):
 
     def validate(self, cfg):
         """Raises UsageError for settings the stage cannot run with."""
+
+    def fixed_edits(self, cfg):
+        """(origin, {field: value}) applied after the flags to `cfg`, or None."""
+        return None
+
+    def network_models(self, cfg, workdir, sources, chief):
+        """{network: ModelConfig} of the networks not built from `cfg.model`."""
+        return {}
 
     @abc.abstractmethod
     def train_splits(self, cfg):
