@@ -9,10 +9,18 @@ weights; nothing is downloaded) and exports it: SavedModel, and TFLite
 float32, float16 and int8 (calibrated on demo_target images) returning
 labels, the export's default, plus float32 and int8 returning probabilities.
 
+Beside them, each student of `--students` (the distill stage's rows,
+udamobile/nets/students.py; all by default), built and exported the same way,
+as float32 and int8 files returning labels.
+
 With `--peer_dir`, the folder's `peer_fp32.tflite` and `peer_int8.tflite`
 (the TF Model Garden's DeepLabV3+ MobileNetV2 at 512x1024, see its README)
 are timed in the same run, at their own input size, and every TFLite file of
 ours at that size is given as a ratio to the peer file of its precision.
+
+Every TFLite graph's row also gives its GMAC and its median over its bound on
+this machine (bounds.py: its MACs at XNNPACK's rate on a large 1x1
+convolution, its activations at numpy's copy bandwidth, whichever is slower).
 
 All artifacts are timed interleaved: each of `--runs` rounds runs every one
 once, so a slow phase of the machine is shared, not charged to one of them.
@@ -31,7 +39,9 @@ import numpy as np
 from absl import app, flags
 
 from data_pipelines import cli
+from udamobile.nets.students import STUDENTS
 
+import bounds
 import tflite_graphs
 from common import machine
 
@@ -43,12 +53,15 @@ flags.DEFINE_integer("num_threads", 2, "Threads of TF and of the TFLite interpre
 flags.DEFINE_integer("num_calibration_images", 8, "demo_target images calibrating int8.")
 flags.DEFINE_string("peer_dir", None, "Folder holding peer_fp32.tflite and peer_int8.tflite, "
                     "timed beside ours.")
+flags.DEFINE_list("students", None, "Students timed beside ours (rows of "
+                  "udamobile/nets/students.py); default all, 'none' for none.")
 flags.DEFINE_boolean("xnnpack_latest_features", False, "Also time every int8 file with "
                      "LiteRT's latest XNNPACK features on (rows ending in '+latest').")
 
 # (quantization, output) of each TFLite file of ours, the export's default first.
 OUR_TFLITE = (("float32", "labels"), ("float16", "labels"), ("int8", "labels"),
               ("float32", "probabilities"), ("int8", "probabilities"))
+STUDENT_TFLITE = (("float32", "labels"), ("int8", "labels"))
 
 
 def tflite_input_size(path):
@@ -65,18 +78,29 @@ def artifact_name(quantization, output):
     return f"tflite_{quantization}" + ("" if output == "labels" else "_probabilities")
 
 
-def write_artifacts(segmenter, folder, height, width, calibration):
-    """{artifact: path} of every form of `segmenter` in `folder`."""
-    from export.saved_model import export_saved_model
+def _tflite_files(segmenter, folder, kinds, height, width, calibration, prefix=""):
+    """{name: path} of `segmenter` exported as each (quantization, output) of `kinds`."""
     from export.tflite import export_tflite
 
-    paths = {"saved_model": export_saved_model(segmenter, os.path.join(folder, "saved_model"))}
-    for quantization, output in OUR_TFLITE:
-        name = artifact_name(quantization, output)
+    paths = {}
+    for quantization, output in kinds:
+        name = prefix + artifact_name(quantization, output)
         paths[name] = export_tflite(
             segmenter, os.path.join(folder, f"{name}.tflite"), height=height, width=width,
             quantization=quantization, output=output,
             representative_images=calibration if quantization == "int8" else None)
+    return paths
+
+
+def write_artifacts(segmenter, students, folder, height, width, calibration):
+    """{artifact: path} of every form of `segmenter` and the students' files in `folder`."""
+    from export.saved_model import export_saved_model
+
+    paths = {"saved_model": export_saved_model(segmenter, os.path.join(folder, "saved_model"))}
+    paths.update(_tflite_files(segmenter, folder, OUR_TFLITE, height, width, calibration))
+    for name, student in students.items():
+        paths.update(_tflite_files(student, folder, STUDENT_TFLITE, height, width, calibration,
+                                   prefix=f"{name}:"))
     return paths
 
 
@@ -105,8 +129,9 @@ def _graph_text(name, paths):
     return tflite_graphs.describe(paths[name])
 
 
-def print_size(segmenter, height, width, peers):
-    """Times every artifact at height x width (and the peer's files if they take it)."""
+def print_size(segmenter, students, height, width, peers, limits):
+    """Times every artifact at height x width (and the peer's files if they take it);
+    `limits`: the MAC rates and bandwidth of bounds.graph_bound."""
     import data_pipelines
     from export.report import disk_megabytes
     from export.tflite import calibration_images
@@ -116,16 +141,18 @@ def print_size(segmenter, height, width, peers):
         count=FLAGS.num_calibration_images, height=height, width=width)
     pixels = calibration[0][np.newaxis]
     with tempfile.TemporaryDirectory() as folder:
-        paths = write_artifacts(segmenter, folder, height, width, calibration)
+        paths = write_artifacts(segmenter, students, folder, height, width, calibration)
         if peers and tflite_input_size(next(iter(peers.values()))) == (height, width):
             paths.update(peers)
         runners = {"keras": _keras_runner(segmenter, pixels),
                    "saved_model": _saved_model_runner(paths["saved_model"], pixels)}
+        graph_bounds = {}
         for name, path in list(paths.items()):
-            if name.startswith(("tflite_", "peer_")):
+            if name != "saved_model":
                 with open(path, "rb") as f:
                     model_bytes = f.read()
                 runners[name] = tflite_graphs.timed_runner(model_bytes, FLAGS.num_threads)
+                graph_bounds[name] = bounds.graph_bound(model_bytes, *limits)
                 if FLAGS.xnnpack_latest_features and "int8" in name:
                     paths[f"{name}+latest"] = path
                     runners[f"{name}+latest"] = tflite_graphs.timed_runner(
@@ -134,24 +161,30 @@ def print_size(segmenter, height, width, peers):
         medians = {name: 1000 * statistics.median(t) for name, t in times.items()}
         fastest = {name: 1000 * min(t) for name, t in times.items()}
         print(f"\n{height}x{width}, {FLAGS.runs} interleaved rounds, {FLAGS.num_threads} threads\n"
-              "| artifact | median ms | min ms | size MB | graph |\n|---|---|---|---|---|")
+              "| artifact | median ms | min ms | size MB | GMAC | median / bound | graph |\n"
+              "|---|---|---|---|---|---|---|")
         for name in runners:
             size = "-" if name == "keras" else f"{disk_megabytes(paths[name]):.1f}"
-            print(f"| {name} | {medians[name]:.1f} | {fastest[name]:.1f} | {size} | "
+            gmac, bound = graph_bounds.get(name.removesuffix("+latest"), (None, None))
+            work = "- | -" if gmac is None else f"{gmac:.2f} | {medians[name] / bound:.1f}x"
+            print(f"| {name} | {medians[name]:.1f} | {fastest[name]:.1f} | {size} | {work} | "
                   f"{_graph_text(name, paths)} |")
         if "peer_int8" in runners:
-            print_ratios(medians, fastest)
+            print_ratios(medians, fastest, students)
             if FLAGS.xnnpack_latest_features:
                 print(f"| tflite_int8+latest / peer_int8+latest | "
                       f"{medians['tflite_int8+latest'] / medians['peer_int8+latest']:.2f}x | "
                       f"{fastest['tflite_int8+latest'] / fastest['peer_int8+latest']:.2f}x |")
 
 
-def print_ratios(medians, fastest):
-    """Each TFLite file of ours over the peer file of its precision (float16 runs in float32)."""
+def print_ratios(medians, fastest, students):
+    """Each TFLite file of ours and of the students over the peer file of its precision
+    (float16 runs in float32)."""
     print("\n| ours / peer | median | min |\n|---|---|---|")
-    for quantization, output in OUR_TFLITE:
-        ours = artifact_name(quantization, output)
+    kinds = [("", kind) for kind in OUR_TFLITE] + [
+        (f"{name}:", kind) for name in students for kind in STUDENT_TFLITE]
+    for prefix, (quantization, output) in kinds:
+        ours = prefix + artifact_name(quantization, output)
         peer = "peer_int8" if quantization == "int8" else "peer_float32"
         print(f"| {ours} / {peer} | {medians[ours] / medians[peer]:.2f}x | "
               f"{fastest[ours] / fastest[peer]:.2f}x |")
@@ -183,11 +216,31 @@ def main(argv):
     segmenter = build_segmenter()
     print(f"ours: DeepLabV3+ MobileNetV2 (width 1.0, OS16, separable ASPP and decoder), "
           f"{segmenter.count_params():,} parameters, random weights")
+    students = build_students(FLAGS.students)
+    for name, student in students.items():
+        print(f"student {name}: {STUDENTS[name]}, {student.count_params():,} parameters, "
+              "random weights")
+    limits = ({p: bounds.mac_rate(p, 5, FLAGS.num_threads) for p in ("int8", "float32")},
+              bounds.memory_bandwidth())
+    print(f"bound: {limits[0]['int8'] / 1e9:.0f} GMAC/s int8, {limits[0]['float32'] / 1e9:.0f} "
+          f"GMAC/s float32 (a large 1x1 conv), {limits[1] / 1e9:.1f} GB/s (numpy's copy)")
     if peers:
         print("peer: TF Model Garden mnv2_deeplabv3plus_cityscapes (plain 3x3 ASPP, separable "
               f"decoder), random weights, {FLAGS.peer_dir}")
     for height, width in sizes:
-        print_size(segmenter, height, width, peers)
+        print_size(segmenter, students, height, width, peers, limits)
+
+
+def build_students(names):
+    """{name: the student's segmenter, random weights} of `names` (None: every row)."""
+    from udamobile.nets.segmenter import build_segmenter
+
+    names = list(STUDENTS) if names is None else [n for n in names if n != "none"]
+    unknown = [name for name in names if name not in STUDENTS]
+    if unknown:
+        raise app.UsageError(f"--students: {', '.join(unknown)} not in "
+                             f"udamobile/nets/students.py ({', '.join(STUDENTS)})")
+    return {name: build_segmenter(**STUDENTS[name], name=name) for name in names}
 
 
 if __name__ == "__main__":

@@ -13,22 +13,19 @@ noise can make a small share negative). Each segment row gives its MACs and
 the bytes of activations its ops read and write; a summary gives the time by
 the kinds of ops segments hold.
 
-The bound: the graph's MACs at the rate XNNPACK reaches on one large int8
-(or float32) 1x1 convolution on this machine, and its activation bytes at
-the memory bandwidth numpy's copy reaches. A graph cannot run faster than
-the larger of the two. Run it on a quiet machine; not part of the test suite.
+The bound (bounds.py): the graph's MACs at the rate XNNPACK reaches on one
+large int8 (or float32) 1x1 convolution on this machine, and its activation
+bytes at the memory bandwidth numpy's copy reaches. A graph cannot run faster
+than the larger of the two. Run it on a quiet machine; not part of the test suite.
 """
-import contextlib
-import io
 import os
 import tempfile
-import time
 
-import numpy as np
 from absl import app, flags
 
 from data_pipelines import cli
 
+import bounds
 import tflite_graphs
 from common import machine
 
@@ -46,9 +43,7 @@ flags.DEFINE_integer("top", 25, "Segments printed per graph: the most expensive 
 
 
 def fastest_ms(model_bytes, runs):
-    run = tflite_graphs.timed_runner(model_bytes, FLAGS.num_threads)
-    return 1000 * min(tflite_graphs.interleaved_seconds({"graph": run}, runs=runs,
-                                                        warmup=1)["graph"])
+    return bounds.fastest_ms(model_bytes, runs, FLAGS.num_threads)
 
 
 # Cuts are made only after these ops, so each share covers the ops since the
@@ -69,43 +64,6 @@ def segment_shares(model_bytes, cuts):
     return [t - (cumulative[i - 1] if i else 0.0) for i, t in enumerate(cumulative)], cumulative[-1]
 
 
-def _conv_probe(quantization):
-    """A large 1x1 convolution (128x256x512 -> 512: 8.6 GMAC), as TFLite bytes."""
-    import keras
-    import tensorflow as tf
-
-    model = keras.Sequential([keras.Input((128, 256, 512), batch_size=1),
-                              keras.layers.Conv2D(512, 1)])
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization == "int8":
-        rng = np.random.default_rng(0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [rng.uniform(-1, 1, (1, 128, 256, 512)).astype(np.float32)] for _ in range(2))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert(), 128 * 256 * 512 * 512
-
-
-def mac_rate(quantization):
-    """MACs per second XNNPACK reaches on a large 1x1 convolution here."""
-    probe, macs = _conv_probe(quantization)
-    return macs / (fastest_ms(probe, FLAGS.runs) / 1000)
-
-
-def memory_bandwidth():
-    """Bytes per second (read + write) of numpy copying 256 MB."""
-    source = np.ones(256 * 2 ** 20, np.uint8)
-    target = np.empty_like(source)
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        np.copyto(target, source)
-        best = min(best, time.perf_counter() - start)
-    return 2 * source.nbytes / best
-
-
 def profile(name, path, rates, bandwidth):
     with open(path, "rb") as f:
         model_bytes = f.read()
@@ -114,8 +72,8 @@ def profile(name, path, rates, bandwidth):
     traffic = tflite_graphs.activation_bytes(model_bytes)
     cuts = cut_points(ops)
     shares, total = segment_shares(model_bytes, cuts)
-    precision = "int8" if any(dtype == "int8" for _, _, dtype in ops) else "float32"
-    bound = max(sum(macs) / rates[precision], sum(traffic) / bandwidth) * 1000
+    precision = bounds.precision(model_bytes)
+    _, bound = bounds.graph_bound(model_bytes, rates, bandwidth, macs, traffic)
     print(f"\n## {name}: {tflite_graphs.describe(path)}\n"
           f"{total:.1f} ms for the whole graph; {sum(macs) / 1e9:.2f} GMAC, "
           f"{sum(traffic) / 1e6:.0f} MB of activations read and written; bound "
@@ -175,8 +133,9 @@ def main(argv):
         peers = {name: path for name, path in tflite_graphs.peer_paths(FLAGS.peer_dir).items()
                  if name.endswith(tuple(FLAGS.precisions))}
     print(machine(), f"{FLAGS.num_threads} threads")
-    rates = {precision: mac_rate(precision) for precision in ("int8", "float32")}
-    bandwidth = memory_bandwidth()
+    rates = {precision: bounds.mac_rate(precision, FLAGS.runs, FLAGS.num_threads)
+             for precision in ("int8", "float32")}
+    bandwidth = bounds.memory_bandwidth()
     with tempfile.TemporaryDirectory() as folder:
         files = {os.path.basename(p): p for p in FLAGS.files} or our_files(folder)
         for name, path in {**files, **peers}.items():
