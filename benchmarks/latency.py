@@ -7,11 +7,13 @@ For each input size it builds the full-width default segmenter (DeepLabV3+
 MobileNetV2, 19 classes) with random weights (latency does not depend on the
 weights; nothing is downloaded) and exports it: SavedModel, and TFLite
 float32, float16 and int8 (calibrated on demo_target images) returning
-labels, the export's default, plus float32 and int8 returning probabilities.
+labels, the export's default, plus int8 returning labels taken at stride 4
+(`--tflite_output=stride4_labels`) and float32 and int8 returning probabilities.
 
 Beside them, each student of `--students` (the distill stage's rows,
 udamobile/nets/students.py; all by default), built and exported the same way,
-as float32 and int8 files returning labels.
+as float32 and int8 files returning labels and an int8 file returning labels
+taken at stride 4.
 
 With `--peer_dir`, the folder's `peer_fp32.tflite` and `peer_int8.tflite`
 (the TF Model Garden's DeepLabV3+ MobileNetV2 at 512x1024, see its README)
@@ -60,8 +62,8 @@ flags.DEFINE_boolean("xnnpack_latest_features", False, "Also time every int8 fil
 
 # (quantization, output) of each TFLite file of ours, the export's default first.
 OUR_TFLITE = (("float32", "labels"), ("float16", "labels"), ("int8", "labels"),
-              ("float32", "probabilities"), ("int8", "probabilities"))
-STUDENT_TFLITE = (("float32", "labels"), ("int8", "labels"))
+              ("int8", "stride4_labels"), ("float32", "probabilities"), ("int8", "probabilities"))
+STUDENT_TFLITE = (("float32", "labels"), ("int8", "labels"), ("int8", "stride4_labels"))
 
 
 def tflite_input_size(path):
@@ -75,7 +77,7 @@ def tflite_input_size(path):
 
 
 def artifact_name(quantization, output):
-    return f"tflite_{quantization}" + ("" if output == "labels" else "_probabilities")
+    return f"tflite_{quantization}" + ("" if output == "labels" else f"_{output}")
 
 
 def _tflite_files(segmenter, folder, kinds, height, width, calibration, prefix=""):

@@ -26,9 +26,11 @@ flags.DEFINE_list("formats", ["saved_model", "tflite_float32", "tflite_float16",
                   "Artifacts to write: saved_model, tflite_float32, tflite_float16, tflite_int8.")
 flags.DEFINE_integer("height", 512, "Fixed input height of the TFLite files.")
 flags.DEFINE_integer("width", 1024, "Fixed input width of the TFLite files.")
-flags.DEFINE_enum("tflite_output", "labels", ["labels", "probabilities"],
+flags.DEFINE_enum("tflite_output", "labels", ["labels", "stride4_labels", "probabilities"],
                   "What the TFLite files return: uint8 labels [1, H, W] (what a board "
-                  "consumes) or probabilities [1, H, W, 19] (a softmax over every pixel).")
+                  "consumes); the same labels taken at the decoder's stride 4 and repeated "
+                  "over 4x4 blocks (faster, boundaries on a 4x4 grid; H and W divisible by 4); "
+                  "or probabilities [1, H, W, 19] (a softmax over every pixel).")
 flags.DEFINE_integer("max_batch_pixels", MAX_BATCH_PIXELS, "The most pixels (batch x height "
                      "x width) one call of the SavedModel takes; a larger batch fails that "
                      "call (the default, four 1024x2048 images, takes about 2.8 GB).")

@@ -10,8 +10,9 @@
                                                        which code (udamobile.provenance)
     <output_dir>/export_report.{txt,json}              with a report split (export/report.py)
 
-The TFLite files return uint8 labels; with tflite_output="probabilities"
-their names end in `_probabilities` and they return probabilities.
+The TFLite files return uint8 labels; with tflite_output="stride4_labels" or
+"probabilities" their names end in `_stride4_labels` (labels taken at the
+decoder's stride 4) or `_probabilities` (probabilities).
 
 The folder is written all at once: every file goes into a staging sibling,
 `.<output_dir>.partial-*`, with export.json last, and the whole folder is then
@@ -62,6 +63,10 @@ def _check_options(formats, height, width, num_calibration_images, tflite_output
                         "tflite_output": (tflite_output, checks.one_of(*OUTPUTS)),
                         "report_images": (report_images, checks.non_negative_int)},  # 0: all
                        error=errors.ExportError)
+    if tflite_output == "stride4_labels" and (height % 4 or width % 4):
+        raise errors.ExportError(f"--tflite_output=stride4_labels repeats each label of the "
+                                 f"stride-4 logits over a 4x4 block: --height={height} and "
+                                 f"--width={width} must both be divisible by 4")
     if max_batch_pixels < height * width:
         raise errors.ExportError(f"--max_batch_pixels={max_batch_pixels} is below one --height x "
                                  f"--width image ({height * width} pixels), which the report sends")
@@ -125,7 +130,7 @@ def export_workdir(workdir, output_dir, *, formats=FORMATS, checkpoint=None, hei
       formats: a subset of FORMATS.
       checkpoint: a checkpoint name of the work directory (default: latest).
       height, width: the TFLite files' fixed input size (the SavedModel takes any).
-      tflite_output: what the TFLite files return, "labels" or "probabilities".
+      tflite_output: what the TFLite files return, one of export.tflite.OUTPUTS.
       representative_dataset, representative_root: the dataset whose train
         split (unlabelled target-domain images) calibrates int8; default the
         run's target dataset and root.
@@ -261,8 +266,12 @@ def _manifest(names, workdir, info, *, height, width, tflite_output, max_batch_p
         "step": info["step"],
         "class_names": list(CLASS_NAMES),
         "tflite_input": f"uint8 RGB [1, {height}, {width}, 3]",
-        "tflite_output": (f"uint8 labels [1, {height}, {width}]" if tflite_output == "labels"
-                          else f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]"),
+        "tflite_output": {
+            "labels": f"uint8 labels [1, {height}, {width}]",
+            "stride4_labels": f"uint8 labels [1, {height}, {width}], the argmax at stride 4 "
+                              "upsampled nearest",
+            "probabilities": f"probabilities [1, {height}, {width}, {len(CLASS_NAMES)}]",
+        }[tflite_output],
         "artifacts": names,
         "provenance": provenance.record(),
     }

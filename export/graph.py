@@ -28,3 +28,34 @@ class ArgmaxLabels(keras.layers.Layer):
 
     def call(self, scores):
         return tf.cast(tf.argmax(scores, axis=-1, output_type=tf.int32), self.output_dtype)
+
+
+# The stride of the decoder's logits (udamobile/nets/segmenter.py), before they are
+# upsampled to the input.
+LOGITS_STRIDE = 4
+
+
+def stride4_logits(segmenter):
+    """The sub-model of `segmenter` up to its decoder's logits, before the upsampling:
+    image [B, H, W, 3] -> [B, ceil(H / 4), ceil(W / 4), C]."""
+    return keras.Model(segmenter.inputs, segmenter.get_layer("upsample_logits").input[0],
+                       name=f"{segmenter.name}_stride4")
+
+
+class RepeatPixels(keras.layers.Layer):
+    """[B, h, w] -> [B, h * factor, w * factor], each pixel repeated over a factor x factor
+    block: nearest-neighbour upsampling by a whole factor, exactly what
+    `tf.image.resize(method="nearest")` gives there. Built from a broadcast and a
+    reshape, which TFLite's integer graphs run on uint8 (its RESIZE_NEAREST_NEIGHBOR
+    does not take a uint8 tensor that is not a quantized one).
+    """
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, labels):
+        batch, height, width = labels.shape
+        blocks = tf.broadcast_to(labels[:, :, None, :, None],
+                                 (batch, height, self.factor, width, self.factor))
+        return tf.reshape(blocks, (batch, height * self.factor, width * self.factor))

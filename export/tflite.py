@@ -6,6 +6,8 @@ palette.txt as metadata, export/class_files.py):
     images         uint8 [1, height, width, 3] RGB pixels (normalized inside)
     -> labels         uint8 [1, height, width] train ids (data_pipelines.classes),
                       the default: what a board consumes
+    or, with output="stride4_labels":
+       labels         the same, taken at the decoder's stride 4 (see below)
     or, with output="probabilities":
        probabilities  [1, height, width, num_classes]: float32, or uint8 with
                       scale 1/256 in the int8 file (dequantize: q / 256)
@@ -14,6 +16,14 @@ The labels are the argmax of the logits bilinearly upsampled to the input,
 exactly the Keras model's prediction. The probabilities output adds a softmax
 over every pixel and class, which a board that wants labels never uses
 (README, "Benchmarks", for its cost).
+
+"stride4_labels" takes the argmax of the decoder's logits at stride 4 and
+repeats each label over its 4x4 block (nearest-neighbour upsampling): no
+resize or argmax of every class at the input's size, which is 40% of a small
+student's int8 time at 512x1024, but a boundary falls on the 4x4 grid instead
+of between the bilinearly upsampled logits, so labels differ from the Keras
+model's near boundaries (docs/deployment.md, "A smaller student", for both
+costs). It needs a height and width divisible by 4.
 
 Quantizations:
 
@@ -43,16 +53,20 @@ import tensorflow as tf
 from data_pipelines import validation
 from data_pipelines.images import normalize_image
 from export import class_files, tflite_metadata
-from export.graph import ArgmaxLabels, probabilities
+from export.graph import LOGITS_STRIDE, ArgmaxLabels, RepeatPixels, probabilities, stride4_logits
 from udamobile import files
 
 QUANTIZATIONS = ("float32", "float16", "int8")
-OUTPUTS = ("labels", "probabilities")
+OUTPUTS = ("labels", "stride4_labels", "probabilities")
 
 
-def check_output(output):
+def check_output(output, height, width):
+    """Raises ValueError for an output the file cannot have at height x width."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "stride4_labels" and (height % LOGITS_STRIDE or width % LOGITS_STRIDE):
+        raise ValueError(f"output stride4_labels needs a height and width divisible by "
+                         f"{LOGITS_STRIDE}, got {height}x{width}")
 
 
 def deployment_model(segmenter, *, height, width, output="labels", input_dtype="uint8"):
@@ -61,13 +75,18 @@ def deployment_model(segmenter, *, height, width, output="labels", input_dtype="
     Args:
       segmenter: Keras model, image in [-1, 1] -> {"logits": [B, H, W, C], ...}.
       height, width: the fixed input size.
-      output: "labels" ({"labels": uint8 [1, H, W]}) or "probabilities"
-        ({"probabilities": float32 [1, H, W, C]}).
+      output: "labels" or "stride4_labels" ({"labels": uint8 [1, H, W]}), or
+        "probabilities" ({"probabilities": float32 [1, H, W, C]}).
       input_dtype: "uint8", or "float32" for the int8 conversion, whose
         converter quantizes a float input to uint8 itself.
     """
-    check_output(output)
+    check_output(output, height, width)
     pixels = keras.Input((height, width, 3), batch_size=1, dtype=input_dtype, name="images")
+    if output == "stride4_labels":
+        coarse = stride4_logits(segmenter)(normalize_image(pixels), training=False)
+        labels = ArgmaxLabels("uint8")(coarse)
+        return keras.Model(pixels, {"labels": RepeatPixels(LOGITS_STRIDE, name="labels")(labels)},
+                           name="deployed_segmenter")
     logits = segmenter(normalize_image(pixels), training=False)["logits"]
     if output == "labels":
         outputs = {"labels": ArgmaxLabels("uint8", name="labels")(logits)}

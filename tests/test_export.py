@@ -19,7 +19,7 @@ from PIL import Image
 
 import data_pipelines
 from data_pipelines.classes import CLASS_NAMES, IGNORE_LABEL, PALETTE
-from export import card, class_files, report, saved_model, tflite, tflite_metadata
+from export import card, class_files, graph, report, saved_model, tflite, tflite_metadata
 from export.artifacts import export_workdir
 from udamobile import config as config_lib, errors, provenance
 from udamobile.errors import ExportError
@@ -64,6 +64,11 @@ def test_export_options_are_checked_before_any_work(tmp_path):
         export_workdir(str(tmp_path), str(tmp_path / "out"), height=0)
     with pytest.raises(ExportError, match=r"--tflite_output='logits' must be one of \('labels'"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), tflite_output="logits")
+    with pytest.raises(ExportError, match=r"--tflite_output=stride4_labels repeats each label "
+                       r"of the stride-4 logits over a 4x4 block: --height=130 and --width=256 "
+                       r"must both be divisible by 4"):
+        export_workdir(str(tmp_path), str(tmp_path / "out"), height=130, width=256,
+                       tflite_output="stride4_labels")
     with pytest.raises(ExportError, match="--report_images"):
         export_workdir(str(tmp_path), str(tmp_path / "out"), report_images=-1)
     with pytest.raises(ExportError, match="--max_batch_pixels=0 must be a positive integer"):
@@ -283,6 +288,23 @@ def test_tflite_argmax_agrees_with_keras(workdir, exports, target_images):
     assert agreement["tflite_float32_probabilities"] >= 0.999
     assert agreement["tflite_float16"] >= 0.995
     assert agreement["tflite_int8"] >= INT8_AGREEMENT
+
+
+@pytest.mark.slow
+def test_stride4_labels_are_the_stride4_argmax_repeated_over_4x4_blocks(
+        workdir, target_images, tmp_path):
+    path = export_workdir(workdir, str(tmp_path / "out"), formats=["tflite_float32"],
+                          height=HEIGHT, width=WIDTH, tflite_output="stride4_labels",
+                          report_images=2)["tflite_float32"]
+    assert path.endswith(f"segmenter_{HEIGHT}x{WIDTH}_float32_stride4_labels.tflite")
+    segmenter, _ = checkpointing.restore_segmenter(workdir)
+    coarse = graph.stride4_logits(segmenter)(data_pipelines.normalize_image(target_images))
+    expected = np.argmax(coarse, axis=-1).repeat(4, axis=1).repeat(4, axis=2)
+    labels = _litert_labels(path, target_images)
+    assert labels.shape == expected.shape == (EVAL_IMAGES, HEIGHT, WIDTH)
+    assert np.mean(labels == expected) >= 0.999
+    # Against the exact labels (bilinear logits), only pixels near boundaries differ.
+    assert 0.8 < np.mean(labels == _keras_labels(workdir, target_images)) < 1.0
 
 
 @pytest.mark.slow
