@@ -18,7 +18,7 @@ Each case of issue 15's "Why" list, and the test that pins it (here unless named
 | 4. the JSON of evaluate.py cannot be written   | test_evaluate_prints_its_table_before_a_failed_write |
 | 4. ckpt-N_temp/ left behind                    | test_resume.py::test_a_stale_lock_and_unfinished_saves_are_cleaned_up_at_start |
 | 5. resuming with a smaller --steps             | test_resume.py::test_resuming_with_other_settings_is_refused_and_keeps_the_config |
-| 6. --aspp_rates=-6,12, =(empty), --dropout_rate=1.5, --num_classes=5 | test_config.py::test_out_of_range_values_are_named |
+| 6. --aspp_rates=-6,12, --dropout_rate=1.5, --num_classes=5 | test_config.py::test_out_of_range_values_are_named |
 | 6. a failed run leaves config.json; --segmenter_lr=nan | test_a_bad_flag_is_named_and_leaves_no_config |
 | 6. --patch_size larger than the image          | test_trainer.py::test_a_patch_larger_than_the_resized_image_is_named_with_the_upscaling; test_data_patches.py::test_no_preset_crops_a_padded_row_of_any_dataset (the resize widens: no padding) |
 | 6. evaluate.py --max_images=-1                 | test_cli.py (case "--max_images") |
@@ -212,7 +212,7 @@ def test_a_bad_held_out_file_stops_the_start_up_check_before_any_write(tmp_path)
     assert not (workdir / "source_only" / "config.json").exists()
 
 
-@pytest.mark.parametrize("flag", ["--segmenter_lr=nan", "--num_classes=5", "--aspp_rates="])
+@pytest.mark.parametrize("flag", ["--segmenter_lr=nan", "--num_classes=5", "--aspp_rates=-6,12"])
 def test_a_bad_flag_is_named_and_leaves_no_config(tmp_path, flag):
     result = _train(f"--workdir={tmp_path}", "--source_root=/nowhere", flag)
     assert result.returncode == 2
