@@ -28,6 +28,7 @@ from absl import logging
 import data_pipelines
 from data_pipelines.classes import CLASS_NAMES
 from export import MANIFEST, MAX_BATCH_PIXELS, card, class_files, report, tflite_metadata
+from export.graph import LOGITS_STRIDE
 from export.saved_model import export_saved_model
 from export.tflite import OUTPUTS, calibration_images, export_tflite
 from udamobile import checks, errors, files, provenance
@@ -63,7 +64,7 @@ def _check_options(formats, height, width, num_calibration_images, tflite_output
                         "tflite_output": (tflite_output, checks.one_of(*OUTPUTS)),
                         "report_images": (report_images, checks.non_negative_int)},  # 0: all
                        error=errors.ExportError)
-    if tflite_output == "stride4_labels" and (height % 4 or width % 4):
+    if tflite_output == "stride4_labels" and (height % LOGITS_STRIDE or width % LOGITS_STRIDE):
         raise errors.ExportError(f"--tflite_output=stride4_labels repeats each label of the "
                                  f"stride-4 logits over a 4x4 block: --height={height} and "
                                  f"--width={width} must both be divisible by 4")

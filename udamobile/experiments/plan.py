@@ -121,9 +121,10 @@ def _check_own_fields(method, configs):
     none does."""
     read = {name for stage in configs for name in get_stage(stage).own_fields}
     defaults = config_lib.flat_values(config_lib.Config())
+    values = config_lib.flat_values(next(iter(configs.values())))
     for stage_name in config_lib.STAGES:
         for name in get_stage(stage_name).own_fields:
-            value = config_lib.flat_values(next(iter(configs.values())))[name]
+            value = values[name]
             if value != defaults[name] and name not in read:
                 raise UsageError(f"--{name}={value} is read by stage {stage_name} only, which "
                                  f"--method={method} does not run; leave it out")

@@ -118,10 +118,10 @@ def distillation_loss(teacher_logits, student_logits, temperature=1.0):
     Zero where the two predict the same probabilities, positive elsewhere; the
     T^2 keeps its gradients' scale as T changes. No gradient reaches the teacher.
     """
-    teacher = tf.nn.softmax(tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature)
+    teacher_log = tf.nn.log_softmax(
+        tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature)
     student_log = tf.nn.log_softmax(tf.cast(student_logits, tf.float32) / temperature)
-    per_pixel = tf.reduce_sum(
-        teacher * (tf.math.log(tf.maximum(teacher, 1e-12)) - student_log), axis=-1)
+    per_pixel = tf.reduce_sum(tf.exp(teacher_log) * (teacher_log - student_log), axis=-1)
     return temperature ** 2 * global_mean(per_pixel)
 
 
