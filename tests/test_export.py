@@ -290,6 +290,19 @@ def test_tflite_argmax_agrees_with_keras(workdir, exports, target_images):
     assert agreement["tflite_int8"] >= INT8_AGREEMENT
 
 
+def test_repeat_pixels_in_tflite_is_numpy_repeat_on_uint8():
+    labels = np.random.default_rng(0).integers(0, 19, (1, 3, 5), dtype=np.uint8)
+    inputs = keras.Input((3, 5), batch_size=1, dtype="uint8")
+    model = keras.Model(inputs, graph.RepeatPixels(4)(inputs))
+    runner = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    runner.allocate_tensors()
+    runner.set_tensor(runner.get_input_details()[0]["index"], labels)
+    runner.invoke()
+    repeated = runner.get_tensor(runner.get_output_details()[0]["index"])
+    assert repeated.dtype == np.uint8
+    np.testing.assert_array_equal(repeated, labels.repeat(4, axis=1).repeat(4, axis=2))
+
+
 @pytest.mark.slow
 def test_stride4_labels_are_the_stride4_argmax_repeated_over_4x4_blocks(
         workdir, target_images, tmp_path):
