@@ -76,7 +76,7 @@ def test_distillation_loss_is_zero_when_student_and_teacher_agree_and_positive_o
 
 @pytest.mark.parametrize("targets", ["soft", "hard"])
 def test_a_step_trains_the_student_and_never_the_teacher(tiny_config, eagerly, targets):
-    cfg = config_lib.override(tiny_config("distill"), distill_targets=targets, **{
+    cfg = config_lib.override(tiny_config("distill"), distill_targets=targets, lambda_ce=0.5, **{
         **STUDENTS[DEFAULT_STUDENT], "decoder_filters": 8, "aspp_filters": 8})
     stage = get_stage("distill")
     state = TrainingState(cfg, stage, models={"teacher": tiny_config("adaptation").model})
@@ -94,6 +94,30 @@ def test_a_step_trains_the_student_and_never_the_teacher(tiny_config, eagerly, t
         np.testing.assert_array_equal(old, variable.numpy(), err_msg=variable.path)
     assert any(not np.array_equal(old, v.numpy())
                for old, v in zip(before["student"], student.trainable_variables))
+
+
+def test_without_the_source_term_the_students_batch_norms_see_target_images_only(
+        tiny_config, eagerly):
+    cfg = config_lib.override(tiny_config("distill"), lambda_ce=0.0, **{  # no dropout's draws
+        **STUDENTS[DEFAULT_STUDENT], "decoder_filters": 8, "aspp_filters": 8, "dropout_rate": 0})
+    stage = get_stage("distill")
+    state = TrainingState(cfg, stage, models={"teacher": tiny_config("adaptation").model})
+    student = state.networks["segmenter"]
+    step = stage.make_step(state, cfg, frozenset({"segmenter"}))
+    start = student.get_weights()
+    rng = np.random.default_rng(0)
+    target = tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+    statistics = []
+    for source in (-1.0, 1.0):  # two source batches, nothing alike
+        student.set_weights(start)
+        values = step({"source_image": tf.fill((2, 32, 32, 3), source), "target_image": target,
+                       "source_label": tf.zeros((2, 32, 32), tf.int32)})
+        assert "loss/source_ce" not in values
+        statistics.append([v.numpy() for v in student.non_trainable_variables])
+    for first, second in zip(*statistics):
+        np.testing.assert_array_equal(first, second)
+    assert any(not np.array_equal(after, before) for after, before in zip(
+        statistics[0], [w for w, v in zip(start, student.weights) if not v.trainable]))
 
 
 def test_the_students_spec_follows_the_flags_and_a_flag_it_cancels_is_refused():
