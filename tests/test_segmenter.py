@@ -58,12 +58,27 @@ def test_other_output_strides(output_stride):
 
 
 def test_output_stride_turns_late_strides_into_dilations():
-    strides = [stride for _, _, stride in segmenter._block_specs()]
+    strides = [stride for _, _, stride in segmenter.block_specs()]
     assert segmenter.strides_and_rates(strides, 32) == [(s, 1) for s in strides]
     os16 = segmenter.strides_and_rates(strides, 16)
     assert os16[13:] == [(1, 1), (1, 2), (1, 2), (1, 2)]
     os8 = segmenter.strides_and_rates(strides, 8)
     assert os8[6:] == [(1, 1)] + [(1, 2)] * 7 + [(1, 4)] * 3
+
+
+def test_early_downsampling_moves_the_first_stride_and_keeps_every_weight_shape():
+    plain = build_segmenter(3, **TINY)
+    early = build_segmenter(3, early_downsampling=True, **TINY)
+    assert [w.shape for w in early.weights] == [w.shape for w in plain.weights]
+    encoder = early.get_layer("encoder")
+    assert encoder.get_layer("expanded_conv_depthwise").strides == (2, 2)
+    assert encoder.get_layer("block_1_depthwise").strides == (1, 1)
+    block_1 = keras.Model(encoder.input, encoder.get_layer("block_1_expand").output)
+    assert block_1(_images(64, 96)).shape[1:3] == (16, 24)  # stride 4, not 2
+    encoded = encoder(_images(65, 97))
+    assert encoded["low_level"].shape[1:3] == (17, 25)
+    assert encoded["features"].shape[1:3] == (5, 7)
+    assert early(_images(65, 97))["logits"].shape == (1, 65, 97, 3)
 
 
 def _randomize_batch_norms(model, seed=0):

@@ -60,6 +60,9 @@ class ModelConfig:
                                     checks.positive)
     decoder_filters: int = _field(256, "Filters of the two decoder 3x3 convs.", checks.positive)
     separable: bool = _field(True, "Separable ASPP/decoder convs (TF-DeepLab, authors' code).")
+    early_downsampling: bool = _field(
+        False, "Beyond the paper: MobileNetV2's block 0 halves the resolution instead of "
+        "block 1, for the students' latency on boards (udamobile/nets/segmenter.py).")
     dropout_rate: float = _field(0.1, "Dropout after the ASPP projection.",
                                  checks.within(0, 1, high_open=True))
     batch_norm_momentum: typing.Optional[float] = _field(

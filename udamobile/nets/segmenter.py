@@ -71,11 +71,23 @@ def encoder_channels(width_multiplier=1.0):
     return _block_channels(MOBILENET_V2_BLOCKS[-1][1], width_multiplier)
 
 
-def _block_specs():
-    """Yields (expansion, channels, stride) for each of the 17 blocks in order."""
-    for expansion, channels, repeats, stride in MOBILENET_V2_BLOCKS:
-        for repeat in range(repeats):
-            yield expansion, channels, stride if repeat == 0 else 1
+def block_specs(early_downsampling=False):
+    """(expansion, channels, stride) of each of the 17 blocks in order.
+
+    With `early_downsampling` block 0 takes block 1's stride 2, so that only the
+    first conv runs at half the input's resolution and block 1's expansion to
+    6x the channels runs at a quarter. Beyond MobileNetV2, for the students
+    (nets/students.py): at 512x1024 those layers hold a quarter of a student's
+    int8 time, bound by memory traffic (docs/deployment.md). The weights keep
+    their shapes, so ImageNet files still load.
+    """
+    specs = [(expansion, channels, stride if repeat == 0 else 1)
+             for expansion, channels, repeats, stride in MOBILENET_V2_BLOCKS
+             for repeat in range(repeats)]
+    if early_downsampling:
+        (t0, c0, s0), (t1, c1, s1) = specs[:2]
+        specs[:2] = [(t0, c0, s1), (t1, c1, s0)]
+    return specs
 
 
 def strides_and_rates(strides, output_stride):
@@ -134,7 +146,7 @@ def _inverted_residual_block(x, *, block_id, expansion, filters, stride, rate):
     return x, depthwise_output
 
 
-def _build_encoder(*, width_multiplier, output_stride):
+def _build_encoder(*, width_multiplier, output_stride, early_downsampling):
     """Me: MobileNetV2 image -> {"features", "low_level"} (see module docstring)."""
     image = keras.Input((None, None, 3), name="image")
     x = keras.layers.Conv2D(make_divisible(FIRST_CONV_FILTERS * width_multiplier), 3,
@@ -143,7 +155,7 @@ def _build_encoder(*, width_multiplier, output_stride):
     x = _backbone_batch_norm("bn_Conv1")(x)
     x = keras.layers.ReLU(6.0, name="Conv1_relu")(x)
 
-    specs = list(_block_specs())
+    specs = block_specs(early_downsampling)
     schedule = strides_and_rates([stride for _, _, stride in specs], output_stride)
     for block_id, ((expansion, channels, _), (stride, rate)) in enumerate(
             zip(specs, schedule)):
@@ -238,7 +250,8 @@ def _set_batch_norms(layers, *, trains, synchronized, momentum):
 
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
-                    decoder_filters=256, separable=True, freeze_batch_norm=False,
+                    decoder_filters=256, separable=True, early_downsampling=False,
+                    freeze_batch_norm=False,
                     batch_norm_momentum=None, synchronized_batch_norm=False,
                     dropout_rate=0.1, name="segmenter"):
     """Builds DeepLabV3+ MobileNetV2: image [B, H, W, 3] in [-1, 1] -> dict.
@@ -265,6 +278,7 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
       aspp_filters, low_level_filters, decoder_filters: widths of the ASPP
         branches, the low-level projection and the two decoder convs.
       separable: depthwise + pointwise atrous/decoder convs instead of plain 3x3.
+      early_downsampling: block 0 strides instead of block 1 (`block_specs`).
       freeze_batch_norm: make every batch norm non-trainable, so it always
         normalizes with its moving statistics and keeps gamma and beta fixed
         (the adaptation stage runs at batch size 1). With dropout_rate=0 the
@@ -280,8 +294,8 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
 
     Like every builder, it trusts its arguments: `config.validate` checks them.
     """
-    encoder = _build_encoder(width_multiplier=width_multiplier,
-                             output_stride=output_stride)
+    encoder = _build_encoder(width_multiplier=width_multiplier, output_stride=output_stride,
+                             early_downsampling=early_downsampling)
     image = keras.Input((None, None, 3), name="image")
     encoded = encoder(image)
     decoder = _build_decoder(

@@ -10,6 +10,8 @@ smaller along one or more of the axes that cost time on a board:
 - the output stride (32: the last blocks keep their strides instead of dilating);
 - the head: ASPP without its atrous branches (image pooling and a 1x1 conv
   only, as the mobile rows of the TF-DeepLab model zoo drop them);
+- the first stride: MobileNetV2's block 0, not block 1, halves the resolution
+  (`early_downsampling`), so less of the network runs at half the input's size;
 - the decoder: fewer filters in its two separable 3x3 convs at stride 4, which
   at 512x1024 hold most of the default segmenter's multiply-accumulates.
 
@@ -21,6 +23,11 @@ STUDENTS = {
     # Width 0.35 with the full ASPP, its branches and decoder narrowed to 64.
     "mnv2_035_aspp64": dict(width_multiplier=0.35, output_stride=16, aspp_rates=(6, 12, 18),
                             aspp_filters=64, low_level_filters=24, decoder_filters=64),
+    # The same with block 0 at stride 2 instead of block 1 (early_downsampling).
+    "mnv2_035_aspp64_early": dict(width_multiplier=0.35, output_stride=16,
+                                  aspp_rates=(6, 12, 18), aspp_filters=64,
+                                  low_level_filters=24, decoder_filters=64,
+                                  early_downsampling=True),
     # Width 0.35 without atrous branches: pooling and 1x1 at 128, decoder 64.
     "mnv2_035_pool128": dict(width_multiplier=0.35, output_stride=16, aspp_rates=(),
                              aspp_filters=128, low_level_filters=24, decoder_filters=64),
