@@ -38,4 +38,4 @@ STUDENTS = {
     "mnv2_050_pool128": dict(width_multiplier=0.5, output_stride=16, aspp_rates=(),
                              aspp_filters=128, low_level_filters=32, decoder_filters=96),
 }
-DEFAULT_STUDENT = "mnv2_035_aspp64"
+DEFAULT_STUDENT = "mnv2_035_aspp64_early"
