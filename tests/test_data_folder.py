@@ -172,6 +172,17 @@ def test_the_config_saves_paths_absolute_and_compares_them_so(tmp_path, monkeypa
         f"target_root='elsewhere' there, {str(tmp_path / 'camera')!r} here"]
 
 
+def test_a_field_only_another_stage_reads_is_no_difference_of_this_stage():
+    # A stage trained when a distill-only default was another one is still its twin.
+    source_only = config_lib.get_config("demo", "source_only")
+    older = config_lib.override(source_only, student="mnv2_050_pool128")
+    assert workdirs.differences(older, source_only) == []
+    distill = config_lib.get_config("demo", "distill")
+    assert workdirs.differences(config_lib.override(distill, student="mnv2_050_pool128"),
+                                distill) == [
+        f"student='mnv2_050_pool128' there, {distill.model.student!r} here"]
+
+
 def test_open_folder_names_a_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="folder not found"):
         folder_dataset.open_folder(tmp_path / "missing", "train")

@@ -34,12 +34,22 @@ CONFIG_FILE = "config.json"  # each stage's resolved Config, in its work directo
 PROVENANCE_KEY = "provenance"
 
 
+def fields_read_by_other_stages(stage):
+    """The `own_fields` of the stages other than `stage`. A stage's config holds them at
+    their defaults, and a new default trains nothing differently there."""
+    own = set(stages.get_stage(stage).own_fields)
+    return {name for other in stages.REGISTRY.values() for name in other.own_fields} - own
+
+
 def changed_fields(trained, asked):
-    """The names of the fields where Config `trained` (a work directory's) and `asked`
-    (the command's) differ. Files and folders are compared absolute: a config.json
-    written before they were saved so holds them relative to where it was trained."""
+    """The names of the fields of its stage where Config `trained` (a work directory's)
+    and `asked` (the command's) differ. Files and folders are compared absolute: a
+    config.json written before they were saved so holds them relative to where it was
+    trained. Fields only other stages read are left out: a source-only stage trained
+    when `--student` had another default is still the same stage."""
     a, b = (config_flags.absolute_paths(config_lib.flat_values(cfg)) for cfg in (trained, asked))
-    return [name for name in a if a[name] != b[name]]
+    unread = fields_read_by_other_stages(asked.stage)
+    return [name for name in a if a[name] != b[name] and name not in unread]
 
 
 def differences(trained, asked):
