@@ -251,9 +251,8 @@ def _set_batch_norms(layers, *, trains, synchronized, momentum):
 def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
                     aspp_rates=(6, 12, 18), aspp_filters=256, low_level_filters=48,
                     decoder_filters=256, separable=True, early_downsampling=False,
-                    freeze_batch_norm=False,
-                    batch_norm_momentum=None, synchronized_batch_norm=False,
-                    dropout_rate=0.1, name="segmenter"):
+                    freeze_batch_norm=False, batch_norm_momentum=None,
+                    synchronized_batch_norm=False, dropout_rate=0.1, name="segmenter"):
     """Builds DeepLabV3+ MobileNetV2: image [B, H, W, 3] in [-1, 1] -> dict.
 
     Outputs {"logits": [B, H, W, num_classes], "features": [B, ceil(H /
@@ -278,15 +277,14 @@ def build_segmenter(num_classes=19, *, width_multiplier=1.0, output_stride=16,
       aspp_filters, low_level_filters, decoder_filters: widths of the ASPP
         branches, the low-level projection and the two decoder convs.
       separable: depthwise + pointwise atrous/decoder convs instead of plain 3x3.
-      early_downsampling: block 0 strides instead of block 1 (`block_specs`).
+      early_downsampling: block 0 strides, not block 1 (`block_specs`).
       freeze_batch_norm: make every batch norm non-trainable, so it always
         normalizes with its moving statistics and keeps gamma and beta fixed
         (the adaptation stage runs at batch size 1). With dropout_rate=0 the
         outputs then no longer depend on `training`.
-      batch_norm_momentum: moving-average momentum of every batch norm; None
-        keeps the sources' values (0.999 backbone, 0.9997 head), whose
-        statistics need tens of thousands of steps to settle. Short runs (the
-        CPU demo) need a smaller one, e.g. 0.9.
+      batch_norm_momentum: moving-average momentum of every batch norm; None keeps
+        the sources' (0.999 backbone, 0.9997 head), which need tens of thousands
+        of steps to settle: short runs (the CPU demo) need less, e.g. 0.9.
       synchronized_batch_norm: under tf.distribute, normalize with the
         statistics of the global batch rather than each replica's part.
       dropout_rate: dropout after the ASPP projection (training only).
