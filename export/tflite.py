@@ -20,7 +20,7 @@ over every pixel and class, which a board that wants labels never uses
 "stride4_labels" takes the argmax of the decoder's logits at stride 4 and
 repeats each label over its 4x4 block (nearest-neighbour upsampling): no
 resize or argmax of every class at the input's size (a small student's int8
-file at 512x1024 runs 12% faster), but a boundary falls on the 4x4 grid instead
+file at 512x1024 runs about 40% faster), but a boundary falls on the 4x4 grid instead
 of between the bilinearly upsampled logits, so labels differ from the Keras
 model's near boundaries (docs/deployment.md, "A smaller student", for both
 costs). It needs a height and width divisible by 4.

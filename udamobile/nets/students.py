@@ -23,11 +23,6 @@ STUDENTS = {
     # Width 0.35 with the full ASPP, its branches and decoder narrowed to 64.
     "mnv2_035_aspp64": dict(width_multiplier=0.35, output_stride=16, aspp_rates=(6, 12, 18),
                             aspp_filters=64, low_level_filters=24, decoder_filters=64),
-    # The same with block 0 at stride 2 instead of block 1 (early_downsampling).
-    "mnv2_035_aspp64_early": dict(width_multiplier=0.35, output_stride=16,
-                                  aspp_rates=(6, 12, 18), aspp_filters=64,
-                                  low_level_filters=24, decoder_filters=64,
-                                  early_downsampling=True),
     # Width 0.35 without atrous branches: pooling and 1x1 at 128, decoder 64.
     "mnv2_035_pool128": dict(width_multiplier=0.35, output_stride=16, aspp_rates=(),
                              aspp_filters=128, low_level_filters=24, decoder_filters=64),
@@ -38,4 +33,6 @@ STUDENTS = {
     "mnv2_050_pool128": dict(width_multiplier=0.5, output_stride=16, aspp_rates=(),
                              aspp_filters=128, low_level_filters=32, decoder_filters=96),
 }
+# The first with block 0 at stride 2 instead of block 1 (early_downsampling).
+STUDENTS["mnv2_035_aspp64_early"] = {**STUDENTS["mnv2_035_aspp64"], "early_downsampling": True}
 DEFAULT_STUDENT = "mnv2_035_aspp64_early"
