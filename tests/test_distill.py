@@ -16,8 +16,9 @@ from udamobile.errors import UsageError
 from udamobile.experiments import methods
 from udamobile.nets import networks
 from udamobile.nets.students import DEFAULT_STUDENT, STUDENTS
-from udamobile.training import losses
+from udamobile.training import inputs, losses
 from udamobile.training.stages import get_stage
+from udamobile.training.stages.base import RunContext
 from udamobile.training.state import TrainingState
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +119,22 @@ def test_without_the_source_term_the_students_batch_norms_see_target_images_only
         np.testing.assert_array_equal(first, second)
     assert any(not np.array_equal(after, before) for after, before in zip(
         statistics[0], [w for w, v in zip(start, student.weights) if not v.trainable]))
+
+
+def test_without_the_source_term_no_source_patch_is_read_and_the_targets_are_the_same(
+        tiny_config, tmp_path):
+    stage = get_stage("distill")
+    context = RunContext(workdir=str(tmp_path), chief=True, bad_files=None, state=None)
+    alone_cfg = tiny_config("distill", lambda_ce=0.0)
+    paired_cfg = config_lib.override(alone_cfg, lambda_ce=0.5)
+    assert stage.train_splits(alone_cfg) == [inputs.target_train(alone_cfg)]
+    assert stage.train_splits(paired_cfg) == [inputs.source_train(paired_cfg),
+                                              inputs.target_train(paired_cfg)]
+    alone, paired = (next(iter(stage.build_inputs(cfg, 3, context)))
+                     for cfg in (alone_cfg, paired_cfg))
+    assert set(alone) == {"target_image"}
+    assert set(paired) == {"source_image", "source_label", "target_image"}
+    np.testing.assert_array_equal(alone["target_image"], paired["target_image"])
 
 
 def test_the_students_spec_follows_the_flags_and_a_flag_it_cancels_is_refused():

@@ -3,7 +3,7 @@
     stage    reads                                   networks
     distill  a source patch x_S with its label y_S   segmenter: the student, built from
              beside a target patch x_T               --student's row (nets/students.py);
-                                                     teacher: the method's last trained
+             (x_T alone at lambda_ce 0)              teacher: the method's last trained
                                                      segmenter (or --teacher_dir's), frozen
 
 The adapted segmenter is the best model of the target a method leaves, and it
@@ -156,14 +156,20 @@ class DistillStage(Stage):
         return {TEACHER: teacher_cfg.model}
 
     def train_splits(self, cfg):
-        return [inputs.source_train(cfg), inputs.target_train(cfg)]
+        target = [inputs.target_train(cfg)]
+        return [inputs.source_train(cfg), *target] if cfg.loss.lambda_ce else target
 
     def build_inputs(self, cfg, start_step, run):
-        return inputs.unpaired_patches(cfg, start_step, run.bad_files)
+        if cfg.loss.lambda_ce:
+            return inputs.unpaired_patches(cfg, start_step, run.bad_files)
+        # Source patches no loss reads are not decoded; the target's are those of the
+        # unpaired stream all the same, so lambda_ce changes nothing else.
+        return inputs.image_patches(cfg, inputs.target_train(cfg), start_step,
+                                    run.bad_files).map(lambda b: {"target_image": b["image"]})
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
-        "source_label": [B, P, P] train ids}."""
+        "source_label": [B, P, P] train ids}; at lambda_ce 0 "target_image" alone."""
         student, teacher = state.networks["segmenter"], state.networks[TEACHER]
         loss_cfg, weight_decay = cfg.loss, cfg.optim.weight_decay
 
