@@ -115,7 +115,9 @@ def resolved_configs():
 def main(argv):
     cli.reject_arguments(argv)
     method, preset, configs, oracle, overrides = resolved_configs()
-    from udamobile.experiments import plan, runner  # after flag parsing: importing TF is slow
+    # After the configs resolve: a mistyped flag fails in a second, not after TF's start-up.
+    cli.start_tensorflow()
+    from udamobile.experiments import plan, runner
 
     if FLAGS.print_config:
         everything = {**configs, **({methods.ORACLE_ROW: oracle} if oracle else {})}
@@ -131,7 +133,7 @@ def main(argv):
 
 
 def run():
-    cli.run("train.py", main, common_flags=COMMON_FLAGS)
+    cli.run("train.py", main, uses_tensorflow=False, common_flags=COMMON_FLAGS)
 
 
 if __name__ == "__main__":
