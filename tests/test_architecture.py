@@ -32,6 +32,16 @@ def test_the_library_imports_no_module_round_a_circle():
     assert import_graph.circle(import_graph.import_graph()) is None
 
 
+def test_the_stage_declarations_import_first_and_without_tensorflow():
+    # The config reads the declarations, and the distill stage uses the config's
+    # work-directory helpers: imported before the config, the stages once failed
+    # half-initialized.
+    code = "import sys, udamobile.training.stages; print('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr[-2000:]
+
+
 def test_no_library_module_or_function_is_too_long():
     too_long = []
     for module, path in import_graph.library_modules().items():

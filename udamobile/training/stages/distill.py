@@ -35,13 +35,15 @@ import os
 from udamobile import errors, files
 from udamobile.deferred import deferred
 from udamobile.nets.students import STUDENTS
-from udamobile.training import inputs, workdirs
+from udamobile.training import inputs
 from udamobile.training.stages.base import Stage
 from udamobile.training.stages.updates import SEGMENTER
 
-checkpointing, images, losses, steps = deferred(
+# workdirs imports the config, which reads this module: deferred, so that the stages
+# import first as well as the config.
+checkpointing, images, losses, steps, workdirs = deferred(
     "udamobile.training.checkpointing", "data_pipelines.images", "udamobile.training.losses",
-    "udamobile.training.stages.steps")
+    "udamobile.training.stages.steps", "udamobile.training.workdirs")
 
 TEACHER_FILE = "teacher.json"
 TEACHER = "teacher"
