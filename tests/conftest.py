@@ -1,8 +1,16 @@
 """Shared fixtures (the smallest configs that still build every network, eager
 execution) and the order in which the modules are collected."""
 import pytest
+import tensorflow as tf
 
 from udamobile import config as config_lib
+
+# Grappler rewrites each traced function for speed at its first call: 8-40 s per
+# step function here (40 of the 85 s of tests/mirrored_step.py's two replicas, which
+# imports this module), more than the tiny steps a test runs. The tests check what a
+# step computes, which the rewrites keep; the programs the tests start (train.py,
+# export) run with Grappler, as users do.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 TINY = dict(
     patch_size=32, width_multiplier=0.35, aspp_filters=8, low_level_filters=4,

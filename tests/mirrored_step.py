@@ -20,10 +20,6 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-# Grappler's rewrites of the two replicas' graph took 40 of the 85 s of the traced
-# step here; they fuse ops for speed and leave what is compared, the arithmetic of
-# the replicas and their reductions, as it was.
-tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 import numpy as np  # noqa: E402
 
