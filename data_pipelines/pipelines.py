@@ -243,13 +243,16 @@ def unlabelled_patches(dataset, *, patch_size, resize_width=None, whole_images=F
 
 def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
                      resize_width_target=None, whole_images=False, batch_size=1, flip=False,
-                     seed=0, start_batch=0, bad_files=None, target_labels=False):
+                     seed=0, start_batch=0, bad_files=None, target_labels=False,
+                     source_image_transform=None):
     """Endless batches of a labelled source patch beside an unrelated target patch.
 
     The two streams are shuffled and augmented independently; target labels
     are read only with `target_labels` (the pseudo-labels of self-training),
     so the target may be unlabelled. `whole_images`, `start_batch` and
-    `bad_files` (shared by both streams) as in `supervised_patches`.
+    `bad_files` (shared by both streams) as in `supervised_patches`;
+    `source_image_transform` is `supervised_patches`' `image_transform`, on
+    the source images only.
 
     Returns:
       tf.data.Dataset of {"source_image": float32 [B, P, P, 3],
@@ -270,7 +273,8 @@ def unpaired_patches(source, target, *, patch_size, resize_width_source=None,
                                    resize_width=resize_width_source,
                                    whole_images=whole_images, flip=flip, seed=seed,
                                    stream=_SOURCE_STREAM, bad_files=bad_files,
-                                   start=start_batch * batch_size)
+                                   start=start_batch * batch_size,
+                                   image_transform=source_image_transform)
     target_patches = _patch_stream(target, with_label=target_labels, size=size,
                                    resize_width=resize_width_target,
                                    whole_images=whole_images, flip=flip, seed=seed,

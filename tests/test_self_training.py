@@ -3,6 +3,7 @@ pseudo-labels, a stopped run resuming in its round, and the errors of its
 inputs."""
 import dataclasses
 import errno
+import json
 import os
 import re
 import signal
@@ -20,8 +21,10 @@ from data_pipelines.classes import IGNORE_LABEL
 import dataset_files
 from udamobile import config as config_lib, errors
 from udamobile.experiments import methods, runner
-from udamobile.training import checkpointing, trainer, workdirs
+from udamobile.training import checkpointing, losses, trainer, workdirs
 from udamobile.training import pseudo_labels
+from udamobile.training.stages.base import RunContext
+from udamobile.training.stages.baselines import COLOUR_STATISTICS_FILE
 from udamobile.training.pseudo_labels import CONFIDENCE_LEVELS
 from udamobile.training.stages import get_stage
 from udamobile.training.stages.self_training import class_weights, round_folder, round_of, round_starts
@@ -276,11 +279,11 @@ def domains(tmp_path_factory):
     return str(root / "GTA5"), str(root / "cityscapes")
 
 
-def _config(domains, **overrides):
+def _config(domains, stage="self_training", **overrides):
     from conftest import TINY
 
     source, target = domains
-    cfg = config_lib.get_config("demo", "self_training")
+    cfg = config_lib.get_config("demo", stage)
     return config_lib.validate(config_lib.override(cfg, **{
         **TINY, "source": "gta5", "source_root": source, "target": "cityscapes",
         "target_root": target, "resize_width": 64, "steps": 4, "self_training_rounds": 2,
@@ -390,3 +393,55 @@ def test_train_py_names_a_bad_fraction_before_anything_runs(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "--pseudo_label_fraction=1.5 must be in (0, 1]" in result.stderr
     assert "Traceback" not in result.stderr and not os.listdir(tmp_path)
+
+
+# --- colour_self_training: the same rounds from the colour-transfer segmenter ----
+
+def test_colour_self_training_feeds_the_source_patch_itself_and_builds_no_translator(
+        tiny_config, eagerly):
+    stage = get_stage("colour_self_training")
+    cfg = tiny_config("colour_self_training", dropout_rate=0.0)
+    state = TrainingState(cfg, stage)
+    assert set(state.networks) == {"segmenter"}
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (2, 2, 32, 32, 3)), tf.float32)
+    labels = tf.constant(rng.integers(0, 19, (2, 2, 32, 32)), tf.int32)
+    # Training mode normalizes with the batch's statistics: the same logits as in the step.
+    expected = losses.cross_entropy(labels[0], state.networks["segmenter"](
+        images[0], training=True)["logits"], class_weights(cfg))
+    metrics = stage.make_step(state, cfg, stage.active_updates(0, cfg))(
+        {"source_image": images[0], "source_label": labels[0], "target_image": images[1],
+         "target_label": labels[1]})
+    assert float(metrics["loss/source_ce"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_the_colour_self_training_row_starts_from_the_colour_transfer_segmenter(
+        domains, tmp_path):
+    dirs = {stage: methods.stage_dir(str(tmp_path), stage)
+            for stage in methods.get_method("colour_self_training").stages}
+    with pytest.raises(errors.WorkdirError, match="starts its segmenter from stage "
+                       "colour_transfer .* has not been run"):
+        runner.stage_sources("colour_self_training", "colour_self_training", dirs,
+                             _config(domains, "colour_self_training"))
+
+
+@pytest.mark.slow
+def test_colour_self_training_trains_on_colour_matched_source_and_its_rounds(
+        domains, adapted, tmp_path, eagerly):
+    cfg = _config(domains, "colour_self_training")
+    workdir = str(tmp_path / "colour_self_training")
+    scores = trainer.train(cfg, workdir, sources={"segmenter": adapted["segmenter"]})
+    assert scores["step"] == 4
+    assert [pseudo_labels.read_round(round_folder(workdir, r))["step"] for r in (0, 1)] == [0, 2]
+    path = os.path.join(workdir, COLOUR_STATISTICS_FILE)
+    statistics = json.load(open(path))
+    assert statistics["dataset"] == "cityscapes/train"
+    # The stream reads the statistics kept in the folder and moves the source
+    # images, only, to them (here far from the test domains' own colours).
+    json.dump({**statistics, "mean": [20.0, 60.0, -60.0]}, open(path, "w"))
+    run = RunContext(workdir=workdir, chief=True, bad_files=None, state=None)
+    matched = next(iter(get_stage("colour_self_training").build_inputs(cfg, 0, run)))
+    plain = next(iter(get_stage("self_training").build_inputs(cfg, 0, run)))
+    assert np.array_equal(plain["source_label"], matched["source_label"])
+    assert np.array_equal(plain["target_image"], matched["target_image"])
+    assert np.abs(plain["source_image"] - matched["source_image"]).mean() > 0.2

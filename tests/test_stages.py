@@ -104,13 +104,15 @@ def test_what_each_stage_builds_and_takes_from_the_stages_before():
     assert get_stage("adabn").restores == ("segmenter",) and get_stage("adabn").updates == ()
     assert get_stage("self_training").restores == ("segmenter", "g_st")
     assert get_stage("self_training").frozen == ("g_st",)
+    assert get_stage("colour_self_training").networks == ("segmenter",)
+    assert get_stage("colour_self_training").restores == ("segmenter",)
     # The distill stage's teacher is the earlier stage's segmenter, frozen.
     assert get_stage("distill").restores == ("teacher",)
     assert get_stage("distill").restored_from == {"teacher": "segmenter"}
     assert get_stage("distill").frozen == ("teacher",)
     assert [s.name for s in REGISTRY.values() if s.evaluates] == [
         "source_only", "oracle", "colour_transfer", "adabn", "translated_source",
-        "feature_alignment", "adaptation", "self_training", "distill"]
+        "feature_alignment", "adaptation", "self_training", "colour_self_training", "distill"]
 
 
 def test_ablations_switch_their_terms_off(tiny_config, eagerly):

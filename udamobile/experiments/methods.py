@@ -17,6 +17,10 @@
     full_self_training
                  source_only, adaptation, self_training (CBST's class-balanced
                  pseudo-labels on the adapted segmenter; beyond the paper)
+    colour_self_training
+                 source_only, colour_transfer, colour_self_training (the same
+                 self-training from the colour-transfer segmenter, beside
+                 colour-matched source images; no GAN; beyond the paper)
     full_distilled, full_self_training_distilled
                  the same, then distill: a smaller student learns the adapted
                  segmenter's predictions on the target (beyond the paper)
@@ -106,6 +110,11 @@ METHODS = {
         "Beyond the paper: the paper's framework, then rounds of self-training on the "
         "adapted segmenter's class-balanced pseudo-labels of the target (CBST, Zou et al. "
         "2018) beside the translated source.", ("source_only", "adaptation", "self_training")),
+    "colour_self_training": Method(
+        "Beyond the paper: the colour_transfer row, then the self-training rounds of "
+        "full_self_training from its segmenter, with colour-matched source images in place "
+        "of G_ST's translations: adaptation without a GAN.",
+        ("source_only", "colour_transfer", "colour_self_training")),
     "full_distilled": Method(
         "Beyond the paper: the paper's framework, then a smaller student (--student) "
         "distilled from the adapted segmenter on target images, with the source's labels "

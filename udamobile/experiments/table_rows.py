@@ -27,7 +27,8 @@ TRAIN = ("-m", "udamobile.commands.train")
 ROW_FILE = "row.json"  # the command that produced a finished row
 
 SHARED_ROW = methods.SOURCE_ONLY_ROW  # its stage starts every other row but the oracle
-EXTENDS = {"full_self_training": "full"}  # row: the row whose stages it begins with
+# row: the row whose stages it begins with
+EXTENDS = {"full_self_training": "full", "colour_self_training": "colour_transfer"}
 
 
 def row_dir(workdir, row):

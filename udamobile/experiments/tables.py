@@ -12,7 +12,7 @@ r"""Every row of a table, trained, scored and printed (a paper table's beside th
     4      demo_source -> demo_target  source_only, colour_transfer, adabn, cyclegan, full,
            (beyond the paper)          full_self_training, oracle
     5      demo_source -> each shift   source_only, colour_transfer, adabn, full,
-           of the demo suite           full_self_training, oracle
+           of the demo suite           full_self_training, colour_self_training, oracle
            (udamobile/experiments/shift_table.py)
 
 Table 4 is not the paper's: it sets the paper's method beside the baselines
@@ -26,7 +26,8 @@ scores its stages on the target's val split with the table's protocol (19
 classes; SYNTHIA 16, or 13 with --synthia_classes=13). The rows after
 `source_only` take their source-only stage from <workdir>/source_only
 (`--reuse_stages_from`) instead of training it again, and a row that extends
-another (`EXTENDS`: full_self_training is full, then self-training) takes
+another (`EXTENDS`: full_self_training is full, then self-training;
+colour_self_training is colour_transfer, then self-training) takes
 that row's stages. A row whose
 results.json exists is skipped, so running the same command again resumes
 the table; a row that was run with another command, or whose stages were
@@ -60,7 +61,8 @@ TITLES = {
     "source_only": "source only", "cyclegan": "CycleGAN", "cycada": "CyCADA",
     "full_no_sem_no_feat": "λsem=λfeat=0", "full_no_sem": "λsem=0", "full_no_feat": "λfeat=0",
     "full": "full", "oracle": "oracle", "colour_transfer": "colour transfer",
-    "adabn": "AdaBN", "full_self_training": "full + self-training"}
+    "adabn": "AdaBN", "full_self_training": "full + self-training",
+    "colour_self_training": "colour transfer + self-training"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,8 @@ TABLES = {
              ("source_only", "colour_transfer", "adabn", "cyclegan", "full", "full_self_training",
               "oracle")),
     5: Table("Table 5 (beyond the paper): the shift suite", "demo", None, "demo_source",
-             ("source_only", "colour_transfer", "adabn", "full", "full_self_training", "oracle")),
+             ("source_only", "colour_transfer", "adabn", "full", "full_self_training",
+              "colour_self_training", "oracle")),
 }
 
 

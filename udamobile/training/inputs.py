@@ -134,16 +134,18 @@ def image_patches(cfg, split, start_step, bad_files):
                                              **_stream_options(cfg, start_step, bad_files))
 
 
-def unpaired_patches(cfg, start_step, bad_files, pseudo_labelled=None):
+def unpaired_patches(cfg, start_step, bad_files, pseudo_labelled=None,
+                     source_image_transform=None):
     """Batches of {"source_image", "source_label", "target_image"}: a labelled source
     patch beside an unrelated target patch; with `pseudo_labelled` (a dataset of the
-    target's images and pseudo-labels) also "target_label"."""
+    target's images and pseudo-labels) also "target_label". `source_image_transform`
+    maps each source image (`data_pipelines.unpaired_patches`)."""
     width = cfg.data.resize_width
     target = pseudo_labelled or open_split(cfg, target_train(cfg))
     return data_pipelines.unpaired_patches(
         open_split(cfg, source_train(cfg)), target, resize_width_source=width,
         resize_width_target=width, target_labels=pseudo_labelled is not None,
-        **_stream_options(cfg, start_step, bad_files))
+        source_image_transform=source_image_transform, **_stream_options(cfg, start_step, bad_files))
 
 
 def datasets_used(cfg, stage):

@@ -18,6 +18,7 @@ DECLARATIONS = (
     "feature_alignment.FEATURE_ALIGNMENT",
     "adaptation.ADAPTATION",
     "self_training.SELF_TRAINING",
+    "self_training.COLOUR_SELF_TRAINING",
     "distill.DISTILL",
 )
 

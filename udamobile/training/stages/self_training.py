@@ -1,9 +1,19 @@
 """Self-training on class-balanced pseudo-labels of the target (CBST), beyond the paper.
 
-    stage          reads                                     restores (from adaptation)
-    self_training  a translated source patch G_ST(x_S), y_S   segmenter, G_ST (frozen)
-                   beside a target patch x_T with its
-                   pseudo-label y^_T (`udamobile.training.pseudo_labels`)
+    stage                 reads                                restores
+    self_training         a translated source patch G_ST(x_S),  segmenter, G_ST (frozen),
+                          y_S beside a target patch x_T with    from adaptation
+                          its pseudo-label y^_T
+                          (`udamobile.training.pseudo_labels`)
+    colour_self_training  a colour-matched source patch, y_S    segmenter, from
+                          (`baselines.matched_to`) beside x_T   colour_transfer
+                          with y^_T
+
+colour_self_training is the same recipe started from the colour-transfer
+segmenter, the source side colour-matched to the target as that segmenter
+was fine-tuned on: no GAN anywhere. It is the combination to try where
+colour transfer beats the paper's method (docs/results.md, "The shift
+suite").
 
 The recipe is CBST's (Zou et al., ECCV 2018; docs/self_training.md). The
 stage's steps are split into `self_training_rounds` rounds of equal length.
@@ -20,7 +30,8 @@ trains on
 
     lambda_ce CE(y_S, M(G_ST(x_S))) + CE(y^_T, M(x_T)) + L2
 
-with the ignored pixels (255) of y^_T left out of the mean. With
+(colour_self_training: the colour-matched x_S in place of G_ST(x_S)), with
+the ignored pixels (255) of y^_T left out of the mean. With
 `class_weight_power` > 0 (beyond CBST) the source's cross-entropy weighs
 each pixel by its class's weight (`losses.class_balanced_weights`, from the
 class shares of the source's labels), so that the thin classes count. The
@@ -49,6 +60,7 @@ from udamobile.deferred import deferred
 from udamobile.errors import DatasetError, UsageError
 from udamobile.training import inputs
 from udamobile.training.stages.base import Stage
+from udamobile.training.stages.baselines import matched_to, target_colour_statistics
 from udamobile.training.stages.updates import SEGMENTER
 
 images, losses, pseudo_labels, signals, steps = deferred(
@@ -167,18 +179,27 @@ class SelfTrainingStage(Stage):
             label_round(cfg, run.state.networks["segmenter"], target, folder, round_index, run)
         return inputs.unpaired_patches(cfg, start_step, run.bad_files,
                                        pseudo_labelled=pseudo_labels.PseudoLabelled(
-                                           target, folder, cfg.model.num_classes))
+                                           target, folder, cfg.model.num_classes),
+                                       source_image_transform=self.source_transform(cfg, run))
+
+    def source_transform(self, cfg, run):
+        """The transform of each whole source image in the stream, or None."""
+        return None
+
+    def source_input(self, state, image):
+        """M's input for a source patch: G_ST's translation."""
+        return state.networks["g_st"](image, training=False)
 
     def make_step(self, state, cfg, active):
         """batch: {"source_image", "target_image": [B, P, P, 3] in [-1, 1],
         "source_label", "target_label": [B, P, P] train ids}."""
-        segmenter, g_st = state.networks["segmenter"], state.networks["g_st"]
+        segmenter = state.networks["segmenter"]
         lambda_ce, weight_decay = cfg.loss.lambda_ce, cfg.optim.weight_decay
         weights = class_weights(cfg)
 
         def compute(batch):
-            translated = g_st(batch["source_image"], training=False)
-            source_logits = segmenter(translated, training=True)["logits"]
+            source = self.source_input(state, batch["source_image"])
+            source_logits = segmenter(source, training=True)["logits"]
             target_logits = segmenter(batch["target_image"], training=True)["logits"]
             source_ce = losses.cross_entropy(batch["source_label"], source_logits,  # Eq. 8
                                              weights)
@@ -197,4 +218,21 @@ class SelfTrainingStage(Stage):
                 "prediction": steps.prediction_image(state.networks["segmenter"], image)}
 
 
+class ColourSelfTrainingStage(SelfTrainingStage):
+    """The same rounds from the colour-transfer segmenter, beside source images
+    colour-matched to the target (their statistics kept in the stage's folder)."""
+    name = "colour_self_training"
+    networks = ("segmenter",)
+    restores = ("segmenter",)
+    frozen = ()
+
+    def source_transform(self, cfg, run):
+        return matched_to(target_colour_statistics(cfg, run.workdir, chief=run.chief,
+                                                   bad_files=run.bad_files))
+
+    def source_input(self, state, image):
+        return image
+
+
 SELF_TRAINING = SelfTrainingStage()
+COLOUR_SELF_TRAINING = ColourSelfTrainingStage()
