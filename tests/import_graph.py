@@ -1,8 +1,15 @@
 """The library's import graph: each module a node, each import of another library
-module an arrow (imports inside functions and `udamobile.deferred` ones included:
-they are dependencies too, only later).
+module an arrow: imports inside functions, `udamobile.deferred` ones and the
+modules a registry's `DECLARATIONS` lines name ("module.OBJECT", imported by its
+package's `__init__`: the stages') included.
 
     python tests/import_graph.py [repo]   # modules, levels, arrows; a circle if any
+
+A circle of imports that run when a module loads leaves a module half-initialized
+when another is imported first; a deferred import runs when first used, after
+every module has loaded, so a circle through one does not fail (the distill
+stage's work-directory helpers import the config, which reads the stage
+declarations). `import_graph(deferred=False)` leaves deferred arrows out.
 
 A module's level is 0 when it imports no library module, else one more than the
 highest level it imports; in a graph without a circle every arrow points down.
@@ -28,8 +35,9 @@ def library_modules(repo=REPO):
     return modules
 
 
-def _imported_names(tree, module, is_package, modules):
-    """Dotted names `tree` imports, relative ones resolved; `deferred("a.b")` too.
+def _imported_names(tree, module, is_package, modules, deferred=True):
+    """Dotted names `tree` imports, relative ones resolved; `deferred("a.b")` too
+    (with `deferred`), and the modules of a `DECLARATIONS` registry.
 
     `from package import submodule` imports the submodule: its package's
     `__init__` runs first whatever imports it, so counting that as an arrow to
@@ -47,18 +55,23 @@ def _imported_names(tree, module, is_package, modules):
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 yield submodule if submodule in modules else base
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "deferred"):
+        elif (deferred and isinstance(node, ast.Call)
+              and getattr(node.func, "id", None) == "deferred"):
             yield from (arg.value for arg in node.args if isinstance(arg, ast.Constant))
+        elif (isinstance(node, ast.Assign) and node in tree.body
+              and [getattr(t, "id", None) for t in node.targets] == ["DECLARATIONS"]):
+            yield from (f"{package}.{item.value.rsplit('.', 1)[0]}"
+                        for item in node.value.elts if isinstance(item, ast.Constant))
 
 
-def import_graph(repo=REPO):
-    """{module: set of library modules it imports}."""
+def import_graph(repo=REPO, deferred=True):
+    """{module: set of library modules it imports} (`deferred`: with deferred imports)."""
     modules = library_modules(repo)
     graph = {}
     for module, path in modules.items():
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read())
-        names = _imported_names(tree, module, path.endswith("__init__.py"), modules)
+        names = _imported_names(tree, module, path.endswith("__init__.py"), modules, deferred)
         graph[module] = {name for name in names if name in modules and name != module}
     return graph
 
@@ -102,7 +115,7 @@ def levels(graph):
 
 
 if __name__ == "__main__":
-    graph = import_graph(sys.argv[1] if len(sys.argv) > 1 else REPO)
+    graph = import_graph(sys.argv[1] if len(sys.argv) > 1 else REPO, deferred=False)
     arrows = sum(len(targets) for targets in graph.values())
     loop = circle(graph)
     if loop:
