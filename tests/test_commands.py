@@ -4,6 +4,7 @@ resolved config shown before a run, a saved config run again, and --help.
 
 Most go through the programs, as a user types them."""
 import os
+import re
 import subprocess
 import sys
 
@@ -148,6 +149,17 @@ def test_a_shrunk_run_warns_of_a_feature_game_or_images_that_never_come(tmp_path
         **TINY, "steps": 6, "feature_adaptation_start": 6}, keep_method_settings=True)
     assert not any("feature" in w for w in runner.plan_warnings(
         "full_no_feat", ablation, dirs))
+
+
+def test_the_oracle_method_and_the_oracle_beside_a_method_are_planned(tmp_path):
+    # The oracle's plan was once checked without its own stage, and every
+    # --method=oracle run (each table's oracle row) failed with a StopIteration.
+    for flags in (["--method=oracle"], ["--method=source_only", "--oracle"]):
+        result = run("train.py", "--preset=demo", *flags, f"--workdir={tmp_path}/run",
+                     "--print_config")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert re.search(r"steps += 4500   \[preset demo, stage oracle\]", result.stdout)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_saved_config_runs_again_exactly(tmp_path):

@@ -175,11 +175,10 @@ def stage_dirs(workdir, method, configs):
 def plan_warnings(method, configs, dirs):
     """`plan.check` of the method's stages and of the oracle beside them."""
     oracle = methods.ORACLE_ROW
+    if method == oracle or oracle not in configs:
+        return plan.check(method, configs, dirs)
     own = {stage: cfg for stage, cfg in configs.items() if stage != oracle}
-    warnings = plan.check(method, own, dirs)
-    if oracle in configs and method != oracle:
-        warnings += plan.check(oracle, {oracle: configs[oracle]}, dirs)
-    return warnings
+    return plan.check(method, own, dirs) + plan.check(oracle, {oracle: configs[oracle]}, dirs)
 
 
 def run(method, configs, workdir, *, whole=True, reuse_from=None, oracle=None):
