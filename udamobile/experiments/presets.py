@@ -67,7 +67,8 @@ PRESETS = {
         "discriminators. `python train.py --preset=demo --workdir=runs/demo` scored 9.2 "
         "-> 56.3 on demo_target val (seed 0) in 13.2 min on a 2-core Xeon; `--oracle` "
         "adds the oracle of 4500 steps (70.8; 7.3 min alone), over the demo's 15-minute "
-        "budget on that machine. Table 4 (`--table=4`), with the baselines and three seeds, is in docs/results.md.",
+        "budget on that machine. Table 4 (`--table=4`), with the baselines and three "
+        "seeds, is in docs/results.md.",
         base="paper_gta5",
         edits=dict(
             source="demo_source", target="demo_target", resize_width=None, patch_size=64,

@@ -145,7 +145,8 @@ def unpaired_patches(cfg, start_step, bad_files, pseudo_labelled=None,
     return data_pipelines.unpaired_patches(
         open_split(cfg, source_train(cfg)), target, resize_width_source=width,
         resize_width_target=width, target_labels=pseudo_labelled is not None,
-        source_image_transform=source_image_transform, **_stream_options(cfg, start_step, bad_files))
+        source_image_transform=source_image_transform,
+        **_stream_options(cfg, start_step, bad_files))
 
 
 def datasets_used(cfg, stage):

@@ -68,6 +68,13 @@ def matched_to(statistics):
     return lambda image: colour.match_colour_statistics(image, mean, std)
 
 
+def matched_to_target(cfg, run):
+    """The transform to the target's statistics, kept in the run's folder (`run`: a
+    RunContext)."""
+    return matched_to(target_colour_statistics(cfg, run.workdir, chief=run.chief,
+                                               bad_files=run.bad_files))
+
+
 class ColourTransferStage(SupervisedStage):
     """Fine-tuned on colour-matched source images with the source-only recipe, as
     translated_source is on G_ST's translations."""
@@ -79,10 +86,8 @@ class ColourTransferStage(SupervisedStage):
         return [inputs.source_train(cfg), inputs.target_train(cfg)]
 
     def build_inputs(self, cfg, start_step, run):
-        statistics = target_colour_statistics(cfg, run.workdir, chief=run.chief,
-                                              bad_files=run.bad_files)
         return inputs.labelled_patches(cfg, inputs.source_train(cfg), start_step, run.bad_files,
-                                       image_transform=matched_to(statistics))
+                                       image_transform=matched_to_target(cfg, run))
 
 
 class AdaBNStage(Stage):

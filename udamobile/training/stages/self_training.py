@@ -6,8 +6,8 @@
                           its pseudo-label y^_T
                           (`udamobile.training.pseudo_labels`)
     colour_self_training  a colour-matched source patch, y_S    segmenter, from
-                          (`baselines.matched_to`) beside x_T   colour_transfer
-                          with y^_T
+                          (`baselines.matched_to_target`)      colour_transfer
+                          beside x_T with y^_T
 
 colour_self_training is the same recipe started from the colour-transfer
 segmenter, the source side colour-matched to the target as that segmenter
@@ -60,7 +60,7 @@ from udamobile.deferred import deferred
 from udamobile.errors import DatasetError, UsageError
 from udamobile.training import inputs
 from udamobile.training.stages.base import Stage
-from udamobile.training.stages.baselines import matched_to, target_colour_statistics
+from udamobile.training.stages.baselines import matched_to_target
 from udamobile.training.stages.updates import SEGMENTER
 
 images, losses, pseudo_labels, signals, steps = deferred(
@@ -227,8 +227,7 @@ class ColourSelfTrainingStage(SelfTrainingStage):
     frozen = ()
 
     def source_transform(self, cfg, run):
-        return matched_to(target_colour_statistics(cfg, run.workdir, chief=run.chief,
-                                                   bad_files=run.bad_files))
+        return matched_to_target(cfg, run)
 
     def source_input(self, state, image):
         return image
