@@ -16,6 +16,7 @@ from udamobile.evaluation import metrics, report
 from udamobile.evaluation.model_adapters import TFLiteSegmenter, check_model_path, open_model
 from udamobile.evaluation.paper_tables import paper_table
 from udamobile.progress import Progress
+from udamobile.training import workdirs
 
 
 def check_protocol(protocol):
@@ -113,8 +114,8 @@ def default_results_path(model, dataset, protocol):
     identity = model.identity
     if identity.kind != "keras":
         return None
-    name = f"{dataset.name}_{dataset.split}_{protocol}cls_step{identity.step}.json"
-    return os.path.join(identity.path, "eval", name)
+    return workdirs.eval_file(identity.path,
+                              f"{dataset.name}_{dataset.split}_{protocol}cls_step{identity.step}")
 
 
 def run_evaluation(model_path, *, checkpoint=None, dataset="cityscapes", root=None, split="val",

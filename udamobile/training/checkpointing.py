@@ -294,7 +294,7 @@ class BestCheckpoint:
     eval/best.json."""
 
     def __init__(self, state, workdir):
-        self.path = os.path.join(workdir, "eval", "best.json")
+        self.path = workdirs.eval_file(workdir, "best")
         checkpoint = tf.train.Checkpoint(step=state.step, segmenter=state.networks["segmenter"])
         self.manager = tf.train.CheckpointManager(
             checkpoint, workdirs.best_checkpoint_dir(workdir), max_to_keep=1,

@@ -249,7 +249,7 @@ class StageRun:
         scores.update(step=step)
         if self.label_free:
             scores["label_free"] = self.label_free(self.state.networks["segmenter"])
-        files.write_json(os.path.join(self.workdir, "eval", f"{name}.json"), scores)
+        files.write_json(workdirs.eval_file(self.workdir, name), scores)
         self.best.offer(scores)
         self.summaries.scalars(step, {"eval/miou": scores["miou"],
                                       **signals.scalars(scores.get("label_free"))})

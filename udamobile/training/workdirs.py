@@ -118,6 +118,11 @@ def checkpoint_dir(workdir):
     return os.path.join(workdir, "checkpoints")
 
 
+def eval_file(workdir, name):
+    """<workdir>/eval/<name>.json: an evaluation's scores ("final": the stage's last)."""
+    return os.path.join(workdir, "eval", f"{name}.json")
+
+
 def best_checkpoint_dir(workdir):
     return os.path.join(checkpoint_dir(workdir), BEST)
 
