@@ -167,12 +167,20 @@ def test_two_rows_of_table_1_run_resume_and_print_beside_the_paper(tmp_path, rea
     assert "full (paper)" in first.stdout and "41.1" in first.stdout
 
     # Everything done, here and in a copy of the folder: nothing is trained again.
+    # The copy's rows are also ranked by the label-free signals their stages logged.
     shutil.copytree(workdir, tmp_path / "copy")
-    for folder in (workdir, tmp_path / "copy"):
+    for folder, rank in ((workdir, []), (tmp_path / "copy", ["--rank_by=mean_entropy"])):
         again = _runner(*[arg for arg in args if not arg.startswith("--workdir=")],
-                        f"--workdir={folder}")
+                        f"--workdir={folder}", *rank)
         assert again.returncode == 0 and "row full: done" in again.stdout, again.stderr[-2000:]
         assert "source_only  1/2" not in again.stderr + again.stdout
+    ranked = json.loads((tmp_path / "copy" / "table1.json").read_text())["label_free_ranking"]
+    assert sorted(ranked["order"]) == ["full", "source_only"] and ranked["criterion"] == (
+        "mean_entropy")
+    assert ("label-free ranking by mean_entropy on 1 image of cityscapes/train "
+            "(lowest first; no target label read):") in again.stdout
+    assert f"label-free pick: {tables.TITLES[ranked['pick']]}, " in again.stdout
+    assert "label_free_ranking" not in table  # off unless asked for
 
     other = _runner(*args[:-1], "--steps=3")
     assert other.returncode != 0 and "Traceback" not in other.stderr

@@ -24,7 +24,7 @@ from data_pipelines import demo_shifts
 from udamobile import checks, files
 from udamobile.errors import UsageError
 from udamobile.evaluation import report
-from udamobile.experiments import methods, tables
+from udamobile.experiments import methods, ranking, tables
 
 NUMBER = 5
 HELDOUT_MARK = " (held out)"
@@ -47,13 +47,32 @@ def median_gaps(gaps_by_shift, heldout):
     return medians
 
 
-def summary(scores_by_shift, heldout=demo_shifts.HELDOUT_SHIFTS):
+def pick_lines(picks, heldout):
+    """(lines, JSON-ready counts) of each shift's label-free pick and how many were
+    within ranking.NEAR_BEST of the best row, over all shifts and the held-out ones."""
+    lines = [f"label-free pick by {next(iter(picks.values()))['criterion']}:"]
+    lines += [f"  {shift}{HELDOUT_MARK if shift in heldout else ''}: "
+              f"{ranking.pick_text(record, tables.TITLES)}" for shift, record in picks.items()]
+    counts = {}
+    for name, shifts in (("all", list(picks)), ("held_out", [s for s in picks if s in heldout])):
+        near = sum(picks[shift]["near_best"] for shift in shifts)
+        counts[name] = {"near_best": near, "shifts": len(shifts)}
+    lines.append(f"  within {report.percent(ranking.NEAR_BEST)} mIoU points of the best row on "
+                 f"{counts['all']['near_best']} of {counts['all']['shifts']} shifts "
+                 f"({counts['held_out']['near_best']} of {counts['held_out']['shifts']} "
+                 "held out)")
+    return lines, counts
+
+
+def summary(scores_by_shift, heldout=demo_shifts.HELDOUT_SHIFTS, picks=None):
     """(text, JSON-ready dict) of the suite: per shift, each row's mIoU and the gap it
-    closes; then each row's median gap closed over the held-out shifts.
+    closes; then each row's median gap closed over the held-out shifts; with `picks`,
+    each shift's label-free pick.
 
     Args:
       scores_by_shift: {shift: {row: scores}}, each scores a dict with "miou".
       heldout: the shifts the median is taken over.
+      picks: {shift: ranking.rank_rows record, with the true order}.
     """
     rows = [row for row in tables.TABLES[NUMBER].rows
             if any(row in scores for scores in scores_by_shift.values())]
@@ -81,12 +100,18 @@ def summary(scores_by_shift, heldout=demo_shifts.HELDOUT_SHIFTS):
                          for shift, scores in scores_by_shift.items()},
               "held_out": list(heldout),
               "median_gap_closed_held_out": {row: medians[row] for row in rows}}
+    if picks:
+        lines, counts = pick_lines(picks, heldout)
+        text += "\n\n" + "\n".join(lines)
+        record["label_free_picks"] = {"shifts": picks, "counts": counts}
     return text, record
 
 
-def run_suite(*, preset, workdir, overrides, rows=None, shifts=None, dry_run=False):
+def run_suite(*, preset, workdir, overrides, rows=None, shifts=None, dry_run=False,
+              rank_by=None):
     """Runs (or resumes) table 5's rows on every shift; returns {shift: {row: scores}}
-    (None if dry)."""
+    (None if dry). With `rank_by`, each shift's rows are also ranked without labels
+    (`tables.run_table`) and the summary says how often the pick was near the best."""
     if "target" in overrides:
         raise UsageError(f"--target={overrides['target']}: table 5 sets the target to each "
                          "shift of the suite in turn; pick shifts with --shifts")
@@ -97,10 +122,17 @@ def run_suite(*, preset, workdir, overrides, rows=None, shifts=None, dry_run=Fal
               f": {os.path.join(workdir, shift)}", flush=True)
         scores[shift] = tables.run_table(
             NUMBER, preset=preset, workdir=os.path.join(workdir, shift),
-            overrides={**overrides, "target": shift}, rows=rows, dry_run=dry_run)
+            overrides={**overrides, "target": shift}, rows=rows, dry_run=dry_run,
+            rank_by=rank_by)
     if dry_run:
         return None
-    text, record = summary(scores)
+    picks = {}
+    for shift in selected if rank_by else ():
+        record, _ = ranking.table_ranking(os.path.join(workdir, shift), list(scores[shift]),
+                                          rank_by, scores[shift])
+        if "near_best" in record:  # some row had signals to rank by
+            picks[shift] = record
+    text, record = summary(scores, picks=picks)
     path = os.path.join(workdir, f"table{NUMBER}.json")
     files.write_json(path, {"table": NUMBER, "caption": tables.TABLES[NUMBER].caption,
                             "preset": preset or tables.TABLES[NUMBER].preset, **record})

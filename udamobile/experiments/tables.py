@@ -53,7 +53,7 @@ import typing
 from udamobile import checks, config as config_lib, config_flags, files
 from udamobile.errors import UsageError
 from udamobile.evaluation import paper_tables, report
-from udamobile.experiments import methods, plan, table_rows
+from udamobile.experiments import methods, plan, ranking, table_rows
 from udamobile.training import inputs
 
 # The paper's column title of each row (the columns of paper_tables.PAPER_TABLES).
@@ -172,8 +172,10 @@ def _refuse_unlabelled_target(configs):
                          "reports label-free signals")
 
 
-def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
-    """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry)."""
+def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, rank_by=None):
+    """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry).
+    With `rank_by` (a criterion of ranking.CRITERIA) it also ranks the rows without
+    target labels, beside their true order."""
     table = get_table(number)
     selected = select_rows(number, rows)
     preset = preset or table.preset
@@ -210,14 +212,17 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False):
         json_rows[row].update(command=commands[row], workdir=table_rows.row_dir(workdir, row),
                               seconds_this_run=seconds.get(row))
     notes = _caveats(table, cfg, protocol)
+    record = {"table": number, "caption": table.caption, "preset": preset,
+              "protocol": protocol, "rows": json_rows, "notes": notes}
+    if rank_by:
+        record["label_free_ranking"], images = ranking.table_ranking(workdir, selected, rank_by,
+                                                                     scores)
+        text += "\n\n" + ranking.ranking_text(record["label_free_ranking"], TITLES, images)
     path = os.path.join(workdir, f"table{number}.json")
-    files.write_json(path, {"table": number, "caption": table.caption, "preset": preset,
-                            "protocol": protocol, "rows": json_rows, "notes": notes})
+    files.write_json(path, record)
     beside = " beside the paper's" if table.paper else ""
     print(f"\n{table.caption}, {protocol}-class protocol, IoU %: ours (preset {preset})"
           f"{beside}\n{text}\n" + "".join(f"{n}\n" for n in notes)
           + f"\nrows run now: {len(seconds)} in {(time.perf_counter() - started) / 60:.1f} min; "
           f"written to {path}")
     return scores
-
-
