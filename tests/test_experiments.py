@@ -131,12 +131,24 @@ def test_a_row_whose_segmenter_would_never_train_is_refused_before_the_first_row
     assert not (tmp_path / "table").exists()  # not even the source_only row ran
 
 
-def test_a_table_to_a_target_without_labels_is_refused_before_the_first_row(tmp_path):
+@pytest.mark.parametrize("flags, message", [
+    ([], "--target=folder has none: give --target_val_root (a folder of labelled target "
+         "images), or --rank_by=mean_entropy to rank the rows without labels"),
+    (["--rank_by=mean_entropy", "--rows=source_only,oracle"],
+     "row oracle trains on the target's labels, and --target=folder has none: pick the "
+     "other rows with --rows"),
+    (["--rank_by=mean_entropy", "--label_free_images=0"],
+     "--rank_by=mean_entropy ranks the rows by the label-free signals they log, and "
+     "--label_free_images=0 logs none")])
+def test_a_table_to_a_target_without_labels_is_refused_before_the_first_row(
+        tmp_path, flags, message):
     (tmp_path / "camera").mkdir()
-    result = _runner("--table=4", "--rows=source_only", "--target=folder",
-                     f"--target_root={tmp_path / 'camera'}", f"--workdir={tmp_path / 'table'}")
+    result = _runner("--table=4", "--target=folder", f"--target_root={tmp_path / 'camera'}",
+                     f"--workdir={tmp_path / 'table'}",
+                     *(flags if any(f.startswith("--rows=") for f in flags)
+                       else ["--rows=source_only", *flags]))
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "--target=folder has none: give --target_val_root" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "table").exists()
 
 

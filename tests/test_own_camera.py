@@ -97,6 +97,30 @@ def test_a_whole_run_to_an_unlabelled_folder_exports_and_reports_label_free_sign
 
 
 @pytest.mark.slow
+def test_a_table_to_the_unlabelled_folder_ranks_its_rows_without_labels(own_data, tmp_path):
+    flags = [flag for flag in RUN_FLAGS if not flag.startswith("--method=")]
+    result = subprocess.run(
+        [sys.executable, "-m", "udamobile.experiments", "--table=4", "--rows=source_only,adabn",
+         "--rank_by=mean_entropy", f"--workdir={tmp_path / 'table'}", *flags, "--source=folder",
+         f"--source_root={own_data['source']}", "--target=folder",
+         f"--target_root={own_data['target']}"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no labelled val split of folder: the rows are ranked without labels" in result.stdout
+    assert ("label-free ranking by mean_entropy on 2 images of folder/train (lowest first; "
+            "no target label read):") in result.stdout
+    assert "true place" not in result.stdout and "label-free pick" not in result.stdout
+    table = json.loads((tmp_path / "table" / "table4.json").read_text())
+    ranked = table["label_free_ranking"]
+    assert sorted(ranked["order"]) == ["adabn", "source_only"] and "true_order" not in ranked
+    entropy = {row: json.loads((tmp_path / "table" / row / "results.json").read_text())[
+        stage]["mean_entropy"] for row, stage in (("source_only", "source_only"),
+                                                  ("adabn", "adabn"))}
+    assert ranked["order"] == sorted(entropy, key=entropy.get)  # what each row's run logged
+    assert ranked["pick"] == ranked["order"][0]
+
+
+@pytest.mark.slow
 def test_labels_added_after_the_run_score_it_as_evaluate_py_does(
         unlabelled_run, own_data, tmp_path):
     # The user labels a few of the camera's images after the run: the same command with

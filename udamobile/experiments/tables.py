@@ -161,21 +161,33 @@ def _refuse_shrunk_rows(configs):
                 raise UsageError(f"row {row}: {refusal}")
 
 
-def _refuse_unlabelled_target(configs):
-    """A table compares its rows by their IoU on the target's labelled val split: a
-    folder target without one (--target_val_root) is refused before any row runs."""
+def _labelled_target(configs, rank_by):
+    """Whether the rows' target has a labelled val split to compare them on. Without
+    one the rows can only be ranked by label-free signals: a table is then refused
+    before any row runs unless --rank_by is given, and with the oracle row (it trains
+    on target labels)."""
     cfg = list(list(configs.values())[0].values())[-1]
-    if not inputs.has_test_split(cfg):
+    if rank_by and not cfg.run.label_free_images:
+        raise UsageError(f"--rank_by={rank_by} ranks the rows by the label-free signals they "
+                         "log, and --label_free_images=0 logs none: give a positive count")
+    if inputs.has_test_split(cfg):
+        return True
+    if not rank_by:
         raise UsageError(f"a table compares its rows on the target's labelled val split, and "
                          f"--target={cfg.data.target} has none: give --target_val_root (a folder "
-                         "of labelled target images), or train.py --stage=all per row, which "
-                         "reports label-free signals")
+                         "of labelled target images), or --rank_by=mean_entropy to rank the "
+                         "rows without labels")
+    if methods.ORACLE_ROW in configs:
+        raise UsageError(f"row {methods.ORACLE_ROW} trains on the target's labels, and "
+                         f"--target={cfg.data.target} has none: pick the other rows with --rows")
+    return False
 
 
 def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, rank_by=None):
-    """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry).
-    With `rank_by` (a criterion of ranking.CRITERIA) it also ranks the rows without
-    target labels, beside their true order."""
+    """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry,
+    or for a target without a labelled val split). With `rank_by` (a criterion of
+    ranking.CRITERIA) it also ranks the rows without target labels, beside their true
+    order, or alone for a target without labels."""
     table = get_table(number)
     selected = select_rows(number, rows)
     preset = preset or table.preset
@@ -184,7 +196,7 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, r
     configs = {row: methods.stage_configs(preset, row, overrides, keep_method_settings=True)
                for row in selected}
     _refuse_shrunk_rows(configs)
-    _refuse_unlabelled_target(configs)
+    labelled = _labelled_target(configs, rank_by)
     unapplied = table_rows.unapplied_flags(selected, overrides)
     if unapplied:
         print("flags not applied where they would change what defines a row:\n" + "".join(
@@ -204,10 +216,17 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, r
         return None
     started = time.perf_counter()
     seconds = table_rows.run_rows(selected, commands, workdir, configs)
-    scores = {row: table_rows.row_scores(workdir, row) for row in selected}
     cfg = list(configs[selected[-1]].values())[-1]  # the last row's last stage
     protocol = config_lib.protocol(cfg)
-    text, json_rows = comparison(table, scores)
+    if labelled:
+        scores = {row: table_rows.row_scores(workdir, row) for row in selected}
+        text, json_rows = comparison(table, scores)
+        heading = f"{protocol}-class protocol, IoU %: ours (preset {preset})" + (
+            " beside the paper's" if table.paper else "")
+    else:
+        scores, text, json_rows = None, "", {row: {"title": TITLES[row]} for row in selected}
+        heading = (f"preset {preset}; no labelled val split of {cfg.data.target}: the rows "
+                   "are ranked without labels")
     for row in selected:
         json_rows[row].update(command=commands[row], workdir=table_rows.row_dir(workdir, row),
                               seconds_this_run=seconds.get(row))
@@ -217,12 +236,11 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, r
     if rank_by:
         record["label_free_ranking"], images = ranking.table_ranking(workdir, selected, rank_by,
                                                                      scores)
-        text += "\n\n" + ranking.ranking_text(record["label_free_ranking"], TITLES, images)
+        ranked = ranking.ranking_text(record["label_free_ranking"], TITLES, images)
+        text = f"{text}\n\n{ranked}" if text else ranked
     path = os.path.join(workdir, f"table{number}.json")
     files.write_json(path, record)
-    beside = " beside the paper's" if table.paper else ""
-    print(f"\n{table.caption}, {protocol}-class protocol, IoU %: ours (preset {preset})"
-          f"{beside}\n{text}\n" + "".join(f"{n}\n" for n in notes)
+    print(f"\n{table.caption}, {heading}\n{text}\n" + "".join(f"{n}\n" for n in notes)
           + f"\nrows run now: {len(seconds)} in {(time.perf_counter() - started) / 60:.1f} min; "
           f"written to {path}")
     return scores
