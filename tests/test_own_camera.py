@@ -4,7 +4,8 @@ folder (--source=folder) to a folder of your camera's unlabelled images
 
 The folders are written once for the module (`own_data`), from the demo
 domains at half their size, in nested folders with mixed .jpg/.png names;
-the unlabelled whole run (`unlabelled_run`) is shared too.
+the unlabelled whole run (`unlabelled_run`: the source_only row of a table
+run to the camera folder, `unlabelled_table`) is shared too.
 """
 import json
 import os
@@ -74,10 +75,25 @@ def _train(workdir, own_data, *args):
 
 
 @pytest.fixture(scope="module")
-def unlabelled_run(own_data, tmp_path_factory):
-    """(the finished train.py run to the unlabelled camera folder, its workdir)."""
-    workdir = tmp_path_factory.mktemp("own_camera") / "run"
-    return _train(workdir, own_data), workdir
+def unlabelled_table(own_data, tmp_path_factory):
+    """(the finished table run of the rows source_only and adabn to the unlabelled
+    camera folder, ranked without labels; its folder)."""
+    table = tmp_path_factory.mktemp("own_camera") / "table"
+    flags = [flag for flag in RUN_FLAGS if not flag.startswith("--method=")]
+    return subprocess.run(
+        [sys.executable, "-m", "udamobile.experiments", "--table=4", "--rows=source_only,adabn",
+         "--rank_by=mean_entropy", f"--workdir={table}", *flags, "--source=folder",
+         f"--source_root={own_data['source']}", "--target=folder",
+         f"--target_root={own_data['target']}"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+        capture_output=True, text=True, timeout=900), table
+
+
+@pytest.fixture(scope="module")
+def unlabelled_run(unlabelled_table):
+    """(the finished run to the unlabelled camera folder, its workdir): the table's
+    source_only row, which its train.py command ran as `_train` does."""
+    result, table = unlabelled_table
+    return result, table / "source_only"
 
 
 @pytest.mark.slow
@@ -97,25 +113,17 @@ def test_a_whole_run_to_an_unlabelled_folder_exports_and_reports_label_free_sign
 
 
 @pytest.mark.slow
-def test_a_table_to_the_unlabelled_folder_ranks_its_rows_without_labels(own_data, tmp_path):
-    flags = [flag for flag in RUN_FLAGS if not flag.startswith("--method=")]
-    result = subprocess.run(
-        [sys.executable, "-m", "udamobile.experiments", "--table=4", "--rows=source_only,adabn",
-         "--rank_by=mean_entropy", f"--workdir={tmp_path / 'table'}", *flags, "--source=folder",
-         f"--source_root={own_data['source']}", "--target=folder",
-         f"--target_root={own_data['target']}"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
-        capture_output=True, text=True, timeout=900)
+def test_a_table_to_the_unlabelled_folder_ranks_its_rows_without_labels(unlabelled_table):
+    result, table = unlabelled_table
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no labelled val split of folder: the rows are ranked without labels" in result.stdout
     assert ("label-free ranking by mean_entropy on 2 images of folder/train (lowest first; "
             "no target label read):") in result.stdout
     assert "true place" not in result.stdout and "label-free pick" not in result.stdout
-    table = json.loads((tmp_path / "table" / "table4.json").read_text())
-    ranked = table["label_free_ranking"]
+    ranked = json.loads((table / "table4.json").read_text())["label_free_ranking"]
     assert sorted(ranked["order"]) == ["adabn", "source_only"] and "true_order" not in ranked
-    entropy = {row: json.loads((tmp_path / "table" / row / "results.json").read_text())[
-        stage]["mean_entropy"] for row, stage in (("source_only", "source_only"),
-                                                  ("adabn", "adabn"))}
+    entropy = {row: json.loads((table / row / "results.json").read_text())[row]["mean_entropy"]
+               for row in ("source_only", "adabn")}
     assert ranked["order"] == sorted(entropy, key=entropy.get)  # what each row's run logged
     assert ranked["pick"] == ranked["order"][0]
 
