@@ -43,7 +43,10 @@ table's paper preset.
 At the end the table is printed, our column beside the paper's, and written
 to <workdir>/table<N>.json. With the source_only and oracle rows both run,
 each row also shows the fraction of the source-only -> oracle gap in mIoU
-that it closes (`report.gap_fractions`).
+that it closes (`report.gap_fractions`). With `--rank_by` the rows are also
+ranked by a label-free signal they logged (ranking.py), beside their true
+order; a target without a labelled val split is refused unless they are,
+and then gets the ranking alone.
 """
 import dataclasses
 import os
