@@ -56,9 +56,13 @@ def test_the_suite_summary_counts_picks_near_the_best_row_over_all_and_held_out_
     assert picks["demo_fog"]["pick"] == "colour_transfer"
     picks["demo_tone"]["near_best"] = False  # as if full were far below the best
     text, record = shift_table.summary(scores, heldout=("demo_fog",), picks=picks)
-    assert "  demo_fog (held out): colour transfer, 0.0 mIoU points below" in text
-    assert text.splitlines()[-1] == ("  within 2.0 mIoU points of the best row on 1 of 2 shifts "
-                                     "(1 of 1 held out)")
-    assert record["label_free_picks"]["counts"] == {"all": {"near_best": 1, "shifts": 2},
-                                                    "held_out": {"near_best": 1, "shifts": 1}}
+    # colour transfer closes (60 - 40) / (90 - 40) of the gap to the oracle.
+    assert ("  demo_fog (held out): colour transfer, 0.0 mIoU points below the best row "
+            "(colour transfer): within 2.0; gap closed 40%") in text
+    assert text.splitlines()[-1] == (
+        "  within 2.0 mIoU points of the best row on 1 of 2 shifts (1 of 1 held out); the "
+        "picks' median gap closed, held out: 40%")
+    assert record["label_free_picks"]["counts"] == {
+        "all": {"near_best": 1, "shifts": 2}, "held_out": {"near_best": 1, "shifts": 1},
+        "median_gap_closed_held_out": pytest.approx(0.4)}
     json.dumps(record)

@@ -47,20 +47,30 @@ def median_gaps(gaps_by_shift, heldout):
     return medians
 
 
-def pick_lines(picks, heldout):
-    """(lines, JSON-ready counts) of each shift's label-free pick and how many were
-    within ranking.NEAR_BEST of the best row, over all shifts and the held-out ones."""
+def pick_lines(picks, gaps, heldout):
+    """(lines, JSON-ready counts) of each shift's label-free pick, the share of the gap
+    it closes (`gaps`: {shift: {row: gap closed}}), how many picks were within
+    ranking.NEAR_BEST of the best row, over all shifts and the held-out ones, and the
+    picks' median gap closed over the held-out shifts: the figure of the package's
+    recommendation, to run the rows and ship the pick."""
+    pick_gaps = {shift: gaps.get(shift, {}).get(record["pick"])
+                 for shift, record in picks.items()}
     lines = [f"label-free pick by {next(iter(picks.values()))['criterion']}:"]
     lines += [f"  {shift}{HELDOUT_MARK if shift in heldout else ''}: "
-              f"{ranking.pick_text(record, tables.TITLES)}" for shift, record in picks.items()]
+              f"{ranking.pick_text(record, tables.TITLES)}; gap closed "
+              f"{report.gap_percent(pick_gaps[shift])}" for shift, record in picks.items()]
     counts = {}
     for name, shifts in (("all", list(picks)), ("held_out", [s for s in picks if s in heldout])):
         near = sum(picks[shift]["near_best"] for shift in shifts)
         counts[name] = {"near_best": near, "shifts": len(shifts)}
+    measured = [pick_gaps[shift] for shift in picks
+                if shift in heldout and pick_gaps[shift] is not None]
+    counts["median_gap_closed_held_out"] = statistics.median(measured) if measured else None
     lines.append(f"  within {report.percent(ranking.NEAR_BEST)} mIoU points of the best row on "
                  f"{counts['all']['near_best']} of {counts['all']['shifts']} shifts "
                  f"({counts['held_out']['near_best']} of {counts['held_out']['shifts']} "
-                 "held out)")
+                 "held out); the picks' median gap closed, held out: "
+                 f"{report.gap_percent(counts['median_gap_closed_held_out'])}")
     return lines, counts
 
 
@@ -101,7 +111,7 @@ def summary(scores_by_shift, heldout=demo_shifts.HELDOUT_SHIFTS, picks=None):
               "held_out": list(heldout),
               "median_gap_closed_held_out": {row: medians[row] for row in rows}}
     if picks:
-        lines, counts = pick_lines(picks, heldout)
+        lines, counts = pick_lines(picks, gaps, heldout)
         text += "\n\n" + "\n".join(lines)
         record["label_free_picks"] = {"shifts": picks, "counts": counts}
     return text, record
