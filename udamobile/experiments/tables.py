@@ -186,6 +186,21 @@ def _labelled_target(configs, rank_by):
     return False
 
 
+def _finished_rows(table, workdir, rows, labelled, rank_by):
+    """(scores {row: scores}, or None for a target without labels; their printed
+    text; JSON-ready rows; the label-free ranking, or None) of the finished `rows`."""
+    if labelled:
+        scores = {row: table_rows.row_scores(workdir, row) for row in rows}
+        text, json_rows = comparison(table, scores)
+    else:
+        scores, text, json_rows = None, "", {row: {"title": TITLES[row]} for row in rows}
+    if not rank_by:
+        return scores, text, json_rows, None
+    ranked, images = ranking.table_ranking(workdir, rows, rank_by, scores)
+    ranking_text = ranking.ranking_text(ranked, TITLES, images)
+    return scores, f"{text}\n\n{ranking_text}" if text else ranking_text, json_rows, ranked
+
+
 def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, rank_by=None):
     """Runs (or resumes) the rows of table `number`; returns {row: scores} (None if dry,
     or for a target without a labelled val split). With `rank_by` (a criterion of
@@ -221,26 +236,19 @@ def run_table(number, *, preset, workdir, overrides, rows=None, dry_run=False, r
     seconds = table_rows.run_rows(selected, commands, workdir, configs)
     cfg = list(configs[selected[-1]].values())[-1]  # the last row's last stage
     protocol = config_lib.protocol(cfg)
-    if labelled:
-        scores = {row: table_rows.row_scores(workdir, row) for row in selected}
-        text, json_rows = comparison(table, scores)
-        heading = f"{protocol}-class protocol, IoU %: ours (preset {preset})" + (
-            " beside the paper's" if table.paper else "")
-    else:
-        scores, text, json_rows = None, "", {row: {"title": TITLES[row]} for row in selected}
-        heading = (f"preset {preset}; no labelled val split of {cfg.data.target}: the rows "
-                   "are ranked without labels")
+    heading = (f"{protocol}-class protocol, IoU %: ours (preset {preset})"
+               + (" beside the paper's" if table.paper else "")) if labelled else (
+        f"preset {preset}; no labelled val split of {cfg.data.target}: the rows are ranked "
+        "without labels")
+    scores, text, json_rows, ranked = _finished_rows(table, workdir, selected, labelled, rank_by)
     for row in selected:
         json_rows[row].update(command=commands[row], workdir=table_rows.row_dir(workdir, row),
                               seconds_this_run=seconds.get(row))
     notes = _caveats(table, cfg, protocol)
     record = {"table": number, "caption": table.caption, "preset": preset,
               "protocol": protocol, "rows": json_rows, "notes": notes}
-    if rank_by:
-        record["label_free_ranking"], images = ranking.table_ranking(workdir, selected, rank_by,
-                                                                     scores)
-        ranked = ranking.ranking_text(record["label_free_ranking"], TITLES, images)
-        text = f"{text}\n\n{ranked}" if text else ranked
+    if ranked:
+        record["label_free_ranking"] = ranked
     path = os.path.join(workdir, f"table{number}.json")
     files.write_json(path, record)
     print(f"\n{table.caption}, {heading}\n{text}\n" + "".join(f"{n}\n" for n in notes)
