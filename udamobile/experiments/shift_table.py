@@ -137,11 +137,12 @@ def run_suite(*, preset, workdir, overrides, rows=None, shifts=None, dry_run=Fal
     if dry_run:
         return None
     picks = {}
-    for shift in selected if rank_by else ():
-        record, _ = ranking.table_ranking(os.path.join(workdir, shift), list(scores[shift]),
-                                          rank_by, scores[shift])
-        if "near_best" in record:  # some row had signals to rank by
-            picks[shift] = record
+    for shift in selected if rank_by else ():  # each shift's ranking, as run_table wrote it
+        ranked = files.read_json(
+            os.path.join(workdir, shift, f"table{NUMBER}.json"), keys=("label_free_ranking",),
+            remedy="run the same command again")["label_free_ranking"]
+        if "near_best" in ranked:  # some row had signals to rank by
+            picks[shift] = ranked
     text, record = summary(scores, picks=picks)
     path = os.path.join(workdir, f"table{NUMBER}.json")
     files.write_json(path, {"table": NUMBER, "caption": tables.TABLES[NUMBER].caption,
